@@ -1,0 +1,42 @@
+# Swin-T (ImageNet-1k, official release) frozen encoder + one SegFormer All-MLP decoder per
+# task. Method configs set only `model.backbone.tuner` (and, for single-task full
+# fine-tuning, `model.backbone_per_task`).
+norm_cfg = dict(type='BN', requires_grad=True)  # `--cfg-options sync_bn=torch` on many GPUs
+data_preprocessor = dict(
+    type='MultiTaskDataPreProcessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    bgr_to_rgb=True,
+    size=(512, 512))
+model = dict(
+    type='MultiTaskEncoderDecoder',
+    tasks=('semseg', 'human_parts', 'sal', 'normals'),
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        type='PolyhistorSwin',
+        pretrain_img_size=224,
+        embed_dims=96,
+        depths=[2, 2, 6, 2],
+        num_heads=[3, 6, 12, 24],
+        window_size=7,
+        mlp_ratio=4,
+        qkv_bias=True,
+        drop_path_rate=0.1,
+        patch_norm=True,
+        out_indices=(0, 1, 2, 3),
+        tuner=dict(type='NoTuner'),  # frozen encoder; method configs replace it
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='pretrained/swin_tiny_patch4_window7_224.pth')),
+    decode_head=dict(
+        type='MultiTaskSegformerHead',
+        in_channels=[96, 192, 384, 768],
+        channels=256,
+        dropout_ratio=0.1,
+        norm_cfg=norm_cfg,
+        align_corners=False,
+        # reference weights for PASCAL; the paper reports uniform weights work as well
+        losses=dict(
+            semseg=dict(type='PixelCrossEntropyLoss', loss_weight=1.0),
+            human_parts=dict(type='PixelCrossEntropyLoss', loss_weight=2.0),
+            sal=dict(type='BalancedBCELoss', loss_weight=5.0),
+            normals=dict(type='NormalL1Loss', loss_weight=10.0))))

@@ -1,0 +1,13 @@
+"""mmpoly: parameter-efficient multi-task adaptation of hierarchical vision transformers.
+
+Importing the package registers every dataset, transform, model, tuner and metric into the
+MMSegmentation registries, so configs only need
+``custom_imports = dict(imports=['mmpoly'], allow_failed_imports=False)``.
+"""
+from . import datasets, evaluation, models  # noqa: F401  (registration side effects)
+from .tasks import ALL_TASKS, TASK_SPECS  # noqa: F401
+from .utils.checkpoint import allow_mmengine_checkpoints
+
+allow_mmengine_checkpoints()
+
+__version__ = '0.1.0'

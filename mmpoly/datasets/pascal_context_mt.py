@@ -1,0 +1,198 @@
+import json
+import logging
+import os
+import os.path as osp
+import shutil
+import tempfile
+from typing import Dict, List, Optional, Sequence
+
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+from mmseg.registry import DATASETS
+
+from mmpoly.tasks import ALL_TASKS, check_tasks
+from .synthetic import VOC_CLASSES, make_synthetic_pascal_mt
+from .transforms.loading import PERSON_CLASS, read_object_classes
+
+VOC_PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
+               [0, 128, 128], [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0],
+               [192, 128, 0], [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128],
+               [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0], [0, 64, 128]]
+HUMAN_PARTS_CLASSES = ('background', 'head', 'torso', 'upper arm', 'lower arm', 'upper leg',
+                       'lower leg')
+
+
+def _require(path: str, what: str) -> str:
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    return path
+
+
+def _generate_once(data_root: str, **kwargs) -> None:
+    """Generate the synthetic dataset at ``data_root`` unless another process wins.
+
+    The files are written to a temporary directory beside ``data_root`` and renamed into
+    place, so a reader never sees a half-written root.
+    """
+    parent = osp.dirname(osp.abspath(data_root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(data_root)}.', dir=parent)
+    try:
+        make_synthetic_pascal_mt(tmp, **kwargs)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
+        try:
+            os.rename(tmp, data_root)
+        except OSError:
+            if not osp.isdir(data_root):
+                raise
+            # Another process renamed its copy first: keep that one.
+        else:
+            print_log(f'generated a synthetic PASCAL_MT dataset at {data_root}', 'current')
+    finally:
+        if osp.isdir(tmp):
+            shutil.rmtree(tmp)
+
+
+@DATASETS.register_module()
+class PascalContextMTDataset(BaseDataset):
+    """PASCAL-Context multi-task (PASCAL_MT): semseg, human parts, saliency, normals.
+
+    Reads the layout of shared/spec/benchmark.md. Every file a sample needs is checked when
+    the data list is built; a missing one raises ``FileNotFoundError`` naming it.
+
+    Human parts follow the reference: the ``ImageSets/Parts/<split>.txt`` cache (image id ->
+    class ids of the annotated objects, -1 for an empty mask) says which images contain a
+    person; it is built from ``human_parts/`` when missing or stale (written if the
+    directory is writable, else kept in memory). An image without a person with parts has
+    an all-255 human-parts label (ignored by the loss, skipped by the metric); unlike the
+    reference it is kept even when human_parts is the only task, since batching works.
+
+    Args:
+        data_root (str): the ``PASCAL_MT`` directory.
+        split (str): reads ``ImageSets/Context/{split}.txt``. Default: 'train'.
+        tasks (Sequence[str]): any subset of ``mmpoly.tasks.ALL_TASKS``. Default: all.
+        pipeline (list): data transforms. Default: [].
+        test_mode (bool): as in ``BaseDataset``. Default: False.
+        auto_generate (dict, optional): when given and ``data_root`` does not exist, first
+            generate a synthetic dataset there with
+            ``make_synthetic_pascal_mt(data_root, **auto_generate)``. Default: None.
+        metainfo (dict, optional): entries that override ``METAINFO``.
+        **kwargs: the other ``BaseDataset`` arguments (``lazy_init``, ``serialize_data``,
+            ``indices``, ``max_refetch``, ...).
+
+    Each data info has ``img_path``, ``img_id``, ``tasks``, ``label_paths`` (task -> path),
+    and, with those tasks, ``context_label_path`` (the LabelMap of the normals' validity
+    mask) and ``has_human_parts`` (the image contains a person, per the Parts cache).
+    """
+
+    METAINFO = dict(
+        tasks=ALL_TASKS,
+        semseg_classes=VOC_CLASSES,
+        semseg_palette=VOC_PALETTE,
+        human_parts_classes=HUMAN_PARTS_CLASSES,
+        human_parts_palette=VOC_PALETTE[:len(HUMAN_PARTS_CLASSES)],
+        # mmseg's visualizer reads 'classes' and 'palette': the semseg ones.
+        classes=VOC_CLASSES,
+        palette=VOC_PALETTE)
+
+    def __init__(self,
+                 data_root: str,
+                 split: str = 'train',
+                 tasks: Sequence[str] = ALL_TASKS,
+                 pipeline: Sequence = (),
+                 test_mode: bool = False,
+                 auto_generate: Optional[dict] = None,
+                 metainfo: Optional[dict] = None,
+                 **kwargs):
+        self.split = split
+        self.tasks = check_tasks(tasks, where=f'{self.__class__.__name__}.tasks')
+        if auto_generate is not None and not osp.exists(data_root):
+            _generate_once(data_root, **auto_generate)
+        super().__init__(
+            data_root=data_root,
+            metainfo=dict(metainfo or {}, tasks=self.tasks),
+            pipeline=list(pipeline),
+            test_mode=test_mode,
+            **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        root = self.data_root
+        if not osp.isdir(root):
+            raise FileNotFoundError(
+                f'PASCAL_MT data_root not found: {root} (pass auto_generate=dict() to '
+                'generate a synthetic dataset there)')
+        split_file = _require(osp.join(root, 'ImageSets', 'Context', f'{self.split}.txt'),
+                              f'split file of split {self.split!r}')
+        with open(split_file) as f:
+            img_ids = [line.strip() for line in f if line.strip()]
+        if not img_ids:
+            raise ValueError(f'split file {split_file} lists no image')
+
+        data_list = [self._data_info(img_id) for img_id in img_ids]
+        if 'human_parts' in self.tasks:
+            objects = self._parts_cache(data_list)
+            for info in data_list:
+                info['has_human_parts'] = PERSON_CLASS in objects[info['img_id']]
+        return data_list
+
+    def _data_info(self, img_id: str) -> dict:
+        root = self.data_root
+        info = dict(
+            img_path=_require(osp.join(root, 'JPEGImages', f'{img_id}.jpg'), 'image'),
+            img_id=img_id,
+            tasks=self.tasks,
+            label_paths={})
+        paths = info['label_paths']
+        if 'semseg' in self.tasks:
+            voc = osp.join(root, 'semseg', 'VOC12', f'{img_id}.png')
+            context = osp.join(root, 'semseg', 'pascal-context', f'{img_id}.png')
+            if not osp.isfile(voc) and not osp.isfile(context):
+                raise FileNotFoundError(
+                    f'semseg label of {img_id} not found: neither {voc} nor {context}')
+            paths['semseg'] = voc if osp.isfile(voc) else context
+        if 'human_parts' in self.tasks:
+            paths['human_parts'] = _require(
+                osp.join(root, 'human_parts', f'{img_id}.mat'), 'human_parts label')
+        if 'sal' in self.tasks:
+            paths['sal'] = _require(
+                osp.join(root, 'sal_distill', f'{img_id}.png'), 'sal label')
+        if 'normals' in self.tasks:
+            paths['normals'] = _require(
+                osp.join(root, 'normals_distill', f'{img_id}.png'), 'normals label')
+            info['context_label_path'] = _require(
+                osp.join(root, 'pascal-context', 'trainval', f'{img_id}.mat'),
+                'PASCAL-Context LabelMap (normals validity)')
+        return info
+
+    def _parts_cache(self, data_list: List[dict]) -> Dict[str, List[int]]:
+        """Image id -> object class ids, read from or written to the Parts cache."""
+        cache_file = osp.join(self.data_root, 'ImageSets', 'Parts', f'{self.split}.txt')
+        img_ids = [info['img_id'] for info in data_list]
+        if osp.isfile(cache_file):
+            try:
+                with open(cache_file) as f:
+                    objects = json.load(f)
+                if set(img_ids) <= set(objects):
+                    return objects
+            except ValueError:
+                pass
+            print_log(f'{cache_file} is stale or corrupt; rebuilding it', 'current',
+                      level=logging.WARNING)
+        print_log(f'building the human-parts cache of {len(img_ids)} images (only once)',
+                  'current')
+        objects = {
+            info['img_id']: read_object_classes(info['label_paths']['human_parts'])
+            for info in data_list
+        }
+        # Write a temporary file and rename it, so concurrent ranks never read half a file.
+        try:
+            os.makedirs(osp.dirname(cache_file), exist_ok=True)
+            with tempfile.NamedTemporaryFile(
+                    'w', dir=osp.dirname(cache_file), suffix='.tmp', delete=False) as f:
+                json.dump(objects, f)
+            os.chmod(f.name, 0o644)  # NamedTemporaryFile makes it private
+            os.replace(f.name, cache_file)
+        except OSError as e:
+            print_log(f'cannot write {cache_file} ({e}); keeping the cache in memory',
+                      'current', level=logging.WARNING)
+        return objects

@@ -1,0 +1,15 @@
+"""Metrics (registered in mmseg's ``METRICS``) and the pure functions behind them."""
+from .functional import (CLASS_NAMES, DEFAULT_REFERENCE, DEFAULT_SAL_THRESHOLDS,
+                         MAIN_METRICS, confusion_image_stats, delta_m, iou_scores,
+                         is_human_parts_evaluated, main_metric_key, normal_angles,
+                         normals_image_stats, normals_scores, quantize_probability,
+                         sal_image_stats, sal_scores)
+from .multi_task_metric import MultiTaskMetric
+
+__all__ = [
+    'MultiTaskMetric', 'CLASS_NAMES', 'DEFAULT_REFERENCE', 'DEFAULT_SAL_THRESHOLDS',
+    'MAIN_METRICS', 'confusion_image_stats', 'delta_m', 'iou_scores',
+    'is_human_parts_evaluated', 'main_metric_key', 'normal_angles',
+    'normals_image_stats', 'normals_scores', 'quantize_probability', 'sal_image_stats',
+    'sal_scores'
+]

@@ -1,0 +1,227 @@
+"""One metric for all PASCAL-Context multi-task tasks, plus the multi-task Δm."""
+import logging
+import math
+from typing import Dict, Optional, Sequence
+
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import MMLogger, print_log
+from prettytable import PrettyTable
+
+from mmseg.registry import METRICS
+from mmpoly.tasks import ALL_TASKS, TASK_SPECS, check_tasks
+from .functional import (CLASS_NAMES, DEFAULT_REFERENCE, DEFAULT_SAL_THRESHOLDS,
+                         confusion_image_stats, delta_m, iou_scores,
+                         is_human_parts_evaluated, main_metric_key, normals_image_stats,
+                         normals_scores, sal_image_stats, sal_scores)
+
+
+def _get_data(sample, name: str):
+    """``sample[name]['data']`` of a data-sample dict or ``sample.name.data``; None if
+    the field is absent."""
+    if isinstance(sample, dict):
+        field = sample.get(name)
+    else:
+        field = getattr(sample, name, None)
+    if field is None:
+        return None
+    if isinstance(field, dict):
+        return field.get('data')
+    return getattr(field, 'data', field)
+
+
+@METRICS.register_module()
+class MultiTaskMetric(BaseMetric):
+    """Reference evaluation of PASCAL-Context multi-task, and Δm.
+
+    Follows Multi-Task-Learning-PyTorch's offline evaluation
+    (``evaluation/eval_*.py``) on predictions at the original image size:
+
+    - semseg / human_parts: per-class tp, fp, fn summed over the split (label 255
+      skipped), IoU = tp / max(tp + fp + fn, 1e-8), mIoU = mean over all 21 / 7
+      classes (a class absent from labels and predictions counts as 0, as in the
+      reference). human_parts skips an image whose label is a single value 0 or 255
+      (no person), exactly the reference's test.
+    - sal: probability quantised to uint8 by truncation (the reference's PNG), salient
+      where ``q / 255 > t`` (compared in float32, as the reference); per image and
+      threshold Jaccard, precision, recall (``jaccard.py``), averaged over images;
+      F = 2PR / (P + R) on the averages. ``sal/mIoU`` and ``sal/maxF`` are the maxima
+      over thresholds. Deviation: label pixels equal to 255 are excluded (as void
+      pixels) and an image without any valid pixel is skipped; the reference's labels
+      have no ignore value.
+    - normals: prediction and label normalised, angle = degrees(arccos(clip(<p, g>,
+      -1, 1))) per valid (non-zero label) pixel, pooled over the split: mean (mErr),
+      median, rmse, % under 11.25 / 22.5 / 30 degrees (strict). Sums are exact
+      (float64 fsum, int64 counts); the median comes from a histogram summed over
+      images, exact to ``normals_bin_width / 2`` degrees. Deviation: by default the
+      prediction is not put through the reference's 8-bit PNG round trip (which adds
+      about 0.1-0.4 degrees of quantisation error per pixel); set
+      ``quantize_normals=True`` to reproduce it. Angles are computed in float64
+      (reference: float32).
+    - delta_m: (1/T) sum_t (-1)^{l_t} (M_t - M_t^ref) / M_t^ref x 100 over the
+      evaluated tasks that have a reference value and a result, with M = semseg
+      mIoU, human_parts mIoU, sal mIoU, normals mErr (lower is better). Omitted when
+      no task can be compared (e.g. ``reference={}``).
+
+    ``process`` keeps one small record of per-image statistics per sample (never a
+    map), so mmengine's ``collect_results`` (which keeps one entry per dataset sample
+    and drops the padding of distributed samplers) gives the same numbers on any
+    number of ranks. A sample without ``gt_<task>`` is skipped for that task.
+
+    Returned keys (percent / degrees): 'semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU',
+    'sal/maxF', 'normals/mErr', 'normals/median', 'normals/rmse', 'normals/11.25',
+    'normals/22.5', 'normals/30' (only those of ``tasks``) and 'delta_m'. Per-class
+    IoU and per-task image counts are printed in the log tables.
+
+    Args:
+        tasks (Sequence[str]): tasks to evaluate. Default: all four.
+        reference (dict, optional): task -> single-task value of its main metric for
+            Δm. Default (None): the paper's Swin-T numbers (semseg 67.21, human_parts
+            61.93, sal 62.35, normals 17.97).
+        sal_thresholds (Sequence[float]): saliency thresholds. Default:
+            ``np.linspace(0.2, 0.9, 15)``.
+        quantize_normals (bool): reproduce the reference's 8-bit PNG round trip of
+            predicted normals. Default: False.
+        normals_bin_width (float): histogram bin (degrees) for the median. Default:
+            0.05 (about 10 KB per image; 0.01 would need about 40 KB).
+        ignore_index (int): ignore label of class maps and saliency. Default: 255.
+        collect_device (str): 'cpu' or 'gpu', see ``BaseMetric``. Default: 'cpu'.
+        prefix (str, optional): prefix of the metric names. Default: None.
+        collect_dir (str, optional): temporary directory for ``collect_device='cpu'``.
+    """
+    default_prefix: Optional[str] = None
+
+    def __init__(self,
+                 tasks: Sequence[str] = ALL_TASKS,
+                 reference: Optional[Dict[str, float]] = None,
+                 sal_thresholds: Sequence[float] = DEFAULT_SAL_THRESHOLDS,
+                 quantize_normals: bool = False,
+                 normals_bin_width: float = 0.05,
+                 ignore_index: int = 255,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None,
+                 collect_dir: Optional[str] = None,
+                 **kwargs) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix,
+                         collect_dir=collect_dir)
+        if kwargs:
+            raise TypeError(f'{self.__class__.__name__}: unexpected args {list(kwargs)}')
+        self.tasks = check_tasks(tasks, where=f'{self.__class__.__name__}.tasks')
+        reference = dict(DEFAULT_REFERENCE if reference is None else reference)
+        for task, value in reference.items():
+            if task not in TASK_SPECS:
+                raise ValueError(f'reference: unknown task {task!r}')
+            if not value > 0:
+                raise ValueError(f'reference[{task!r}] must be positive, got {value}')
+        self.reference = reference
+        self.sal_thresholds = tuple(float(t) for t in sal_thresholds)
+        if not self.sal_thresholds:
+            raise ValueError('sal_thresholds must not be empty')
+        self.quantize_normals = quantize_normals
+        if not 0 < normals_bin_width <= 180:
+            raise ValueError(f'normals_bin_width must be in (0, 180], got '
+                             f'{normals_bin_width}')
+        self.normals_bin_width = float(normals_bin_width)
+        self.ignore_index = ignore_index
+
+    # ---------------------------------------------------------------- per image
+    def image_stats(self, data_sample) -> dict:
+        """Statistics of one data sample (dict or data-sample object), per task."""
+        record = {}
+        for task in self.tasks:
+            gt = _get_data(data_sample, f'gt_{task}')
+            if gt is None:
+                continue  # this sample has no label for the task
+            pred = _get_data(data_sample, f'pred_{task}')
+            if pred is None:
+                raise KeyError(f'{self.__class__.__name__}: sample has gt_{task} but no '
+                               f'pred_{task}; restrict the metric with tasks=[...]')
+            if task in CLASS_NAMES:
+                if task == 'human_parts' and not is_human_parts_evaluated(gt):
+                    continue
+                stats = confusion_image_stats(pred, gt, TASK_SPECS[task].num_outputs,
+                                              self.ignore_index)
+            elif task == 'sal':
+                stats = sal_image_stats(pred, gt, self.sal_thresholds, self.ignore_index)
+            else:
+                stats = normals_image_stats(pred, gt, quantize=self.quantize_normals,
+                                            bin_width=self.normals_bin_width)
+            if stats is not None:
+                record[task] = stats
+        return record
+
+    def process(self, data_batch, data_samples: Sequence) -> None:
+        """Store the per-image statistics of a batch (one record per sample)."""
+        for data_sample in data_samples:
+            self.results.append(self.image_stats(data_sample))
+
+    # ---------------------------------------------------------------- whole split
+    def compute_task_scores(self, results: list) -> Dict[str, dict]:
+        """Full scores per task (with per-class / per-threshold details)."""
+        scores = {}
+        for task in self.tasks:
+            stats = [r[task] for r in results if task in r]
+            if task in CLASS_NAMES:
+                scores[task] = iou_scores(stats)
+            elif task == 'sal':
+                scores[task] = sal_scores(stats)
+            else:
+                scores[task] = normals_scores(stats, self.normals_bin_width)
+        return scores
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        """Combine the collected per-image statistics into the split's metrics."""
+        logger: MMLogger = MMLogger.get_current_instance()
+        scores = self.compute_task_scores(results)
+        metrics = {}
+        for task in self.tasks:
+            s = scores[task]
+            if s['num_images'] == 0:
+                print_log(f'{self.__class__.__name__}: no image evaluated for {task}; '
+                          'its metrics are NaN', logger=logger, level=logging.WARNING)
+            if task in CLASS_NAMES:
+                metrics[f'{task}/mIoU'] = s['mIoU']
+            elif task == 'sal':
+                metrics['sal/mIoU'] = s['mIoU']
+                metrics['sal/maxF'] = s['maxF']
+            else:
+                for k in ('mErr', 'median', 'rmse', '11.25', '22.5', '30'):
+                    metrics[f'normals/{k}'] = s[k]
+        dm = delta_m(metrics, self.reference, tasks=self.tasks)
+        if dm is not None:
+            metrics['delta_m'] = dm
+        self._log_tables(scores, metrics, logger)
+        return metrics
+
+    def _log_tables(self, scores: dict, metrics: dict, logger) -> None:
+        """Print per-class IoU tables and one summary table with Δm."""
+        for task in self.tasks:
+            if task not in CLASS_NAMES or scores[task]['num_images'] == 0:
+                continue
+            table = PrettyTable(field_names=['Class', 'IoU'])
+            for name, iou in zip(CLASS_NAMES[task], scores[task]['IoU']):
+                table.add_row([name, f'{iou:.2f}'])
+            print_log(f'{task} per-class IoU:\n' + table.get_string(), logger=logger)
+
+        table = PrettyTable(field_names=['Task', 'Metric', 'Value', 'Reference',
+                                         'Rel. diff %', 'Images'])
+        for task in self.tasks:
+            main = main_metric_key(task)
+            for key, value in metrics.items():
+                if not key.startswith(task + '/'):
+                    continue
+                ref = rel = ''
+                if key == main and task in self.reference:
+                    ref_v = self.reference[task]
+                    ref = f'{ref_v:.2f}'
+                    if math.isfinite(value):
+                        sign = -1 if TASK_SPECS[task].lower_is_better else 1
+                        rel = f'{sign * (value - ref_v) / ref_v * 100:+.2f}'
+                table.add_row([task, key.split('/', 1)[1], f'{value:.2f}', ref, rel,
+                               scores[task]['num_images']])
+        dm = metrics.get('delta_m')
+        table.add_row(['all', 'delta_m', 'n/a' if dm is None else f'{dm:+.2f}', '', '',
+                       ''])
+        print_log('Multi-task results:\n' + table.get_string(), logger=logger)
+
+
+__all__ = ['MultiTaskMetric']

@@ -1,0 +1,3 @@
+from .polyhistor_swin import PolyhistorSwin
+
+__all__ = ['PolyhistorSwin']

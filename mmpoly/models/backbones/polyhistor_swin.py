@@ -1,0 +1,366 @@
+"""Swin Transformer with a tuner: mmseg's Swin, unmodified, plus the tuner's extension points.
+
+The upstream modules and weights are used as they are; this file only re-states the order in
+which a Swin layer calls them (``_layer``, ``_shifted_window_attention``,
+``_window_attention``) so that a tuner can act at fixed points of every layer. With the
+default (identity) tuner the output equals upstream ``SwinTransformer`` before its output norms
+(a test checks it). The output norms live in the decoders: every task has its own.
+
+Reading order: the model, its forward, one layer, the windowed attention, then checkpoint
+conversion from the official release and from mmpretrain.
+"""
+import os
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.runner import CheckpointLoader
+from torch import Tensor
+
+from mmseg.models.backbones import SwinTransformer
+from mmseg.registry import MODELS
+from ...tasks import ALL_TASKS
+from ..tuners.base import BaseTuner, LayerInfo
+
+
+@MODELS.register_module()
+class PolyhistorSwin(SwinTransformer):
+    """Swin Transformer whose layers call a tuner.
+
+    Args:
+        tasks: task names; task-specific tuners keep one part per task.
+        tuner: config of the tuner (``None``: frozen backbone, nothing added).
+        task_batching: 'stacked' runs the backbone once on a task-stacked batch of T*B
+            images; 'loop' runs it T times on B images (same result, for benchmarks).
+        **kwargs: arguments of mmseg's ``SwinTransformer`` (depths, embed_dims, ...).
+            ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads official Swin,
+            mmseg or mmpretrain checkpoints.
+
+    The forward returns the four stage outputs, before any output norm, with ``T*B`` rows
+    (task-major) when the tuner is task-specific and ``B`` rows otherwise.
+    """
+
+    def __init__(self,
+                 tasks: Sequence[str] = ALL_TASKS,
+                 tuner: Optional[dict] = None,
+                 task_batching: str = 'stacked',
+                 **kwargs):
+        if task_batching not in ('stacked', 'loop'):
+            raise ValueError(f"PolyhistorSwin.task_batching must be 'stacked' or 'loop', "
+                             f'got {task_batching!r}')
+        super().__init__(**kwargs)
+        self.task_batching = task_batching
+        # activation checkpointing per layer (upstream keeps the flag in its blocks only)
+        self.with_cp = kwargs.get('with_cp', False)
+        # Output norms belong to each task's decoder (the paper counts them there).
+        for i in self.out_indices:
+            delattr(self, f'norm{i}')
+        self.layer_infos = self._describe_layers(kwargs.get('window_size', 7))
+        tuner = dict(type='BaseTuner') if tuner is None else tuner
+        self.tuner: BaseTuner = MODELS.build(
+            tuner, default_args=dict(layers=self.layer_infos, tasks=tuple(tasks)))
+        self.tuner.attach(self)
+        self._freeze()
+        self._shift_masks: Dict[tuple, Tensor] = {}
+
+    def _describe_layers(self, window_size: int) -> List[LayerInfo]:
+        infos = []
+        base_dim = self.num_features[0]
+        for i, stage in enumerate(self.stages):
+            for j, block in enumerate(stage.blocks):
+                wmsa = block.attn.w_msa
+                infos.append(
+                    LayerInfo(
+                        index=len(infos),
+                        stage=i,
+                        index_in_stage=j,
+                        dim=wmsa.embed_dims,
+                        num_heads=wmsa.num_heads,
+                        mlp_hidden=block.ffn.feedforward_channels,
+                        scale=wmsa.embed_dims // base_dim,
+                        name=f'stages.{i}.blocks.{j}',
+                        window_size=window_size))
+        return infos
+
+    def _freeze(self) -> None:
+        """The one place that decides what is trained in the encoder."""
+        for name, param in self.named_parameters():
+            if not name.startswith('tuner.'):
+                param.requires_grad_(self.tuner.trains_backbone)
+
+    @property
+    def task_specific(self) -> bool:
+        return self.tuner.task_specific
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: Tensor) -> List[Tensor]:
+        tuner = self.tuner
+        tuner.before_forward()
+        if not tuner.task_specific:
+            tuner.set_active_task(None)
+            return self._forward_once(x)
+        if self.task_batching == 'stacked':
+            tuner.set_active_task(None)
+            return self._forward_once(x.repeat(tuner.num_tasks, 1, 1, 1))
+        per_task = []
+        for t in range(tuner.num_tasks):
+            tuner.set_active_task(t)
+            per_task.append(self._forward_once(x))
+        tuner.set_active_task(None)
+        return [torch.cat(level, dim=0) for level in zip(*per_task)]
+
+    def _forward_once(self, x: Tensor) -> List[Tensor]:
+        x, hw_shape = self.patch_embed(x)
+        if self.use_abs_pos_embed:
+            x = x + self.absolute_pos_embed
+        x = self.drop_after_pos(x)
+
+        outs = []
+        layers = iter(self.layer_infos)
+        for i, stage in enumerate(self.stages):
+            prompts = None  # prompts never cross a patch merging
+            for block in stage.blocks:
+                x, prompts = self._run_layer(block, next(layers), x, hw_shape, prompts)
+            out, out_hw_shape = x, hw_shape
+            if stage.downsample is not None:
+                x, hw_shape = stage.downsample(x, hw_shape)
+            if i in self.out_indices:
+                outs.append(
+                    out.view(-1, *out_hw_shape, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
+        return outs
+
+    def _run_layer(self, block, layer, x, hw_shape, prompts):
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            return cp.checkpoint(
+                self._layer, block, layer, x, hw_shape, prompts, use_reentrant=False)
+        return self._layer(block, layer, x, hw_shape, prompts)
+
+    def _layer(self, block, layer: LayerInfo, x: Tensor, hw_shape: Tuple[int, int],
+               carried: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """One Swin layer (upstream ``SwinBlock.forward``) with the tuner's hooks."""
+        tuner = self.tuner
+        prompts = tuner.layer_prompts(layer, carried, x.shape[0])
+
+        h = block.norm1(x)
+        p = None if prompts is None else block.norm1(prompts)
+        attn_out, p_attn = self._shifted_window_attention(block.attn, layer, h, hw_shape, p)
+        x = x + tuner.attn_branch(layer, x, attn_out)
+
+        ffn = block.ffn
+        mlp_out = ffn.dropout_layer(ffn.gamma2(ffn.layers(block.norm2(x))))
+        x = x + tuner.mlp_branch(layer, x, mlp_out)
+
+        if prompts is None or not tuner.carries_prompts:
+            return x, None
+        prompts = prompts + p_attn
+        prompts = prompts + ffn.dropout_layer(ffn.gamma2(ffn.layers(block.norm2(prompts))))
+        return x, prompts
+
+    def _shifted_window_attention(self, msa, layer: LayerInfo, x: Tensor,
+                                  hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
+        """Upstream ``ShiftWindowMSA.forward``; prompts join every window unshifted."""
+        B, L, C = x.shape
+        H, W = hw_shape
+        assert L == H * W, 'input feature has wrong size'
+        ws, shift = msa.window_size, msa.shift_size
+        x = x.view(B, H, W, C)
+        pad_r = (ws - W % ws) % ws
+        pad_b = (ws - H % ws) % ws
+        x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        H_pad, W_pad = x.shape[1], x.shape[2]
+        mask = None
+        if shift > 0:
+            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+            mask = self._shift_mask(msa, H_pad, W_pad, x.device)
+
+        windows = msa.window_partition(x).view(-1, ws * ws, C)
+        num_windows = (H_pad // ws) * (W_pad // ws)
+        if prompts is not None:
+            prompts = prompts.repeat_interleave(num_windows, dim=0)
+        windows, prompts = self._window_attention(msa.w_msa, layer, windows, mask,
+                                                  num_windows, prompts)
+
+        x = msa.window_reverse(windows.view(-1, ws, ws, C), H_pad, W_pad)
+        if shift > 0:
+            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+        x = x[:, :H, :W, :].reshape(B, H * W, C)
+        x = msa.drop(x)
+        if prompts is not None:
+            # one prompt output per image: the mean over the windows that saw it
+            prompts = msa.drop(prompts.view(B, num_windows, *prompts.shape[1:]).mean(1))
+        return x, prompts
+
+    def _window_attention(self, wmsa, layer: LayerInfo, x: Tensor, mask: Optional[Tensor],
+                          num_windows: int, prompts: Optional[Tensor]):
+        """Upstream ``WindowMSA.forward`` with tuner hooks and optional prompt tokens.
+
+        Prompt tokens get no relative position bias and no shift mask: they attend to, and
+        are attended by, every token of the window.
+        """
+        tuner = self.tuner
+        Bw, N, C = x.shape
+        P = 0 if prompts is None else prompts.shape[1]
+        if P:
+            x = torch.cat([prompts, x], dim=1)
+        L = N + P
+        heads = wmsa.num_heads
+        qkv = tuner.linear(layer, 'qkv', wmsa.qkv, x)
+        q, k, v = qkv.reshape(Bw, L, 3, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q * wmsa.scale) @ k.transpose(-2, -1)
+
+        # all additive terms as one (tasks, 1, windows, heads, N, N) tensor
+        bias = wmsa.relative_position_bias_table[wmsa.relative_position_index.view(-1)]
+        bias = bias.view(N, N, heads).permute(2, 0, 1)[None, None, None]
+        task_bias = tuner.attn_bias(layer)
+        if task_bias is not None:
+            bias = bias + task_bias[:, None, None]
+        if mask is not None:
+            bias = bias + mask[None, None, :, None]
+        if P:
+            bias = F.pad(bias, (P, 0, P, 0))
+        groups = bias.shape[0]
+        attn = attn.view(groups, -1, bias.shape[2], heads, L, L) + bias
+        attn = wmsa.softmax(attn.view(Bw, heads, L, L))
+        attn = wmsa.attn_drop(attn)
+
+        x = (attn @ v).transpose(1, 2).reshape(Bw, L, C)
+        x = wmsa.proj_drop(tuner.linear(layer, 'proj', wmsa.proj, x))
+        if P:
+            return x[:, P:], x[:, :P]
+        return x, None
+
+    def _shift_mask(self, msa, H_pad: int, W_pad: int, device) -> Tensor:
+        """Upstream's SW-MSA mask (windows, N, N), cached per padded size."""
+        key = (H_pad, W_pad, msa.window_size, msa.shift_size, str(device))
+        if key not in self._shift_masks:
+            ws, shift = msa.window_size, msa.shift_size
+            img_mask = torch.zeros((1, H_pad, W_pad, 1), device=device)
+            slices = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+            cnt = 0
+            for h in slices:
+                for w in slices:
+                    img_mask[:, h, w, :] = cnt
+                    cnt += 1
+            mask_windows = msa.window_partition(img_mask).view(-1, ws * ws)
+            diff = mask_windows.unsqueeze(1) - mask_windows.unsqueeze(2)
+            self._shift_masks[key] = diff.masked_fill(diff != 0, -100.0).masked_fill(
+                diff == 0, 0.0)
+        return self._shift_masks[key]
+
+    # ------------------------------------------------------------- weights
+    def init_weights(self) -> None:
+        """Random init, or the pretrained checkpoint of ``init_cfg``; then the tuner's init."""
+        if self.init_cfg is None or 'checkpoint' not in self.init_cfg:
+            init_cfg, self.init_cfg = self.init_cfg, None
+            super().init_weights()  # upstream random init (touches every Linear)
+            self.init_cfg = init_cfg
+        else:
+            self.load_pretrained(self.init_cfg['checkpoint'])
+        self.tuner.init_weights()
+        self._freeze()
+
+    def load_pretrained(self, path: str) -> None:
+        """Load official Swin, mmseg or mmpretrain weights; missing weights are an error."""
+        if '://' not in path and not os.path.isfile(path):
+            raise FileNotFoundError(
+                f'pretrained backbone checkpoint {path} not found (model.backbone.init_cfg.'
+                f'checkpoint); download it, or set model.backbone.init_cfg=None to start '
+                f'from random weights')
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='silent')
+        state_dict = convert_swin_checkpoint(ckpt)
+        own = {k: v for k, v in self.state_dict().items()
+               if not k.startswith('tuner.') and 'relative_position_index' not in k}
+        missing = sorted(set(own) - set(state_dict))
+        if missing:
+            raise KeyError(f'checkpoint {path} is not a Swin checkpoint for this backbone: '
+                           f'{len(missing)} weights are missing, e.g. {missing[:5]}')
+        loaded = OrderedDict()
+        for key, target in own.items():
+            value = state_dict[key]
+            if 'relative_position_bias_table' in key and value.shape != target.shape:
+                value = resize_rel_pos_table(value, target.shape, key, path)
+            if value.shape != target.shape:
+                raise ValueError(f'checkpoint {path}: {key} has shape {tuple(value.shape)}, '
+                                 f'the backbone expects {tuple(target.shape)}')
+            loaded[key] = value
+        self.load_state_dict(loaded, strict=False)
+        print_log(f'PolyhistorSwin: loaded {len(loaded)} pretrained weights from {path}',
+                  logger='current')
+
+
+def resize_rel_pos_table(table: Tensor, shape, key: str, path: str) -> Tensor:
+    """Bicubic resize of a relative position bias table to another window size."""
+    (L1, heads1), (L2, heads2) = table.shape, shape
+    if heads1 != heads2:
+        raise ValueError(f'checkpoint {path}: {key} has {heads1} heads, expected {heads2}')
+    S1, S2 = int(L1**0.5), int(L2**0.5)
+    resized = F.interpolate(
+        table.permute(1, 0).reshape(1, heads1, S1, S1), size=(S2, S2), mode='bicubic')
+    return resized.view(heads2, L2).permute(1, 0).contiguous()
+
+
+# ------------------------------------------------------------ checkpoint conversion
+def convert_swin_checkpoint(ckpt: dict) -> Dict[str, Tensor]:
+    """Keys of an official / mmseg / mmpretrain Swin checkpoint in mmseg's naming."""
+    state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
+    state_dict = {k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    if any(k.startswith('layers.') for k in state_dict):
+        return convert_official_swin(state_dict)
+    state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
+                  if k.startswith('backbone.')} or state_dict
+    if ('stages.1.downsample.reduction.weight' in state_dict
+            and 'stages.0.downsample.reduction.weight' not in state_dict):
+        return convert_mmpretrain_swin(state_dict)
+    return state_dict
+
+
+def convert_official_swin(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """microsoft/Swin-Transformer release -> mmseg keys.
+
+    The official patch merging concatenates the 2x2 neighbours as (0,0), (1,0), (0,1), (1,1);
+    mmseg's ``nn.Unfold`` order is channel-major over (0,0), (0,1), (1,0), (1,1), so the
+    reduction weight's input columns and the norm's entries are permuted.
+    """
+    out = OrderedDict()
+    for k, v in state_dict.items():
+        if k.startswith('head') or k.startswith('norm.'):
+            continue
+        if k.startswith('layers.'):
+            k = k.replace('layers.', 'stages.', 1)
+            k = k.replace('.attn.', '.attn.w_msa.')
+            k = k.replace('.mlp.fc1.', '.ffn.layers.0.0.').replace('.mlp.fc2.', '.ffn.layers.1.')
+            if '.downsample.reduction.' in k:
+                v = _unfold_order_reduction(v)
+            elif '.downsample.norm.' in k:
+                v = _unfold_order_norm(v)
+        elif k.startswith('patch_embed.proj.'):
+            k = k.replace('patch_embed.proj.', 'patch_embed.projection.')
+        out[k] = v
+    return out
+
+
+def _unfold_order_reduction(w: Tensor) -> Tensor:
+    out_c, in_c = w.shape
+    w = w.reshape(out_c, 4, in_c // 4)
+    return w[:, [0, 2, 1, 3], :].transpose(1, 2).reshape(out_c, in_c)
+
+
+def _unfold_order_norm(v: Tensor) -> Tensor:
+    in_c = v.shape[0]
+    return v.reshape(4, in_c // 4)[[0, 2, 1, 3], :].transpose(0, 1).reshape(in_c)
+
+
+def convert_mmpretrain_swin(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """mmpretrain Swin -> mmseg keys: mmpretrain merges patches at the start of stage i,
+    mmseg at the end of stage i - 1 (both use ``nn.Unfold``, so no reordering)."""
+    out = OrderedDict()
+    for k, v in state_dict.items():
+        parts = k.split('.')
+        if k.startswith('stages.') and parts[2] == 'downsample':
+            parts[1] = str(int(parts[1]) - 1)
+            k = '.'.join(parts)
+        out[k] = v
+    return out

@@ -1,0 +1,3 @@
+from .multi_task_segformer_head import MultiTaskSegformerHead
+
+__all__ = ['MultiTaskSegformerHead']

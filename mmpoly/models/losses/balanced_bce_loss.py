@@ -1,0 +1,92 @@
+"""Class-balanced binary cross-entropy for saliency."""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+
+from .utils import flatten_label
+
+
+@MODELS.register_module()
+class BalancedBCELoss(nn.Module):
+    r"""HED-style balanced binary cross-entropy on logits.
+
+    With :math:`w` the fraction of negative pixels among the valid pixels of the
+    batch, :math:`p = \sigma(x)` and valid pixels :math:`V`:
+
+    .. math::
+        L = \frac{1}{|V|} \sum_{i \in V} -w\, y_i \log p_i - (1 - w)(1 - y_i) \log(1 - p_i)
+
+    This matches the reference ``BalancedCrossEntropyLoss(size_average=True)`` of
+    Multi-Task-Learning-PyTorch (the loss used for PASCAL saliency there): ``w`` is
+    computed once per *batch* (not per image), the weighted positive and negative
+    terms are *summed* over the batch and the sum is divided by the number of pixels
+    of the batch. A label counts as positive when it is >= 0.5. The one deviation:
+    the reference divides by every pixel of the batch (it never passes ignore regions
+    for saliency); here pixels equal to ``ignore_index`` (padding) are dropped from the
+    sums, from ``w`` and from the divisor, so both agree when nothing is ignored.
+    As in the reference ``w`` is a constant (no gradient), and a batch with no positive
+    pixel gives ``w = 1`` and therefore a zero loss. ``log p`` and ``log(1 - p)`` use
+    ``logsigmoid`` for numerical stability. An all-ignored batch gives an exact,
+    differentiable 0.
+
+    Args:
+        ignore_index (int): label value excluded from the loss. Default: 255.
+        loss_weight (float): multiplier of the loss. Default: 1.0.
+        loss_name (str): key of the loss in the loss dict. Default: 'loss_bce'.
+    """
+
+    def __init__(self,
+                 ignore_index: int = 255,
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_bce'):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.loss_weight = loss_weight
+        self._loss_name = loss_name
+
+    def forward(self,
+                pred: torch.Tensor,
+                target: torch.Tensor,
+                weight: Optional[torch.Tensor] = None,
+                ignore_index: Optional[int] = None,
+                **kwargs) -> torch.Tensor:
+        """Compute the loss.
+
+        Args:
+            pred: logits, (N, 1, H, W).
+            target: labels in {0, 1} (or probabilities, thresholded at 0.5),
+                (N, H, W) or (N, 1, H, W); ``ignore_index`` = no label.
+            weight: unsupported, must be None (kept for mmseg's call signature).
+            ignore_index: overrides the constructor's value when given.
+
+        Returns:
+            Scalar tensor.
+        """
+        if weight is not None:
+            raise NotImplementedError(f'{self.__class__.__name__} has no pixel weights')
+        ignore_index = self.ignore_index if ignore_index is None else ignore_index
+        if pred.dim() == 3:
+            pred = pred.unsqueeze(1)
+        target = flatten_label(target, pred, 1)
+        pred = pred.float()  # batch-wide sums overflow half precision
+        valid = target != ignore_index
+        pos = (valid & (target >= 0.5)).float()
+        neg = (valid & (target < 0.5)).float()
+        # clamp: an all-ignored batch has zero sums, hence an exact 0 still in the graph.
+        num_valid = valid.sum().clamp(min=1).float()
+        w = neg.sum() / num_valid  # fraction of negatives, a constant
+        loss_pos = -(F.logsigmoid(pred) * pos).sum()    # -log p on positives
+        loss_neg = -(F.logsigmoid(-pred) * neg).sum()   # -log(1-p) on negatives
+        loss = (w * loss_pos + (1 - w) * loss_neg) / num_valid
+        return self.loss_weight * loss
+
+    @property
+    def loss_name(self) -> str:
+        """Name of the loss item (mmseg convention)."""
+        return self._loss_name
+
+    def extra_repr(self) -> str:
+        return f'ignore_index={self.ignore_index}, loss_weight={self.loss_weight}'

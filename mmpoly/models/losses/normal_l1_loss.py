@@ -1,0 +1,64 @@
+"""Masked L1 loss for surface normals."""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from mmseg.registry import MODELS
+
+from .utils import flatten_label, masked_mean
+
+
+@MODELS.register_module()
+class NormalL1Loss(nn.Module):
+    """L1 between the L2-normalised predicted normal and the label, valid pixels only.
+
+    Matches the reference ``NormalsLoss(normalize=True, size_average=True, norm=1)``:
+    the prediction is divided by ``(||pred||_2 + 1e-12)`` per pixel, the absolute
+    differences are *summed over the valid elements* (3 per valid pixel) of the whole
+    batch and divided by the number of valid *elements*, i.e. the mean over valid
+    elements (= per-pixel L1 summed over x, y, z and divided by 3 x valid pixels).
+    The reference marks invalid normals with 255; here the label's zero vector marks
+    them (see ``mmpoly.tasks``). A batch without a valid pixel gives an exact,
+    differentiable 0.
+
+    Args:
+        loss_weight (float): multiplier of the loss. Default: 1.0.
+        loss_name (str): key of the loss in the loss dict. Default: 'loss_normal'.
+    """
+
+    def __init__(self, loss_weight: float = 1.0, loss_name: str = 'loss_normal'):
+        super().__init__()
+        self.loss_weight = loss_weight
+        self._loss_name = loss_name
+
+    def forward(self,
+                pred: torch.Tensor,
+                target: torch.Tensor,
+                weight: Optional[torch.Tensor] = None,
+                **kwargs) -> torch.Tensor:
+        """Compute the loss.
+
+        Args:
+            pred: unnormalised normals, (N, 3, H, W).
+            target: unit normals, (N, 3, H, W); the zero vector = no label.
+            weight: unsupported, must be None (kept for mmseg's call signature).
+            kwargs: ignored (e.g. ``ignore_index`` passed by mmseg heads).
+
+        Returns:
+            Scalar tensor.
+        """
+        if weight is not None:
+            raise NotImplementedError(f'{self.__class__.__name__} has no pixel weights')
+        pred = pred.float()  # batch-wide sums overflow half precision
+        target = flatten_label(target, pred, 3).float()
+        pred = pred / (torch.linalg.vector_norm(pred, dim=1, keepdim=True) + 1e-12)
+        valid = (target != 0).any(dim=1, keepdim=True).expand_as(target)
+        return self.loss_weight * masked_mean((pred - target).abs(), valid)
+
+    @property
+    def loss_name(self) -> str:
+        """Name of the loss item (mmseg convention)."""
+        return self._loss_name
+
+    def extra_repr(self) -> str:
+        return f'loss_weight={self.loss_weight}'

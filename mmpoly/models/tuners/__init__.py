@@ -1,0 +1,3 @@
+from .base import BaseTuner, FullFineTuning, LayerInfo
+
+__all__ = ['BaseTuner', 'FullFineTuning', 'LayerInfo']

@@ -1,0 +1,66 @@
+"""Config mistakes explained: unknown ``type=`` names and unknown keys get close matches."""
+import difflib
+import inspect
+import re
+from contextlib import contextmanager
+
+import mmseg.registry as mmseg_registry
+from mmengine.registry import Registry
+
+_NOT_REGISTERED = re.compile(r'`?(\S+?)`? is not in the (?:(\S+)::)?(\S+) registry')
+_UNEXPECTED_KEY = re.compile(r'class `(\w+)`.*unexpected keyword argument \'(\w+)\'')
+
+
+def registered_names(registry_name: str):
+    """Every name a config can use in the mmseg scope for that registry (with its parents)."""
+    names = set()
+    for obj in vars(mmseg_registry).values():
+        if isinstance(obj, Registry) and obj.name == registry_name:
+            registry = obj
+            while registry is not None:
+                names.update(registry.module_dict)
+                registry = registry.parent
+    return names
+
+
+def _find_class(class_name: str):
+    for obj in vars(mmseg_registry).values():
+        if isinstance(obj, Registry):
+            cls = obj.get(class_name)
+            if cls is not None:
+                return cls
+    return None
+
+
+def explain(message: str) -> str:
+    """The message with close matches appended, or unchanged."""
+    match = _NOT_REGISTERED.search(message)
+    if match:
+        name, registry_name = match.group(1), match.group(3)
+        known = registered_names(registry_name)
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+        hint = f'Did you mean one of {close}?' if close else \
+            f'Registered {registry_name} types include {sorted(known)[:30]} ...'
+        return f"{message}\n{hint} (types from mmpoly are registered by custom_imports=['mmpoly'])"
+    match = _UNEXPECTED_KEY.search(message)
+    if match:
+        cls = _find_class(match.group(1))
+        if cls is not None:
+            params = [p for p in inspect.signature(cls.__init__).parameters if p != 'self']
+            close = difflib.get_close_matches(match.group(2), params, n=3, cutoff=0.5)
+            return (f'{message}\n{match.group(1)} accepts {params}'
+                    + (f'; did you mean {close}?' if close else ''))
+    return message
+
+
+@contextmanager
+def explain_build_errors():
+    """Re-raise registry KeyErrors and unknown-argument TypeErrors with suggestions."""
+    try:
+        yield
+    except (KeyError, TypeError) as error:
+        message = str(error.args[0]) if error.args else ''
+        better = explain(message)
+        if better == message:
+            raise
+        raise type(error)(better) from error

@@ -1,0 +1,66 @@
+import pytest
+import torch
+
+import mmpoly  # noqa: F401
+from mmseg.models.backbones import SwinTransformer
+from mmseg.registry import MODELS
+
+TINY = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4,
+            pretrain_img_size=64, drop_path_rate=0.0)
+
+
+def build(**kwargs):
+    model = MODELS.build(dict(type='PolyhistorSwin', **TINY, **kwargs))
+    model.init_weights()
+    model.eval()  # upstream Swin's train() returns None, so no chaining
+    return model
+
+
+def upstream_forward_without_norms(swin, x):
+    """mmseg's own forward with the output norms taken out: the oracle."""
+    x, hw = swin.patch_embed(x)
+    outs = []
+    for stage in swin.stages:
+        x, hw, out, out_hw = stage(x, hw)
+        outs.append(out.view(-1, *out_hw, out.shape[-1]).permute(0, 3, 1, 2))
+    return outs
+
+
+@pytest.mark.parametrize('size', [(64, 64), (60, 76)])
+def test_identity_tuner_equals_upstream_swin(size):
+    torch.manual_seed(0)
+    model = build()
+    upstream = SwinTransformer(**TINY)
+    upstream.load_state_dict(model.state_dict(), strict=False)
+    upstream.eval()
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        ours = model(x)
+        ref = upstream_forward_without_norms(upstream, x)
+    assert len(ours) == 4
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_backbone_frozen_unless_full_finetuning():
+    frozen = build()
+    assert not any(p.requires_grad for p in frozen.parameters())
+    full = build(tuner=dict(type='FullFineTuning'))
+    assert all(p.requires_grad for p in full.parameters())
+    assert not hasattr(full, 'norm0')  # output norms live in the decoders
+
+
+def test_layer_description():
+    model = build()
+    layers = model.layer_infos
+    assert [l.dim for l in layers] == [16, 16, 32, 32, 64, 64, 128, 128]
+    assert [l.scale for l in layers] == [1, 1, 2, 2, 4, 4, 8, 8]
+    assert [l.stage for l in layers] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert layers[3].name == 'stages.1.blocks.1' and layers[3].num_heads == 2
+    assert layers[0].mlp_hidden == 64
+
+
+def test_bad_task_batching():
+    with pytest.raises(ValueError, match='task_batching'):
+        MODELS.build(dict(type='PolyhistorSwin', task_batching='sometimes', **TINY))
