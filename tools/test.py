@@ -15,7 +15,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmpoly.utils import explain_build_errors, setup_runtime  # noqa: E402
+from mmpoly.utils import explain_build_errors, finish_distributed, setup_runtime  # noqa: E402
 
 
 def parse_args():
@@ -44,7 +44,7 @@ def main():
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    setup_runtime(cfg)
+    setup_runtime(cfg, args.launcher)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -59,6 +59,7 @@ def main():
         with open(out, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
         print(f'metrics written to {out}')
+    finish_distributed()
 
 
 if __name__ == '__main__':

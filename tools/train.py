@@ -12,7 +12,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmpoly.utils import explain_build_errors, setup_runtime  # noqa: E402
+from mmpoly.utils import explain_build_errors, finish_distributed, setup_runtime  # noqa: E402
 
 
 def parse_args():
@@ -45,7 +45,7 @@ def main():
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
-    setup_runtime(cfg)
+    setup_runtime(cfg, args.launcher)
 
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -65,6 +65,7 @@ def main():
     with explain_build_errors():
         runner = Runner.from_cfg(cfg)
         runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
 from .build_errors import explain_build_errors
-from .runtime import setup_runtime
+from .runtime import finish_distributed, setup_runtime
 
-__all__ = ['explain_build_errors', 'setup_runtime']
+__all__ = ['explain_build_errors', 'finish_distributed', 'setup_runtime']

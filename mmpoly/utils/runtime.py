@@ -1,12 +1,33 @@
-"""What tools/train.py and tools/test.py do to a config before building a Runner."""
+"""What tools/train.py and tools/test.py do before building a Runner: choose the backend."""
 import torch
+import torch.distributed as torch_dist
 from mmengine.config import Config
 
 
-def setup_runtime(cfg: Config) -> Config:
-    """nccl on GPUs, gloo without one; called on every config a tool loads."""
-    env_cfg = cfg.setdefault('env_cfg', {})
-    dist_cfg = env_cfg.setdefault('dist_cfg', {})
-    if not torch.cuda.is_available() and dist_cfg.get('backend', 'nccl') == 'nccl':
-        dist_cfg['backend'] = 'gloo'
+def setup_runtime(cfg: Config, launcher: str = 'none') -> Config:
+    """nccl on GPUs; without one, gloo and CPU DDP.
+
+    mmengine 0.10.7 assumes a GPU per process for the pytorch launcher (it calls
+    ``torch.cuda.set_device`` and passes ``device_ids``), so without CUDA the process group is
+    started here with gloo (the Runner then skips its own start) and DDP gets no device ids.
+    """
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    if torch.cuda.is_available():
+        return cfg
+    dist_cfg['backend'] = 'gloo'
+    if launcher == 'none':
+        return cfg
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    if launcher == 'pytorch' and not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend='gloo')
     return cfg
+
+
+def finish_distributed() -> None:
+    """Let every rank arrive, then close the process group: a gloo rank whose peer has
+    already exited can abort at interpreter shutdown."""
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()

@@ -2,7 +2,7 @@
 _base_ = ['./schedule_60e.py']
 optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=1e-4))
 param_scheduler = [
-    dict(type='PolyLR', power=1.0, eta_min=0.0, begin=0, end=20, by_epoch=True,
+    dict(type='PolyLR', power=1.0, eta_min=0.0, begin=0, end=40, by_epoch=True,
          convert_to_iter_based=True)
 ]
-train_cfg = dict(max_epochs=20, val_interval=20)
+train_cfg = dict(max_epochs=40, val_interval=40)

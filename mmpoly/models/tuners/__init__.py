@@ -1,3 +1,11 @@
 from .base import BaseTuner, FullFineTuning, LayerInfo
+from .bitfit import BitFit  # noqa: F401
+from .lora import LoRA  # noqa: F401
+from .relative_bias import RelativeBias  # noqa: F401
+from .vpt import VPT  # noqa: F401
+from .polyhistor import Polyhistor, PolyhistorLite  # noqa: F401
+from .adapter import Adapter, LowRankAdapter, SharedAdapter  # noqa: F401
+from .phm import Compacter, CompacterPP, PHMAdapter  # noqa: F401
+from .hyperformer import Hyperformer  # noqa: F401
 
 __all__ = ['BaseTuner', 'FullFineTuning', 'LayerInfo']

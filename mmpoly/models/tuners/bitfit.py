@@ -1,0 +1,73 @@
+"""BitFit: tune every bias of the backbone, one copy per task (method.md section 6).
+
+Every module of the backbone that has a bias (patch embedding conv and norm, the LayerNorms
+of every layer, qkv / proj / MLP linears, the patch-merging norms) gets a task-specific delta
+``db^t`` added to its output, i.e. task t runs the frozen module with bias ``b + db^t``.
+Forward hooks do it, so the backbone and its state-dict keys stay as they are. Swin's
+relative-position-bias tables are biases too (the paper's 0.30M counts them): they go through
+the ``attn_bias`` hook with the shared :class:`TaskRelativePositionBias`. Every delta starts
+at zero, so the tuned backbone starts as the frozen one.
+"""
+from functools import partial
+
+from torch import Tensor, nn
+from torch.nn.modules.conv import _ConvNd
+
+from mmseg.registry import MODELS
+from .base import BaseTuner, LayerInfo, new_task_param
+from .relative_bias import TaskRelativePositionBias
+
+
+def add_task_bias(x: Tensor, bias: Tensor, channel_dim: int) -> Tensor:
+    """``x + bias_t`` for a task-stacked ``x`` (T' * M, ...) and ``bias`` (T', C), where C is
+    ``x``'s size along ``channel_dim``: one broadcast add over the task axis."""
+    channel_dim = channel_dim % x.dim()
+    groups = bias.shape[0]
+    shape = [groups] + [1] * x.dim()
+    shape[channel_dim + 1] = bias.shape[1]
+    out = x.reshape(groups, -1, *x.shape[1:]) + bias.view(shape)
+    return out.reshape(x.shape)
+
+
+@MODELS.register_module()
+class BitFit(BaseTuner):
+    """BitFit (Ben Zaken et al. 2022): task-specific deltas of every bias of the backbone.
+
+    Task t's output of a module with bias ``b`` is ``f(x) + db^t`` (= the module with bias
+    ``b + db^t``); ``db^t`` starts at zero. Swin-T, 4 tasks: 4 x 74,778 = 299,112 parameters
+    (51,456 biases and 23,322 relative-position-table entries per task).
+
+    Args:
+        rel_pos_tables: also tune the relative-position-bias tables (as the paper counts).
+        layers, tasks, init_cfg: see :class:`BaseTuner` (given by the backbone).
+    """
+    task_specific = True
+
+    def __init__(self, rel_pos_tables: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.rel_pos = TaskRelativePositionBias(self.layers, self.num_tasks) \
+            if rel_pos_tables else None
+        #: module path in the backbone ('.' -> '_') -> (T, C) delta of its bias
+        self.biases = nn.ParameterDict()
+
+    def attach(self, backbone: nn.Module) -> None:
+        """One zero (T, C) delta and one forward hook per module with a bias."""
+        if self.rel_pos is not None:
+            self.rel_pos.attach(backbone)
+        for name, module in backbone.named_modules():
+            if name.startswith('tuner') or not isinstance(
+                    getattr(module, 'bias', None), nn.Parameter):
+                continue
+            key = name.replace('.', '_')
+            if key in self.biases:
+                raise KeyError(f'BitFit: two modules map to the same key {key!r}')
+            self.biases[key] = new_task_param(self.num_tasks, *module.bias.shape)
+            channel_dim = 1 if isinstance(module, _ConvNd) else -1
+            module.register_forward_hook(partial(self._add_delta, key, channel_dim))
+
+    def _add_delta(self, key: str, channel_dim: int, module: nn.Module, inputs,
+                   output: Tensor) -> Tensor:
+        return add_task_bias(output, self.active(self.biases[key]), channel_dim)
+
+    def attn_bias(self, layer: LayerInfo):
+        return None if self.rel_pos is None else self.rel_pos(layer, self.active)

@@ -1,0 +1,295 @@
+"""Adapter, Low-rank adapter, Shared Adapter; and the checks every adapter-style tuner shares.
+
+The ``check_*`` helpers (also used by test_phm.py and test_hyperformer.py) compare a tuned
+tiny Swin against the frozen one, against the per-task loop, and each adapter branch against
+eq. (1) computed plainly from the oracle weights a test writes for its method.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mmpoly  # noqa: F401
+from mmseg.registry import MODELS
+
+TINY = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4,
+            pretrain_img_size=64, drop_path_rate=0.0)
+TASKS = ('semseg', 'normals')  # two tasks keep the tiny checks fast
+ALL_TASKS = ('semseg', 'human_parts', 'sal', 'normals')  # the paper's four, for budgets
+B = 2  # images per batch
+SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7)
+#: widths of Swin-T's 12 layers, and the sums the counts below are written with
+SWIN_T_WIDTHS = [96] * 2 + [192] * 2 + [384] * 6 + [768] * 2
+assert sum(SWIN_T_WIDTHS) == 4416 and sum(d * d for d in SWIN_T_WIDTHS) == 2156544
+
+
+# ------------------------------------------------------------------ shared helpers
+def build(tuner, tasks=TASKS, **kwargs):
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='PolyhistorSwin', tasks=tasks, tuner=tuner, **TINY, **kwargs))
+    model.init_weights()
+    model.eval()
+    return model
+
+
+def images(seed=1):
+    return torch.randn(B, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def run(model, x):
+    return model(x)
+
+
+def task_rows(outs, t):
+    return [o[t * B:(t + 1) * B] for o in outs]
+
+
+@torch.no_grad()
+def randomize_(module, std=0.2, seed=2):
+    """Move every parameter away from its init (W_up = 0 would hide the adapters)."""
+    g = torch.Generator().manual_seed(seed)
+    for p in module.parameters():
+        p.add_(torch.randn(p.shape, generator=g) * std)
+
+
+def frozen_copy(model, tasks=TASKS):
+    """The same backbone weights with no tuner."""
+    frozen = MODELS.build(dict(type='PolyhistorSwin', tasks=tasks, **TINY))
+    missing, _ = frozen.load_state_dict(model.state_dict(), strict=False)
+    assert not missing
+    frozen.eval()
+    return frozen
+
+
+def check_init_equals_frozen(cfg):
+    model = build(cfg)
+    x = images()
+    ours, ref = run(model, x), run(frozen_copy(model), x)
+    assert ours[0].shape[0] == len(TASKS) * B
+    for t in range(len(TASKS)):
+        for a, b in zip(task_rows(ours, t), ref):
+            torch.testing.assert_close(a, b)
+
+
+def check_one_step_trains_only_tuner(cfg):
+    model = build(cfg)
+    model.train()
+    tuner_names = {f'tuner.{n}' for n, _ in model.tuner.named_parameters()}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert set(trainable) == tuner_names
+    params = dict(model.named_parameters())
+    opt = torch.optim.SGD([params[n] for n in trainable], lr=0.1)
+    loss = sum((o**2).mean() for o in model(images()))
+    loss.backward()
+    opt.step()
+    changed = set()
+    for n, p in model.named_parameters():
+        if n in tuner_names:
+            if not torch.equal(p, before[n]):
+                changed.add(n)
+            elif p.grad is not None:
+                assert p.grad.abs().max() == 0, f'{n} has a gradient but did not change'
+        else:
+            assert p.grad is None and torch.equal(p, before[n]), n
+    assert changed
+    return changed
+
+
+def check_task_isolation(cfg, task_params, u=1):
+    """Perturb task u's rows of ``task_params(tuner)``: only task u's features move."""
+    model = build(cfg)
+    randomize_(model.tuner)
+    x = images()
+    before = run(model, x)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in task_params(model.tuner):
+            p[u].add_(torch.randn(p[u].shape, generator=g) * 0.5)
+    after = run(model, x)
+    for t in range(len(TASKS)):
+        for a, b in zip(task_rows(before, t), task_rows(after, t)):
+            if t == u:
+                assert (a - b).abs().max() > 1e-4
+            else:
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def check_stacked_equals_loop(cfg):
+    model = build(cfg)
+    randomize_(model.tuner)
+    loop = build(cfg, task_batching='loop')
+    loop.load_state_dict(model.state_dict())
+    x = images()
+    for a, b in zip(run(model, x), run(loop, x)):
+        assert a.shape == (len(TASKS) * B, ) + b.shape[1:]
+        torch.testing.assert_close(a, b)
+
+
+def check_branches_against_eq1(cfg, oracle, randomize=True):
+    """Every hook of every layer against eq. (1) written plainly, one task at a time.
+
+    ``oracle(tuner, site, layer, t)`` -> (LayerNorm weight, LayerNorm bias, W_down, b_down,
+    W_up, b_up) of task t, computed plainly from the method's parameters.
+    """
+    tuner = build(cfg).tuner
+    if randomize:
+        randomize_(tuner)
+    position = cfg.get('position', tuner.position)
+    sites = {'parallel_mlp': ('mlp', ), 'after_mlp': ('mlp', ),
+             'after_attn_and_mlp': ('attn', 'mlp')}[position]
+    T, M, L = len(TASKS), 3, 5
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        tuner.set_active_task(None)
+        tuner.before_forward()
+        for layer in tuner.layers:
+            x = torch.randn(T * M, L, layer.dim, generator=g)
+            out = torch.randn(T * M, L, layer.dim, generator=g)
+            for site, hook in (('attn', tuner.attn_branch), ('mlp', tuner.mlp_branch)):
+                got = hook(layer, x, out).view(T, M, L, -1)
+                if site not in sites:
+                    assert torch.equal(got.view(out.shape), out)
+                    continue
+                source = (x if position == 'parallel_mlp' else out).view(T, M, L, -1)
+                for t in range(T):
+                    ln_w, ln_b, down, down_b, up, up_b = oracle(tuner, site, layer, t)
+                    h = F.layer_norm(source[t], (layer.dim, ), ln_w, ln_b)
+                    expected = out.view(T, M, L, -1)[t] + tuner.scale * (
+                        F.gelu(h @ down + down_b) @ up + up_b)
+                    torch.testing.assert_close(got[t], expected, rtol=1e-4, atol=1e-5)
+
+
+def swin_t_trainable(cfg, tasks=ALL_TASKS):
+    """Trainable parameters of the full Swin-T with ``cfg`` (all of them in the tuner)."""
+    model = MODELS.build(dict(type='PolyhistorSwin', tasks=tasks, tuner=cfg, **SWIN_T))
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert count == sum(p.numel() for p in model.tuner.parameters())
+    return count
+
+
+def adapter_param(tuner, site, layer, name):
+    return getattr(tuner.adapters[f'{site}_{layer.index}'], name)
+
+
+# ------------------------------------------------------------------ oracles
+def adapter_oracle(tuner, site, layer, t):
+    a = tuner.adapters[f'{site}_{layer.index}']
+    return a.norm_weight[t], a.norm_bias[t], a.down[t], a.down_bias[t], a.up[t], a.up_bias[t]
+
+
+def shared_oracle(tuner, site, layer, t):
+    a = tuner.adapters[f'{site}_{layer.index}']  # weights and biases: one row for every task
+    return a.norm_weight[t], a.norm_bias[t], a.down[0], a.down_bias[0], a.up[0], a.up_bias[0]
+
+
+def low_rank_oracle(tuner, site, layer, t):
+    a = tuner.adapters[f'{site}_{layer.index}']
+    r = a.down_left.shape[-1]
+    down = sum(torch.outer(a.down_left[t][:, j], a.down_right[t][j]) for j in range(r))
+    up = sum(torch.outer(a.up_left[t][:, j], a.up_right[t][j]) for j in range(r))
+    return a.norm_weight[t], a.norm_bias[t], down, a.down_bias[t], up, a.up_bias[t]
+
+
+CASES = {
+    'Adapter': (dict(type='Adapter'), adapter_oracle),
+    'SharedAdapter': (dict(type='SharedAdapter'), shared_oracle),
+    'LowRankAdapter': (dict(type='LowRankAdapter'), low_rank_oracle),
+    'LowRankAdapter-r3-houlsby': (dict(type='LowRankAdapter', rank=3, reduction=4,
+                                       position='after_attn_and_mlp'), low_rank_oracle),
+    'Adapter-after-mlp': (dict(type='Adapter', reduction=8, position='after_mlp',
+                               scale=0.5), adapter_oracle),
+}
+
+
+def task_rows_params(tuner):
+    """Parameters with a task axis: all of them, except the Shared Adapter's shared ones."""
+    return [p for p in tuner.parameters() if p.shape[0] == tuner.num_tasks]
+
+
+# ------------------------------------------------------------------ tests
+@pytest.mark.parametrize('name', list(CASES))
+def test_init_equals_frozen_backbone(name):
+    check_init_equals_frozen(CASES[name][0])
+
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_branches_match_eq1(name):
+    cfg, oracle = CASES[name]
+    check_branches_against_eq1(cfg, oracle)
+
+
+@pytest.mark.parametrize('name', ['Adapter', 'SharedAdapter', 'LowRankAdapter'])
+def test_one_step_changes_only_tuner(name):
+    changed = check_one_step_trains_only_tuner(CASES[name][0])
+    # W_up = 0 at init: only the up-projection (and its bias) get a gradient in step one
+    assert all(n.rsplit('.', 1)[1] in ('up', 'up_bias', 'up_right') for n in changed)
+
+
+@pytest.mark.parametrize('name', ['Adapter', 'SharedAdapter', 'LowRankAdapter'])
+def test_task_isolation(name):
+    check_task_isolation(CASES[name][0], task_rows_params)
+
+
+def test_shared_adapter_shares_weights_not_norms():
+    tuner = build(dict(type='SharedAdapter')).tuner
+    for name, p in tuner.named_parameters():
+        rows = len(TASKS) if name.rsplit('.', 1)[1].startswith('norm') else 1
+        assert p.shape[0] == rows, name
+    # a shared weight moves every task
+    model = build(dict(type='SharedAdapter'))
+    randomize_(model.tuner)
+    x = images()
+    before = run(model, x)
+    with torch.no_grad():
+        model.tuner.adapters['mlp_0'].up.add_(0.5)
+    after = run(model, x)
+    for t in range(len(TASKS)):
+        assert (task_rows(before, t)[0] - task_rows(after, t)[0]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize('name', ['Adapter', 'SharedAdapter', 'LowRankAdapter-r3-houlsby'])
+def test_stacked_equals_loop(name):
+    check_stacked_equals_loop(CASES[name][0])
+
+
+def test_reduction_sets_hidden_width():
+    tuner = build(dict(type='Adapter', reduction=8)).tuner
+    assert [tuner.adapters[f'mlp_{i}'].down.shape for i in (0, 7)] == [(2, 16, 2),
+                                                                       (2, 128, 16)]
+    with pytest.raises(ValueError, match='rank'):
+        build(dict(type='LowRankAdapter', rank=0))
+
+
+# ------------------------------------------------------------------ Swin-T budgets (Table 1)
+def test_adapter_count_swin_t():
+    # per layer and task (lambda = 2, n = d/2): LayerNorm 2d + W_down d n + b_down n
+    # + W_up n d + b_up d = d^2 + 3.5 d
+    expected = 4 * sum(2 * d + d * (d // 2) + d // 2 + (d // 2) * d + d for d in SWIN_T_WIDTHS)
+    assert expected == 4 * sum(d * d + 3.5 * d for d in SWIN_T_WIDTHS) == 8_688_000
+    assert swin_t_trainable(dict(type='Adapter')) == expected
+    assert round(expected / 1e6, 2) == 8.69  # Table 1
+    # the lambda sweep: n = d / 4
+    assert swin_t_trainable(dict(type='Adapter', reduction=4)) == 4 * sum(
+        2 * d + 2 * d * (d // 4) + d // 4 + d for d in SWIN_T_WIDTHS)
+
+
+def test_shared_adapter_count_swin_t():
+    # one W_down, b_down, W_up, b_up per layer (d^2 + 1.5 d) + a LayerNorm (2d) per task
+    expected = sum(d * d + 1.5 * d for d in SWIN_T_WIDTHS) + 4 * sum(2 * d for d in SWIN_T_WIDTHS)
+    assert expected == 2_198_496
+    assert swin_t_trainable(dict(type='SharedAdapter')) == expected
+    assert round(expected / 1e6, 2) == 2.20  # Table 1
+
+
+def test_low_rank_adapter_count_swin_t():
+    # per layer and task: 2d + n + d + (d + n) + (n + d) = 6.5 d (rank 1, n = d / 2)
+    expected = 4 * sum(2 * d + d // 2 + d + 2 * (d + d // 2) for d in SWIN_T_WIDTHS)
+    assert expected == 4 * 6.5 * 4416 == 114_816
+    assert swin_t_trainable(dict(type='LowRankAdapter')) == expected
+    # Table 1 says 0.34M: three times this; rank 2 at two sites per layer gives it
+    two_sites_rank2 = 4 * 2 * sum(2 * d + d // 2 + d + 2 * 2 * (d + d // 2)
+                                  for d in SWIN_T_WIDTHS)
+    assert swin_t_trainable(dict(type='LowRankAdapter', rank=2,
+                                 position='after_attn_and_mlp')) == two_sites_rank2
+    assert round(two_sites_rank2 / 1e6, 2) == 0.34

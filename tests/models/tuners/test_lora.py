@@ -1,0 +1,187 @@
+import math
+
+import pytest
+import torch
+
+import mmpoly  # noqa: F401
+from mmpoly.tasks import ALL_TASKS
+from mmseg.registry import MODELS
+
+# the tiny Swin of tests/models/backbones/test_polyhistor_swin.py
+TINY = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4,
+            pretrain_img_size=64, drop_path_rate=0.0)
+TASKS = ('semseg', 'human_parts')
+B = 2
+SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7)
+
+
+def build(tasks=TASKS, **tuner):
+    torch.manual_seed(0)
+    model = MODELS.build(
+        dict(type='PolyhistorSwin', tasks=tasks, **TINY, tuner=dict(type='LoRA', **tuner)))
+    model.init_weights()
+    with torch.no_grad():  # upstream init leaves biases and tables at zero: make them matter
+        for name, p in model.named_parameters():
+            if not name.startswith('tuner.'):
+                p.add_(0.1 * torch.randn_like(p))
+    model.eval()
+    return model
+
+
+def frozen_copy(model):
+    frozen = MODELS.build(dict(type='PolyhistorSwin', tasks=TASKS, **TINY))
+    frozen.load_state_dict(model.state_dict(), strict=False)
+    frozen.eval()
+    return frozen
+
+
+def rows(outs, t):
+    return [o[t * B:(t + 1) * B] for o in outs]
+
+
+def randomize_B(model, std=0.3):
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.tuner.lora_B.values():
+            p.normal_(0, std)
+
+
+def test_init():
+    model = build()
+    tuner = model.tuner
+    assert (tuner.rank, tuner.scale, tuner.targets) == (4, 4.0, ('qkv', ))
+    for info in model.layer_infos:
+        A, Bm = tuner.lora_A[f'qkv{info.index}'], tuner.lora_B[f'qkv{info.index}']
+        assert A.shape == (2, 4, info.dim) and Bm.shape == (2, 3 * info.dim, 4)
+        bound = 1 / math.sqrt(info.dim)  # kaiming_uniform(a=sqrt(5)) of an (r, d) matrix
+        assert A.abs().max() <= bound and A.abs().max() > 0.7 * bound
+        assert not Bm.any()
+    x = torch.randn(B, 3, 64, 64)
+    with torch.no_grad():
+        outs, ref = model(x), frozen_copy(model)(x)
+    for t in range(len(TASKS)):
+        for a, b in zip(rows(outs, t), ref):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize('targets', [('qkv', ), ('qkv', 'proj'), ('proj', )])
+def test_task_output_equals_frozen_backbone_with_updated_weights(targets):
+    """Oracle: task t == the frozen Swin whose projections are W + s B_t A_t."""
+    model = build(targets=targets, scale=2.5)
+    randomize_B(model)
+    x = torch.randn(B, 3, 60, 76)
+    with torch.no_grad():
+        outs = model(x)
+        for t in range(len(TASKS)):
+            ref_model = frozen_copy(model)
+            for info in model.layer_infos:
+                for name in targets:
+                    A = model.tuner.lora_A[f'{name}{info.index}'][t]
+                    Bm = model.tuner.lora_B[f'{name}{info.index}'][t]
+                    weight = getattr(ref_model.get_submodule(info.name).attn.w_msa, name).weight
+                    weight.add_(2.5 * Bm @ A)
+            for a, b in zip(rows(outs, t), ref_model(x)):
+                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_one_step_trains_only_B_first():
+    """B = 0 at init, so the first step's gradient reaches B only (dL/dA = B^T (...) = 0)."""
+    model = build()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # every parameter: frozen ones get no grad
+    loss = sum((o**2).mean() for o in model(torch.randn(B, 3, 64, 64)))
+    loss.backward()
+    opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed == {f'tuner.lora_B.qkv{i}' for i in range(8)}
+    for n in changed:
+        assert all(not torch.equal(model.get_parameter(n)[t], before[n][t]) for t in range(2))
+
+
+def test_tasks_are_independent():
+    model = build(targets=('qkv', 'proj'))
+    randomize_B(model)
+    x = torch.randn(B, 3, 64, 64)
+    with torch.no_grad():
+        outs = model(x)
+        for p in model.tuner.parameters():
+            p[1].add_(torch.randn_like(p[1]))  # perturb task 1 only
+        new = model(x)
+    for a, b in zip(rows(outs, 0), rows(new, 0)):
+        assert torch.equal(a, b)
+    for a, b in zip(rows(outs, 1), rows(new, 1)):
+        assert (a - b).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize('merge', [False, True])
+def test_stacked_equals_loop(merge):
+    model = build(tasks=ALL_TASKS, targets=('qkv', 'proj'))
+    randomize_B(model)
+    if merge:
+        model.tuner.merge()
+    x = torch.randn(B, 3, 64, 64)
+    with torch.no_grad():
+        stacked = model(x)
+        model.task_batching = 'loop'
+        loop = model(x)
+    for a, b in zip(stacked, loop):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_merge_unmerge_are_inverses():
+    model = build(targets=('qkv', 'proj'))
+    randomize_B(model)
+    frozen_state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(B, 3, 64, 64)
+    with torch.no_grad():
+        unmerged = model(x)
+        model.tuner.merge()
+        assert model.tuner.merged
+        merged = model(x)
+        # the frozen weights were not touched, and the state dict has the same keys
+        state = model.state_dict()
+        assert state.keys() == frozen_state.keys()
+        assert all(torch.equal(state[k], frozen_state[k]) for k in state)
+        # task-specific full weights W + s B_t A_t, one per task
+        w = model.tuner._merged['qkv0']
+        qkv = model.stages[0].blocks[0].attn.w_msa.qkv.weight
+        assert w.shape == (2, 16, 48)
+        for t in range(2):
+            expected = qkv + 4.0 * model.tuner.lora_B['qkv0'][t] @ model.tuner.lora_A['qkv0'][t]
+            torch.testing.assert_close(w[t], expected.T)
+        model.tuner.unmerge()
+        again = model(x)
+    for a, b, c in zip(unmerged, merged, again):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)  # float re-association
+        assert torch.equal(c, a)  # exact: the unmerged path never changed
+
+
+def test_training_while_merged_is_refused():
+    model = build()
+    model.tuner.merge()
+    model.train()
+    with pytest.raises(RuntimeError, match='unmerge'):
+        model(torch.randn(1, 3, 64, 64))
+    model.tuner.unmerge()
+    model(torch.randn(1, 3, 64, 64))
+
+
+def test_bad_targets():
+    with pytest.raises(ValueError, match='targets'):
+        build(targets=('fc1', ))
+
+
+@pytest.mark.parametrize('targets', [('qkv', ), ('qkv', 'proj')])
+def test_swin_t_trainable_count(targets):
+    model = MODELS.build(
+        dict(type='PolyhistorSwin', tuner=dict(type='LoRA', targets=targets), **SWIN_T))
+    dims = [96] * 2 + [192] * 2 + [384] * 6 + [768] * 2
+    r = 4
+    out = dict(qkv=3, proj=1)  # output width / d
+    # per target: A is r x d, B is (out * d) x r
+    per_task = sum(r * d + out[name] * d * r for d in dims for name in targets)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == 4 * per_task
+    if targets == ('qkv', ):
+        assert trainable == 282624  # paper Table 1: 0.32M (see README)

@@ -1,0 +1,307 @@
+"""Polyhistor-Lite (method.md section 5): one shared decomposed hypernetwork + scaling kernels."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mmpoly  # noqa: F401
+from mmpoly.models.tuners.base import LayerInfo
+from mmseg.registry import MODELS
+
+# the tiny Swin of tests/models/backbones/test_polyhistor_swin.py (C = 16, scales 1, 2, 4, 8)
+TINY = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4,
+            pretrain_img_size=64, drop_path_rate=0.0)
+TASKS = ('semseg', 'human_parts', 'sal', 'normals')
+SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7)
+
+
+def build(tasks=TASKS[:2], seed=0, task_batching='stacked', **tuner):
+    torch.manual_seed(seed)
+    tuner = dict(dict(type='PolyhistorLite', task_embed_dim=16), **tuner)
+    model = MODELS.build(dict(type='PolyhistorSwin', **TINY, tasks=tasks, tuner=tuner,
+                              task_batching=task_batching))
+    model.init_weights()
+    model.eval()
+    return model
+
+
+def frozen_copy(model, tasks):
+    frozen = MODELS.build(dict(type='PolyhistorSwin', **TINY, tasks=tasks))
+    frozen.load_state_dict(model.state_dict(), strict=False)
+    frozen.eval()
+    return frozen
+
+
+def tuner_params(model):
+    return {n: p for n, p in model.named_parameters() if n.startswith('tuner.')}
+
+
+def per_task(outs, num_tasks):
+    return [[o.view(num_tasks, -1, *o.shape[1:])[t] for o in outs] for t in range(num_tasks)]
+
+
+def explicit_kron_sum(left, right):
+    return sum(torch.kron(left[i], right[i]) for i in range(left.shape[0]))
+
+
+# ------------------------------------------------------------------ (a) initialisation
+def test_zero_generator_gives_the_frozen_backbone_exactly():
+    model = build(init_std=0.0)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ours = per_task(model(x), 2)
+        ref = frozen_copy(model, TASKS[:2])(x)
+    for t in range(2):
+        for a, b in zip(ours[t], ref):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_default_init_statistics():
+    # templates: entries ~ N(0, std^2 k) (LayerNorm'd condition, |c|^2 = k); the kernels
+    # start standard normal, so an expanded stage-1 vector keeps std * sqrt(k) and a stage-b
+    # one, a sum of s such terms times N(0, 1), has std std * sqrt(k s)
+    model = build(tasks=TASKS, task_embed_dim=64)
+    std, k = 1e-2, 64
+    w = model.tuner.current_weights()
+    stage1 = torch.cat([w[('mlp', i)].up_bias.flatten() for i in (0, 1)])
+    stage4 = torch.cat([w[('mlp', i)].up_bias.flatten() for i in (6, 7)])
+    assert stage1.std().item() == pytest.approx(std * math.sqrt(k), rel=0.25)
+    assert stage4.std().item() == pytest.approx(std * math.sqrt(k * 8), rel=0.25)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.equal(model(x)[0][:1], frozen_copy(model, TASKS)(x)[0])
+
+
+# ------------------------------------------------------------------ (b) one step
+def test_one_step_changes_only_the_tuner():
+    model = build()
+    model.train()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    tuned = tuner_params(model)
+    opt = torch.optim.Adam(tuned.values(), lr=1e-3)
+    loss = sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 64)))
+    loss.backward()
+    opt.step()
+    for name, p in model.named_parameters():
+        if name in tuned:
+            assert not torch.equal(p, before[name]), f'{name} did not change'
+        else:
+            assert not p.requires_grad and p.grad is None
+            assert torch.equal(p, before[name]), f'frozen {name} changed'
+
+
+def test_gradients_reach_hypernetwork_embeddings_and_kernels():
+    model = build(tasks=TASKS)
+    model.train()
+    sum(o.sum() for o in model(torch.randn(1, 3, 64, 64))).backward()
+    params = tuner_params(model)
+    for name, p in params.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    groups = {n.split('.')[1] for n in params}
+    assert groups == {'task_embed', 'layer_embed', 'projector', 'generator', 'scale_kernels',
+                      'vector_kernels'}
+    # every task's kernels and every layer embedding row get a gradient
+    assert (model.tuner.scale_kernels['s8'].grad.flatten(1).abs().sum(1) > 0).all()
+    assert (model.tuner.layer_embed.grad.abs().sum(1) > 0).all()
+
+
+# ------------------------------------------------------------------ (c) task isolation
+def test_task_output_depends_only_on_its_own_parameters():
+    model = build(tasks=TASKS[:3])
+    tuner = model.tuner
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = per_task(model(x), 3)
+        tuner.task_embed[1].add_(1.0)  # every task-specific parameter of task 1
+        for kernels in (*tuner.scale_kernels.values(), *tuner.vector_kernels.values()):
+            kernels[1].mul_(-1.5)
+        after = per_task(model(x), 3)
+    for t in (0, 2):
+        for a, b in zip(before[t], after[t]):
+            assert torch.equal(a, b)
+    assert not torch.allclose(before[1][3], after[1][3])
+
+
+def test_shared_kernels_are_shared_across_tasks():
+    model = build(tasks=TASKS[:3], task_specific_kernels=False)
+    tuner = model.tuner
+    assert all(k.shape[0] == 1 for k in tuner.scale_kernels.values())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = per_task(model(x), 3)
+        tuner.scale_kernels['s8'].mul_(-1.5)
+        after = per_task(model(x), 3)
+    for t in range(3):  # a shared kernel moves every task's deepest stage
+        assert not torch.allclose(before[t][3], after[t][3])
+        assert torch.equal(before[t][2], after[t][2])
+
+
+# ------------------------------------------------------------------ (d) stacked == loop
+@pytest.mark.parametrize('task_specific_kernels', [True, False])
+def test_stacked_forward_equals_per_task_loop(task_specific_kernels):
+    model = build(tasks=TASKS, task_specific_kernels=task_specific_kernels)
+    loop = build(tasks=TASKS, task_batching='loop', task_specific_kernels=task_specific_kernels)
+    loop.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model(x), loop(x)):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ (e) parameter count
+def expected_swin_t_count(T=4, k=64, lam=2, ratio=0.25, hidden=128, norms=True,
+                          task_kernels=True):
+    """method.md s. 5: ONE generator sized for stage 1 (d = 96, n = 48, r = 12):
+    two decomposed generators k -> r (d + n), bias generators k -> n and k -> d, norm
+    generators k -> d twice (each with its bias); task embeddings T x k/2; one layer
+    embedding of k/2 per layer per Kronecker term (sum_l s(l)); the projector
+    k -> hidden -> k and its LayerNorm; per layer with s > 1: s scaling kernels s x s and
+    s x s bias kernels per generated vector (2 biases + 2 norm vectors), per task."""
+    d, scales = 96, [1] * 2 + [2] * 2 + [4] * 6 + [8] * 2
+    n = d // lam
+    r = max(1, math.floor(n * ratio + 0.5))
+    vectors = 4 if norms else 2
+    K = T if task_kernels else 1
+    total = T * k // 2 + sum(scales) * k // 2
+    total += (k * hidden + hidden) + (hidden * k + k) + 2 * k
+    total += (k + 1) * (2 * r * (d + n) + n + d + (2 * d if norms else 0))
+    total += K * sum(s ** 3 + vectors * s * s for s in scales if s > 1)
+    if not norms:  # plain per-task LayerNorm per adapter, width s d
+        total += T * sum(2 * s * d for s in scales)
+    return total
+
+
+@pytest.mark.parametrize('cfg', [
+    dict(),  # the paper's setting: lambda 2, r = n/4, k 64
+    dict(task_embed_dim=16),
+    dict(task_embed_dim=32),
+    dict(task_specific_kernels=False),
+    dict(generate_norms=False),
+])
+def test_swin_t_trainable_count(cfg):
+    model = MODELS.build(dict(type='PolyhistorSwin', **SWIN_T, tasks=TASKS,
+                              tuner=dict(type='PolyhistorLite', **cfg)))
+    count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert count == expected_swin_t_count(
+        k=cfg.get('task_embed_dim', 64), norms=cfg.get('generate_norms', True),
+        task_kernels=cfg.get('task_specific_kernels', True))
+    if not cfg:
+        assert count == 274_192  # paper (Table 1): 0.41M
+        assert model.tuner.template_rank == 12
+
+
+# ------------------------------------------------------------------ templates and kernels
+def test_templates_have_rank_at_most_r():
+    model = build(tasks=TASKS[:2], reduction=2, rank=3, init_std=1.0)  # d 16, n 8, r 3
+    tpl = model.tuner.generate_templates()
+    assert tpl['down'].shape == (2, 2 * 1 + 2 * 2 + 2 * 4 + 2 * 8, 16, 8)
+    ranks = torch.linalg.matrix_rank(tpl['down'])
+    assert (ranks == 3).all() and (torch.linalg.matrix_rank(tpl['up']) == 3).all()
+
+
+def test_expanded_weights_equal_explicit_kron_loop():
+    model = build(tasks=TASKS[:2], init_std=0.5)
+    tuner = model.tuner
+    tpl = tuner.generate_templates()
+    weights = tuner.generate_weights()
+    d, n = 16, 8
+    for layer in tuner.layers:
+        s, w = layer.scale, weights[('mlp', layer.index)]
+        g, j, rows = tuner.locate('mlp', layer.index)
+        assert w.down.shape == (2, d * s, n * s) and w.up.shape == (2, n * s, d * s)
+        assert w.down_bias.shape == (2, n * s) and w.norm_weight.shape == (2, d * s)
+        for t in range(2):
+            if s == 1:  # stage 1 uses the template directly
+                torch.testing.assert_close(w.down[t], tpl['down'][t, rows][0])
+                torch.testing.assert_close(w.up_bias[t], tpl['up_bias'][t, rows][0])
+                continue
+            alpha = tuner.scale_kernels[f's{s}'][t, j]
+            torch.testing.assert_close(w.down[t], explicit_kron_sum(tpl['down'][t, rows], alpha))
+            torch.testing.assert_close(w.up[t], explicit_kron_sum(tpl['up'][t, rows], alpha))
+            for v, name in enumerate(tuner.vector_names):
+                beta = tuner.vector_kernels[f's{s}'][t, j, v]  # (s terms, s)
+                torch.testing.assert_close(
+                    getattr(w, name)[t], explicit_kron_sum(tpl[name][t, rows], beta))
+
+
+def test_one_task_and_unit_scales_reduce_to_a_shared_decomposed_hypernetwork():
+    d, lam, r, k = 12, 3, 2, 8
+    n = d // lam
+    layers = [LayerInfo(index=i, stage=0, index_in_stage=i, dim=d, num_heads=1,
+                        mlp_hidden=4 * d, scale=1, name=f'l{i}') for i in range(3)]
+    torch.manual_seed(0)
+    tuner = MODELS.build(
+        dict(type='PolyhistorLite', reduction=lam, rank=r, task_embed_dim=k,
+             projector_hidden=16, init_std=0.3),
+        default_args=dict(layers=layers, tasks=('semseg', )))
+    assert len(tuner.scale_kernels) == 0 and tuner.layer_embed.shape == (3, k // 2)
+    with torch.no_grad():
+        tuner.projector.norm.weight.normal_()
+        tuner.generator.bias.normal_()
+    weights = tuner.generate_weights()
+
+    pj, gen = tuner.projector, tuner.generator
+    for i in range(3):
+        e = torch.cat([tuner.task_embed[0], tuner.layer_embed[i]])  # [V~^t ; V~_l]
+        h = torch.relu(pj.fc1.weight @ e + pj.fc1.bias)
+        c = F.layer_norm(pj.fc2.weight @ h + pj.fc2.bias, (k, ), pj.norm.weight, pj.norm.bias)
+        out = gen.weight @ c + gen.bias
+        p_d, q_d, p_u, q_u, b_d, b_u, ln_w, ln_b = out.split(
+            [d * r, r * n, n * r, r * d, n, d, d, d])
+        w = weights[('mlp', i)]
+        expected = dict(down=p_d.view(d, r) @ q_d.view(r, n), up=p_u.view(n, r) @ q_u.view(r, d),
+                        down_bias=b_d, up_bias=b_u, norm_weight=ln_w, norm_bias=ln_b)
+        for name, value in expected.items():
+            torch.testing.assert_close(getattr(w, name)[0], value, atol=1e-5, rtol=1e-5)
+
+
+def test_one_generator_call_over_all_tasks_and_terms():
+    model = build(tasks=TASKS)
+    model.train()
+    calls = []
+    model.tuner.generator.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+    model(torch.randn(2, 3, 64, 64))
+    assert calls == [torch.Size([4, 30, 16])]  # T x sum_l s(l) conditioning vectors of k
+
+
+def test_layer_width_must_be_scale_times_stage1_width():
+    layers = [LayerInfo(index=0, stage=0, index_in_stage=0, dim=16, num_heads=1,
+                        mlp_hidden=64, scale=1, name='a'),
+              LayerInfo(index=1, stage=1, index_in_stage=0, dim=24, num_heads=1,
+                        mlp_hidden=96, scale=2, name='b')]
+    with pytest.raises(ValueError, match='scale'):
+        MODELS.build(dict(type='PolyhistorLite'), default_args=dict(layers=layers))
+    with pytest.raises(ValueError, match='even'):
+        MODELS.build(dict(type='PolyhistorLite', task_embed_dim=15),
+                     default_args=dict(layers=layers[:1]))
+
+
+# ------------------------------------------------------------------ eval-mode cache
+def test_eval_cache_is_reused_and_refreshed():
+    model = build()
+    tuner = model.tuner
+    x = torch.randn(1, 3, 64, 64)
+
+    def same(a, b):
+        return all(torch.equal(getattr(a[key], f), getattr(b[key], f))
+                   for key in a for f in ('down', 'up', 'up_bias', 'norm_bias'))
+
+    with torch.no_grad():
+        model(x)
+        cached = tuner.current_weights()
+        assert tuner.current_weights() is cached
+        assert same(cached, tuner.generate_weights())
+    # an optimiser step on the scaling kernels alone refreshes it
+    model.train()
+    opt = torch.optim.SGD([tuner.scale_kernels['s4']], lr=1.0)
+    sum(o.sum() for o in model(x)).backward()
+    opt.step()
+    model.eval()
+    with torch.no_grad():
+        stepped = tuner.current_weights()
+        assert not same(stepped, cached) and same(stepped, tuner.generate_weights())
+        other = build(seed=1)
+        model.load_state_dict(other.state_dict())
+        loaded = tuner.current_weights()
+        assert same(loaded, other.tuner.generate_weights()) and not same(loaded, stepped)

@@ -1,0 +1,68 @@
+"""The user-facing commands, run as a user runs them: train, test, resume, 2 gloo ranks."""
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from mmseg.registry import MODELS
+from .conftest import DEMO, demo_options, read_json, run_tool
+
+
+def untrained_checkpoint(path):
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(DEMO).model)
+    model.init_weights()
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, path)
+    return path
+
+
+def test_main_job_learns_and_test_writes_metrics(tmp_path, demo_data, python):
+    work = tmp_path / 'work'
+    run_tool(python, 'tools/train.py', DEMO, '--work-dir', str(work),
+             *demo_options(demo_data, 10))
+    assert osp.isfile(work / 'epoch_10.pth')
+
+    trained_dir, untrained_dir = tmp_path / 'trained', tmp_path / 'untrained'
+    proc = run_tool(python, 'tools/test.py', DEMO, str(work / 'epoch_10.pth'), '--work-dir',
+                    str(trained_dir), *demo_options(demo_data, 10))
+    assert 'delta_m' in proc.stdout + proc.stderr  # the results table is printed
+    run_tool(python, 'tools/test.py', DEMO, untrained_checkpoint(str(tmp_path / 'init.pth')),
+             '--work-dir', str(untrained_dir), *demo_options(demo_data, 10))
+    trained = read_json(trained_dir / 'test_metrics.json')
+    untrained = read_json(untrained_dir / 'test_metrics.json')
+    for key in ('semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'normals/mErr', 'delta_m'):
+        assert key in trained
+    assert trained['semseg/mIoU'] > untrained['semseg/mIoU'] + 10, (trained, untrained)
+    assert trained['normals/mErr'] < untrained['normals/mErr']
+
+
+def test_resume_continues_from_the_saved_iteration(tmp_path, demo_data, python):
+    work = tmp_path / 'work'
+    run_tool(python, 'tools/train.py', DEMO, '--work-dir', str(work),
+             *demo_options(demo_data, 2))
+    # the run "dies" after epoch 2; resuming with a longer schedule picks it up there
+    proc = run_tool(python, 'tools/train.py', DEMO, '--work-dir', str(work), '--resume',
+                    *demo_options(demo_data, 3))
+    log = proc.stdout + proc.stderr
+    assert 'resumed epoch: 2, iter: 16' in log
+    assert 'Epoch(train)   [1]' not in log and 'Epoch(train) [1]' not in log
+    ckpt = torch.load(work / 'epoch_3.pth', map_location='cpu', weights_only=True)
+    assert ckpt['meta']['epoch'] == 3 and ckpt['meta']['iter'] == 24
+    steps = {int(s['step']) for s in ckpt['optimizer']['state'].values()}
+    assert steps == {24}  # Adam's state came back: 16 steps before, 8 after
+
+
+def test_two_gloo_ranks_train_and_evaluate_like_one(tmp_path, demo_data):
+    work = tmp_path / 'work'
+    run_tool('bash', 'tools/dist_train.sh', DEMO, '2', '--work-dir', str(work),
+             *demo_options(demo_data, 1))
+    ckpt = str(work / 'epoch_1.pth')
+    assert osp.isfile(ckpt)
+    one, two = tmp_path / 'one_rank', tmp_path / 'two_ranks'
+    run_tool('python', 'tools/test.py', DEMO, ckpt, '--work-dir', str(one),
+             *demo_options(demo_data, 1))
+    run_tool('bash', 'tools/dist_test.sh', DEMO, ckpt, '2', '--work-dir', str(two),
+             *demo_options(demo_data, 1))
+    assert read_json(one / 'test_metrics.json') == read_json(two / 'test_metrics.json')
