@@ -1,4 +1,5 @@
 # Multi-task full fine-tuning: one backbone shared by all tasks, trained in full.
+# Backbone: Swin-T (ImageNet-1k).
 _base_ = [
     '_base_/models/swin-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
     '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'

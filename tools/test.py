@@ -2,6 +2,15 @@
 
 Prints every task's metric and delta_m, and writes them as JSON to
 ``WORK_DIR/test_metrics.json``.
+
+``--out DIR`` also writes every task's prediction of every evaluated image, at its original
+size, in the benchmark's on-disk format (``DIR/<task>/<id>.png``, see
+``mmpoly/evaluation/prediction_writer.py``); ``tools/eval_predictions.py CONFIG DIR`` scores
+such a folder. Distributed: ``tools/dist_test.sh CONFIG CHECKPOINT N [--out DIR]``.
+
+CHECKPOINT may be an adapter-only checkpoint (``AdapterCheckpointHook``,
+``tools/export_adapter.py``): the frozen backbone is rebuilt from the file the config names,
+after checking it is the one the adapters were trained on.
 """
 import argparse
 import json
@@ -23,6 +32,8 @@ def parse_args():
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where to write logs and test_metrics.json')
+    parser.add_argument(
+        '--out', help='write every prediction as DIR/<task>/<id>.png (reference format)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config keys, e.g. test_dataloader.dataset.data_root=PATH')
@@ -50,6 +61,11 @@ def main():
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    # an adapter-only checkpoint is completed from the backbone file (a full one passes)
+    hooks = [dict(type='AdapterCheckpointLoader')]
+    if args.out is not None:
+        hooks.append(dict(type='MultiTaskPredictionWriter', out_dir=osp.abspath(args.out)))
+    cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + hooks
 
     with explain_build_errors():
         runner = Runner.from_cfg(cfg)

@@ -8,7 +8,7 @@ import mmseg.registry as mmseg_registry
 from mmengine.registry import Registry
 
 _NOT_REGISTERED = re.compile(r'`?(\S+?)`? is not in the (?:(\S+)::)?(\S+) registry')
-_UNEXPECTED_KEY = re.compile(r'class `(\w+)`.*unexpected keyword argument \'(\w+)\'')
+_UNEXPECTED_KEY = re.compile(r'(\w+)\.__init__\(\) got an unexpected keyword argument \'(\w+)\'')
 
 
 def registered_names(registry_name: str):
@@ -32,6 +32,20 @@ def _find_class(class_name: str):
     return None
 
 
+def accepted_arguments(cls) -> list:
+    """Keyword arguments of ``cls``, following ``**kwargs`` up the class hierarchy."""
+    names = []
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names += [p.name for p in params if p.name != 'self' and p.kind in (
+            p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 def explain(message: str) -> str:
     """The message with close matches appended, or unchanged."""
     match = _NOT_REGISTERED.search(message)
@@ -46,7 +60,7 @@ def explain(message: str) -> str:
     if match:
         cls = _find_class(match.group(1))
         if cls is not None:
-            params = [p for p in inspect.signature(cls.__init__).parameters if p != 'self']
+            params = accepted_arguments(cls)
             close = difflib.get_close_matches(match.group(2), params, n=3, cutoff=0.5)
             return (f'{message}\n{match.group(1)} accepts {params}'
                     + (f'; did you mean {close}?' if close else ''))

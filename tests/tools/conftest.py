@@ -3,7 +3,6 @@ import os
 import os.path as osp
 import socket
 import subprocess
-import sys
 
 import pytest
 
@@ -54,8 +53,3 @@ def demo_data(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo') / 'synthetic_mt'
     make_synthetic_pascal_mt(str(root), num_train=64, num_val=16, image_size=(96, 128), seed=0)
     return str(root)
-
-
-@pytest.fixture
-def python():
-    return sys.executable

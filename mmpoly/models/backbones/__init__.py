@@ -1,3 +1,4 @@
+from .polyhistor_pvt import PolyhistorPVT  # noqa: F401
 from .polyhistor_swin import PolyhistorSwin
 
 __all__ = ['PolyhistorSwin']

@@ -9,6 +9,7 @@ default (identity) tuner the output equals upstream ``SwinTransformer`` before i
 Reading order: the model, its forward, one layer, the windowed attention, then checkpoint
 conversion from the official release and from mmpretrain.
 """
+import inspect
 import os
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -51,6 +52,10 @@ class PolyhistorSwin(SwinTransformer):
         if task_batching not in ('stacked', 'loop'):
             raise ValueError(f"PolyhistorSwin.task_batching must be 'stacked' or 'loop', "
                              f'got {task_batching!r}')
+        unknown = sorted(set(kwargs) - set(inspect.signature(SwinTransformer).parameters))
+        if unknown:  # name this class, not the parent that would otherwise complain
+            raise TypeError(f'{type(self).__name__}.__init__() got an unexpected keyword '
+                            f"argument '{unknown[0]}'")
         super().__init__(**kwargs)
         self.task_batching = task_batching
         # activation checkpointing per layer (upstream keeps the flag in its blocks only)
@@ -304,9 +309,12 @@ def resize_rel_pos_table(table: Tensor, shape, key: str, path: str) -> Tensor:
 
 # ------------------------------------------------------------ checkpoint conversion
 def convert_swin_checkpoint(ckpt: dict) -> Dict[str, Tensor]:
-    """Keys of an official / mmseg / mmpretrain Swin checkpoint in mmseg's naming."""
+    """Keys of an official / MoBY / mmseg / mmpretrain Swin checkpoint in mmseg's naming."""
     state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
     state_dict = {k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    if any(k.startswith('encoder.') for k in state_dict):  # MoBY: keep the online encoder
+        state_dict = {k[len('encoder.'):]: v for k, v in state_dict.items()
+                      if k.startswith('encoder.')}
     if any(k.startswith('layers.') for k in state_dict):
         return convert_official_swin(state_dict)
     state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()

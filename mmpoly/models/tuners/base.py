@@ -36,7 +36,9 @@ class LayerInfo:
         scale: s(l) = dim / (width of stage 0), the Kronecker scale of the layer.
         name: module path of the layer inside the backbone (e.g. 'stages.2.blocks.5').
         window_size: attention window (0 for global attention, as in PVT).
-        num_tokens_attn: attention length per window (window_size**2), 0 if global.
+        projections: the attention's linear projections that the backbone routes through
+            :meth:`BaseTuner.linear`, as (name, output width / dim): Swin has a fused
+            ('qkv', 3) and ('proj', 1); PVT has ('q', 1), ('kv', 2) and ('proj', 1).
     """
     index: int
     stage: int
@@ -47,6 +49,7 @@ class LayerInfo:
     scale: int
     name: str
     window_size: int = 0
+    projections: Tuple[Tuple[str, int], ...] = (('qkv', 3), ('proj', 1))
 
     @property
     def num_window_tokens(self) -> int:
@@ -71,6 +74,10 @@ class BaseTuner(BaseModule):
     trains_backbone: bool = False
     #: prompt outputs of a layer are fed to the next layer of the same stage (VPT-shallow)
     carries_prompts: bool = False
+    #: backbone features the method cannot do without: 'relative_position_bias' (Swin's
+    #: tables, through ``attn_bias``), 'windows' (windowed attention). A backbone that lacks
+    #: one (PVT lacks both) refuses the tuner when it is built.
+    needs: Tuple[str, ...] = ()
 
     def __init__(self,
                  layers: Sequence[LayerInfo] = (),
@@ -115,7 +122,9 @@ class BaseTuner(BaseModule):
         """Called at the start of every backbone forward (e.g. generate adapter weights)."""
 
     def linear(self, layer: LayerInfo, name: str, module: nn.Linear, x: Tensor) -> Tensor:
-        """A frozen linear projection of the layer: ``name`` in {'qkv', 'proj'}."""
+        """A frozen linear projection of the layer, by ``name``: PolyhistorSwin 'qkv'
+        (fused), 'proj'; PolyhistorPVT 'q' (every token), 'kv' (the spatially reduced
+        tokens), 'proj'."""
         return module(x)
 
     def attn_bias(self, layer: LayerInfo) -> Optional[Tensor]:

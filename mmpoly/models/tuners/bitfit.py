@@ -38,15 +38,18 @@ class BitFit(BaseTuner):
     (51,456 biases and 23,322 relative-position-table entries per task).
 
     Args:
-        rel_pos_tables: also tune the relative-position-bias tables (as the paper counts).
+        rel_pos_tables: also tune the relative-position-bias tables (as the paper counts),
+            where the backbone has them (Swin, not PVT).
         layers, tasks, init_cfg: see :class:`BaseTuner` (given by the backbone).
     """
     task_specific = True
 
     def __init__(self, rel_pos_tables: bool = True, **kwargs):
         super().__init__(**kwargs)
+        # a backbone without windows (PVT) has no tables: BitFit is then its biases alone
+        has_tables = all(layer.window_size > 0 for layer in self.layers)
         self.rel_pos = TaskRelativePositionBias(self.layers, self.num_tasks) \
-            if rel_pos_tables else None
+            if rel_pos_tables and has_tables else None
         #: module path in the backbone ('.' -> '_') -> (T, C) delta of its bias
         self.biases = nn.ParameterDict()
 

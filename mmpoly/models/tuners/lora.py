@@ -2,7 +2,7 @@
 
 method.md section 6: a frozen projection ``y = x W^T + b`` becomes, for task t,
 
-    y = x W^T + b + s * x A_t^T B_t^T,    A_t in R^(r x d_in),  B_t in R^(d_out x r)     (LoRA eq. 3)
+    y = x W^T + b + s * x A_t^T B_t^T,   A_t in R^(r x d_in),  B_t in R^(d_out x r)   (LoRA eq. 3)
 
 with rank r and scale s. A_t starts as LoRA's kaiming-uniform, B_t at zero, so the tuned
 backbone starts as the frozen one. The update acts through the ``linear`` hook on the fused
@@ -23,8 +23,9 @@ from torch import Tensor, nn
 from mmseg.registry import MODELS
 from .base import BaseTuner, LayerInfo, new_task_param
 
-#: projection name -> its output width as a multiple of the layer width
-TARGETS = {'qkv': 3, 'proj': 1}
+#: target -> the projections it covers: the query/key/value projections are one fused 'qkv'
+#: on Swin and 'q' + 'kv' on PVT (see ``LayerInfo.projections``)
+TARGETS = {'qkv': ('qkv', 'q', 'k', 'v', 'kv'), 'proj': ('proj', )}
 
 
 @MODELS.register_module()
@@ -37,8 +38,8 @@ class LoRA(BaseTuner):
         rank: r, the rank of each update B_t A_t.
         scale: s, the fixed multiplier of the update (the paper's "scale 4"; LoRA's
             alpha / r).
-        targets: projections that get an update: 'qkv' (fused query-key-value) and/or
-            'proj' (attention output).
+        targets: projections that get an update: 'qkv' (the query-key-value projections:
+            Swin's fused qkv, PVT's q and kv) and/or 'proj' (attention output).
         layers, tasks, init_cfg: see :class:`BaseTuner` (given by the backbone).
     """
     task_specific = True
@@ -61,12 +62,14 @@ class LoRA(BaseTuner):
         self.targets = targets
         self.lora_A = nn.ParameterDict()
         self.lora_B = nn.ParameterDict()
+        self.projections = {p for t in targets for p in TARGETS[t]}
         for layer in self.layers:
-            for name in targets:
+            for name, out_mult in layer.projections:
+                if name not in self.projections:
+                    continue
                 key = self._key(layer, name)
                 self.lora_A[key] = new_task_param(self.num_tasks, rank, layer.dim)
-                self.lora_B[key] = new_task_param(self.num_tasks, TARGETS[name] * layer.dim,
-                                                  rank)
+                self.lora_B[key] = new_task_param(self.num_tasks, out_mult * layer.dim, rank)
         self._merged: Optional[Dict[str, Tensor]] = None
         self.reset_parameters()
 
@@ -105,7 +108,7 @@ class LoRA(BaseTuner):
 
     # --------------------------------------------------------------------- hook
     def linear(self, layer: LayerInfo, name: str, module: nn.Linear, x: Tensor) -> Tensor:
-        if name not in self.targets:
+        if name not in self.projections:
             return module(x)
         key = self._key(layer, name)
         h = self.per_task(x)  # (T', M, d_in)

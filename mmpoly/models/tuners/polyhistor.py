@@ -34,7 +34,7 @@ def decomposed_rank(hidden: int, rank_ratio: float, rank: Optional[int] = None) 
         return int(rank)
     if rank_ratio <= 0:
         raise ValueError(f'rank_ratio must be > 0, got {rank_ratio}')
-    return max(1, int(round(hidden * rank_ratio)))
+    return max(1, int(math.floor(hidden * rank_ratio + 0.5)))
 
 
 def factor_pieces(d: int, n: int, r: int, share_left_factor: bool,

@@ -85,6 +85,7 @@ class RelativeBias(BaseTuner):
         layers, tasks, init_cfg: see :class:`BaseTuner` (given by the backbone).
     """
     task_specific = True
+    needs = ('relative_position_bias', )
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

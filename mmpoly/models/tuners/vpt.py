@@ -33,9 +33,10 @@ def expand_to_batch(param: Tensor, batch_size: int) -> Tensor:
 class VPT(BaseTuner):
     """VPT-shallow / VPT-deep with task-specific prompts.
 
-    Layer l's input of task t becomes ``[P_l^t ; x]`` (VPT eq. 1-2 for shallow, eq. 3 for
-    deep: P_l^t in R^(num_tokens x d_l)); the prompts' outputs are discarded after the layer
-    (deep) or fed to the next layer of the first stage (shallow).
+    Layer l's input of task t becomes ``[P_l^t ; x]`` with P_l^t in R^(num_tokens x d_l) (the
+    VPT-Shallow / VPT-Deep equations of VPT section 3.2; method.md section 6); the prompts'
+    outputs are discarded after the layer (deep) or fed to the next layer of the first stage
+    (shallow).
     Swin-T, 4 tasks: shallow 4 x 50 x 96 = 19,200; deep 4 x 50 x sum_l d_l = 883,200.
 
     Args:

@@ -157,7 +157,8 @@ def check_branches_against_eq1(cfg, oracle, randomize=True):
                     h = F.layer_norm(source[t], (layer.dim, ), ln_w, ln_b)
                     expected = out.view(T, M, L, -1)[t] + tuner.scale * (
                         F.gelu(h @ down + down_b) @ up + up_b)
-                    torch.testing.assert_close(got[t], expected, rtol=1e-4, atol=1e-5)
+                    atol = 1e-5 * max(1.0, expected.abs().max().item())
+                    torch.testing.assert_close(got[t], expected, rtol=1e-4, atol=atol)
 
 
 def swin_t_trainable(cfg, tasks=ALL_TASKS):
@@ -166,10 +167,6 @@ def swin_t_trainable(cfg, tasks=ALL_TASKS):
     count = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert count == sum(p.numel() for p in model.tuner.parameters())
     return count
-
-
-def adapter_param(tuner, site, layer, name):
-    return getattr(tuner.adapters[f'{site}_{layer.index}'], name)
 
 
 # ------------------------------------------------------------------ oracles

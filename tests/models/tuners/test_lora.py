@@ -185,3 +185,26 @@ def test_swin_t_trainable_count(targets):
     assert trainable == 4 * per_task
     if targets == ('qkv', ):
         assert trainable == 282624  # paper Table 1: 0.32M (see README)
+
+
+def test_lora_on_pvt_updates_its_separate_q_and_kv_projections():
+    from mmseg.registry import MODELS
+    from ..backbones.test_polyhistor_pvt import TINY as PVT_TINY
+    torch.manual_seed(0)
+    model = MODELS.build(dict(type='PolyhistorPVT', **PVT_TINY, tasks=TASKS,
+                              tuner=dict(type='LoRA', rank=2)))
+    model.init_weights()
+    lora = model.tuner
+    first = model.layer_infos[0]
+    d = first.dim
+    assert lora.lora_B[f'q{first.index}'].shape == (len(TASKS), d, 2)
+    assert lora.lora_B[f'kv{first.index}'].shape == (len(TASKS), 2 * d, 2)
+    assert not any(k.startswith('proj') for k in lora.lora_A)
+    x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        before = model(x)
+        for B in lora.lora_B.values():
+            B.normal_(0, 0.3)
+        after = model(x)
+    assert not torch.allclose(before[3], after[3])  # the updates reach the output

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 import mmpoly  # noqa: F401
 from mmpoly.models.tuners.base import LayerInfo
+from mmpoly.models.tuners.polyhistor import decomposed_rank
 from mmseg.registry import MODELS
 
 # the tiny Swin of tests/models/backbones/test_polyhistor_swin.py
@@ -176,6 +177,9 @@ def test_rank_rule():
     ranks = model.tuner.ranks()
     # n = 6, 12, 24, 48: r = n/4 rounded half up = 2, 3, 6, 12
     assert [ranks[('mlp', i)] for i in (0, 2, 4, 10)] == [2, 3, 6, 12]
+    # half rounds up (n = 10, r = 2.5 -> 3), never below 1, an explicit rank overrides
+    assert decomposed_rank(10, 0.25) == 3 and decomposed_rank(3, 0.125) == 1
+    assert decomposed_rank(48, 0.25, rank=1) == 1
 
 
 # ------------------------------------------------------------------ the generator itself

@@ -1,0 +1,5 @@
+# Swin-T with self-supervised MoBY weights (the official MoBY release; its `encoder.` keys
+# are converted, the momentum encoder and heads are dropped).
+_base_ = ['./swin-t_mt-segformer.py']
+model = dict(
+    backbone=dict(init_cfg=dict(checkpoint='pretrained/moby_swin_t_300ep_pretrained.pth')))

@@ -1,0 +1,10 @@
+# Polyhistor-Lite: one decomposed hypernetwork shared by all layers and tasks, with
+# layer-wise scaling kernels (lambda = 2, r = n/4, k = 64).
+# Backbone: Swin-T (ImageNet-1k).
+_base_ = [
+    '_base_/models/swin-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
+    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
+]
+model = dict(
+    backbone=dict(
+        tuner=dict(type='PolyhistorLite', reduction=2, rank_ratio=0.25, task_embed_dim=64)))

@@ -1,0 +1,7 @@
+# VPT-deep: 50 prompt tokens at every layer, one set per task.
+# Backbone: Swin-T (ImageNet-1k).
+_base_ = [
+    '_base_/models/swin-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
+    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
+]
+model = dict(backbone=dict(tuner=dict(type='VPT', num_tokens=50, deep=True)))

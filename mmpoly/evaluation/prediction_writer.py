@@ -1,0 +1,191 @@
+"""Predictions on disk in the benchmark's reference format, and back.
+
+``tools/test.py CONFIG CKPT --out DIR`` adds :class:`MultiTaskPredictionWriter`; it writes, for
+every evaluated image at its original size (shared/spec/benchmark.md):
+
+=================================  ==========================================================
+``DIR/semseg/<id>.png``            uint8 gray, class ids 0..20
+``DIR/human_parts/<id>.png``       uint8 gray, class ids 0..6
+``DIR/sal/<id>.png``               uint8 gray, ``quantize_probability(p)`` = floor(255 p)
+``DIR/normals/<id>.png``           uint8 RGB = (x, y, z), floor(255 (n + 1) / 2)
+=================================  ==========================================================
+
+Saliency and normals are quantised by truncation, exactly as the reference
+(Multi-Task-Learning-PyTorch writes ``(255 * p).astype(np.uint8)``) and as
+:func:`~mmpoly.evaluation.metrics.functional.quantize_probability` /
+:func:`~mmpoly.evaluation.metrics.functional.quantize_normals` model it, so the files score
+exactly what ``MultiTaskMetric`` scores on in-memory predictions, up to the quantisation
+itself (and bit for bit with ``quantize_normals=True``).
+
+Images are written with PIL, which keeps RGB order: the normals PNGs read back with the
+dataset's reader give (x, y, z) in the same channels as the dataset's ``normals_distill``.
+"""
+import os
+import os.path as osp
+import tempfile
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.dataset import DefaultSampler
+from mmengine.dist import get_dist_info
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from PIL import Image
+
+from mmseg.registry import HOOKS
+from mmpoly.tasks import ALL_TASKS, TASK_SPECS
+from .metrics.functional import quantize_normals, quantize_probability, to_numpy
+
+
+def _map(data) -> np.ndarray:
+    x = to_numpy(data)
+    if x.ndim == 3 and x.shape[0] == 1:
+        x = x[0]
+    return x
+
+
+def encode_prediction(task: str, data) -> np.ndarray:
+    """A ``pred_<task>`` tensor -> the uint8 array of its PNG (HxW or HxWx3)."""
+    kind = TASK_SPECS[task].kind
+    if kind == 'class':
+        ids = _map(data)
+        if ids.ndim != 2:
+            raise ValueError(f'{task}: expected (1, H, W) class ids, got {ids.shape}')
+        if ids.min() < 0 or ids.max() >= TASK_SPECS[task].num_outputs:
+            raise ValueError(f'{task}: class ids outside 0..{TASK_SPECS[task].num_outputs - 1}')
+        return ids.astype(np.uint8)
+    if kind == 'binary':
+        prob = _map(data)
+        if prob.ndim != 2:
+            raise ValueError(f'{task}: expected a (1, H, W) probability map, got {prob.shape}')
+        return quantize_probability(prob)
+    normals = to_numpy(data).astype(np.float64)
+    if normals.ndim != 3 or normals.shape[0] != 3:
+        raise ValueError(f'{task}: expected (3, H, W) normals, got {normals.shape}')
+    # quantize_normals gives 2 v / 255 - 1 for the integer v = floor(255 (n + 1) / 2)
+    v = np.rint((quantize_normals(normals) + 1.0) * 255.0 / 2.0)
+    return v.astype(np.uint8).transpose(1, 2, 0)
+
+
+def prediction_path(out_dir: str, task: str, img_id: str) -> str:
+    return osp.join(out_dir, task, f'{img_id}.png')
+
+
+def write_prediction(out_dir: str, task: str, img_id: str, data) -> str:
+    """Write one prediction atomically (a rank writing the same file twice is harmless)."""
+    array = encode_prediction(task, data)
+    path = prediction_path(out_dir, task, img_id)
+    folder = osp.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{img_id}.', suffix='.png', dir=folder)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            Image.fromarray(array).save(f, format='PNG')
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_prediction(out_dir: str, task: str, img_id: str) -> torch.Tensor:
+    """Read a prediction PNG back as a ``pred_<task>`` tensor.
+
+    Class maps: (1, H, W) int64; saliency: (1, H, W) uint8 (the metric takes uint8 as
+    already quantised); normals: (3, H, W) float64 ``2 v / 255 - 1`` (the metric
+    normalises). A missing or malformed file raises an error naming it.
+    """
+    path = prediction_path(out_dir, task, img_id)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'prediction file missing: {path} (task {task!r}, image '
+                                f'{img_id!r})')
+    try:
+        with Image.open(path) as img:
+            array = np.array(img)
+    except (OSError, ValueError) as e:
+        raise ValueError(f'cannot read prediction file {path}: {e}') from e
+    kind = TASK_SPECS[task].kind
+    if kind == 'normal':
+        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+            raise ValueError(f'prediction file {path}: normals must be 8-bit RGB, got '
+                             f'{array.dtype} of shape {array.shape}')
+        normals = 2.0 * array.astype(np.float64) / 255.0 - 1.0
+        return torch.from_numpy(np.ascontiguousarray(normals.transpose(2, 0, 1)))
+    if array.ndim != 2 or array.dtype != np.uint8:
+        raise ValueError(f'prediction file {path}: {task} must be 8-bit gray, got '
+                         f'{array.dtype} of shape {array.shape}')
+    if kind == 'class':
+        bad = array >= TASK_SPECS[task].num_outputs
+        if bad.any():
+            raise ValueError(f'prediction file {path}: class ids {np.unique(array[bad])} '
+                             f'outside 0..{TASK_SPECS[task].num_outputs - 1}')
+        return torch.from_numpy(array[None].astype(np.int64))
+    return torch.from_numpy(array[None])
+
+
+def sample_id(data_sample) -> str:
+    """``img_id`` of a data sample, else the base name of its image."""
+    meta = data_sample.metainfo
+    if 'img_id' in meta:
+        return str(meta['img_id'])
+    if 'img_path' in meta:
+        return osp.splitext(osp.basename(meta['img_path']))[0]
+    raise KeyError('data sample has neither img_id nor img_path: cannot name its files')
+
+
+@HOOKS.register_module()
+class MultiTaskPredictionWriter(Hook):
+    """Write every ``pred_<task>`` of the test loop to ``out_dir`` (format: module doc).
+
+    Every rank writes the samples it evaluated. mmengine's ``DefaultSampler`` pads the
+    last round by repeating the first samples; those padded positions are skipped, so on N
+    ranks each image is written exactly once (and writes are atomic renames anyway).
+
+    Args:
+        out_dir (str): output folder (created).
+        tasks (Sequence[str], optional): tasks to write. Default: every ``pred_<task>``.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, out_dir: str, tasks: Optional[Sequence[str]] = None):
+        self.out_dir = out_dir
+        self.tasks = tuple(tasks) if tasks is not None else None
+        self._seen = 0
+        self._written = 0
+
+    def before_test(self, runner) -> None:
+        os.makedirs(self.out_dir, exist_ok=True)
+        self._seen = self._written = 0
+        loader = runner.test_dataloader
+        self._dataset_len = len(loader.dataset)
+        self._skip_padding = isinstance(loader.sampler, DefaultSampler)
+        self._rank, self._world = get_dist_info()
+
+    def _is_padding(self, position: int) -> bool:
+        # DefaultSampler gives rank r the positions r, r + N, r + 2N, ... of the padded list
+        if not self._skip_padding:
+            return False
+        return self._rank + position * self._world >= self._dataset_len
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None,
+                        outputs: Optional[Sequence] = None) -> None:
+        for sample in outputs or ():
+            position, self._seen = self._seen, self._seen + 1
+            if self._is_padding(position):
+                continue
+            img_id = sample_id(sample)
+            tasks = self.tasks or [t for t in ALL_TASKS if f'pred_{t}' in sample]
+            for task in tasks:
+                write_prediction(self.out_dir, task, img_id, getattr(sample, f'pred_{task}').data)
+            self._written += 1
+
+    def after_test(self, runner) -> None:
+        print_log(f'rank {self._rank}: wrote the predictions of {self._written} images to '
+                  f'{self.out_dir}', logger='current')
+
+
+__all__ = [
+    'MultiTaskPredictionWriter', 'encode_prediction', 'write_prediction', 'read_prediction',
+    'prediction_path', 'sample_id'
+]

@@ -1,0 +1,121 @@
+"""PHM layer, Compacter, Compacter++: Kronecker-sum adapters against torch.kron written out."""
+import pytest
+import torch
+
+from .test_adapter import (SWIN_T_WIDTHS, build, check_branches_against_eq1,
+                           check_init_equals_frozen, check_one_step_trains_only_tuner,
+                           check_stacked_equals_loop, check_task_isolation, swin_t_trainable)
+
+
+def phm_oracle(tuner, site, layer, t):
+    """W = sum_i A_i (x) B_i with B_i = u_i v_i^T when factorised, one task at a time."""
+    a = tuner.adapters[f'{site}_{layer.index}']
+    rule = tuner.phm_rule[t]
+    k = rule.shape[0]
+    if tuner.factorized:
+        down_fast = [torch.outer(a.down_left[t, i], a.down_right[t, i]) for i in range(k)]
+        up_fast = [torch.outer(a.up_left[t, i], a.up_right[t, i]) for i in range(k)]
+    else:
+        down_fast, up_fast = a.down[t], a.up[t]
+    down = sum(torch.kron(rule[i], down_fast[i]) for i in range(k))
+    up = sum(torch.kron(rule[i], up_fast[i]) for i in range(k))
+    return a.norm_weight[t], a.norm_bias[t], down, a.down_bias[t], up, a.up_bias[t]
+
+
+CASES = {
+    # the tiny Swin's stage 1 (d = 16) needs n = 16 / lambda divisible by k = 4
+    'PHMAdapter': dict(type='PHMAdapter', reduction=4),
+    'Compacter': dict(type='Compacter'),
+    'CompacterPP': dict(type='CompacterPP'),
+    'PHMAdapter-k2-parallel': dict(type='PHMAdapter', phm_dim=2, reduction=4,
+                                   position='parallel_mlp'),
+}
+
+
+def task_params(tuner):
+    return [p for p in tuner.parameters() if p.shape[0] == tuner.num_tasks]
+
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_init_equals_frozen_backbone(name):
+    check_init_equals_frozen(CASES[name])
+
+
+@pytest.mark.parametrize('name', list(CASES))
+def test_branches_match_kron_oracle(name):
+    check_branches_against_eq1(CASES[name], phm_oracle)
+
+
+@pytest.mark.parametrize('name', ['PHMAdapter', 'Compacter'])
+def test_one_step_changes_only_tuner(name):
+    changed = check_one_step_trains_only_tuner(CASES[name])
+    # W_up = 0 at init: step one moves the up-projection's fast weights and bias only
+    assert all(n.rsplit('.', 1)[1] in ('up', 'up_bias', 'up_right') for n in changed)
+
+
+@pytest.mark.parametrize('name', ['PHMAdapter', 'CompacterPP'])
+def test_task_isolation(name):
+    check_task_isolation(CASES[name], task_params)
+
+
+def test_rule_is_shared_by_layers_and_per_task():
+    tuner = build(CASES['Compacter']).tuner
+    k = tuner.phm_dim
+    assert tuner.phm_rule.shape == (tuner.num_tasks, k, k, k)
+    # one rule: changing it changes the weights of every adapter
+    sites = tuner.adapter_sites()
+    before = [tuner.adapter_weights(layer, site).down.clone() for site, layer in sites]
+    with torch.no_grad():
+        tuner.phm_rule[1].add_(1.0)
+    for (site, layer), down in zip(sites, before):
+        after = tuner.adapter_weights(layer, site).down
+        assert torch.equal(after[0], down[0]) and not torch.allclose(after[1], down[1])
+
+
+@pytest.mark.parametrize('name', ['Compacter', 'PHMAdapter-k2-parallel'])
+def test_stacked_equals_loop(name):
+    check_stacked_equals_loop(CASES[name])
+
+
+def test_phm_dim_must_divide_widths():
+    # tiny Swin, stage 1: d = 16, n = 16 / 8 = 2, not divisible by k = 4
+    with pytest.raises(ValueError, match='phm_dim=4 must divide'):
+        build(dict(type='PHMAdapter', reduction=8))
+
+
+# ------------------------------------------------------------------ Swin-T budgets (Table 1)
+def phm_count(reduction, sites, factorized, k=4, tasks=4):
+    """Per task: the rule (k^3) + per adapter LayerNorm 2d, biases n + d and the fast
+    weights: k (d/k)(n/k) per projection (2dn / k), or k (d/k + n/k) = d + n when
+    factorised."""
+    total = 0
+    for d in SWIN_T_WIDTHS:
+        n = d // reduction
+        fast = 2 * (d + n) if factorized else 2 * d * n // k
+        total += sites * (2 * d + n + d + fast)
+    return tasks * (k**3 + total)
+
+
+def test_phm_count_swin_t():
+    expected = phm_count(reduction=8, sites=2, factorized=False)
+    assert expected == 1_188_928
+    assert swin_t_trainable(dict(type='PHMAdapter')) == expected
+    # the paper's 0.59M is this adapter at one site per layer (see PHMAdapter's docstring)
+    one_site = phm_count(reduction=8, sites=1, factorized=False)
+    assert swin_t_trainable(dict(type='PHMAdapter', position='after_mlp')) == one_site
+    assert round(one_site / 1e6, 2) == 0.59
+
+
+def test_compacter_count_swin_t():
+    expected = phm_count(reduction=2, sites=2, factorized=True)
+    assert expected == 4 * (64 + 2 * 6.5 * 4416) == 229_888
+    assert swin_t_trainable(CASES['Compacter']) == expected
+    assert round(expected / 1e6, 2) == 0.23  # Table 1
+
+
+def test_compacter_pp_count_swin_t():
+    expected = phm_count(reduction=2, sites=1, factorized=True)
+    assert expected == 4 * (64 + 6.5 * 4416) == 115_072
+    assert swin_t_trainable(CASES['CompacterPP']) == expected
+    # Table 1: 0.11M; without the 4 x 64 rule parameters it is 114,816
+    assert round((expected - 4 * 64) / 1e6, 2) == 0.11

@@ -1,0 +1,115 @@
+"""Score a folder of predictions: ``python tools/eval_predictions.py CONFIG DIR [--json]``.
+
+``DIR`` holds ``<task>/<id>.png`` in the benchmark's on-disk format (what
+``tools/test.py --out DIR`` writes, or any other codebase writing the reference format:
+class ids as uint8 gray, saliency as uint8 gray 255 x p, normals as uint8 RGB
+255 x (n + 1) / 2 with x, y, z in R, G, B). Labels come from the config's test split, read by
+the config's own test pipeline (``--cfg-options test_dataloader.dataset.data_root=PATH``
+points it at another PASCAL_MT root), and are scored by the config's ``test_evaluator``
+(``MultiTaskMetric``): the numbers are those ``tools/test.py`` reports, up to the PNG
+quantisation of saliency and normals. Every image of the split needs a file for every
+evaluated task; a missing one is an error that names it.
+
+``--json`` prints the metrics as one JSON object on stdout (logs go to stderr).
+"""
+import argparse
+import contextlib
+import copy
+import json
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.evaluator import Evaluator  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+from mmengine.registry import init_default_scope  # noqa: E402
+
+import mmpoly  # noqa: E402,F401  (registration)
+from mmpoly.evaluation.prediction_writer import (prediction_path,  # noqa: E402
+                                                 read_prediction, sample_id)
+from mmpoly.utils import explain_build_errors  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Score predictions stored as PNG files')
+    parser.add_argument('config', help='config whose test split and test_evaluator are used')
+    parser.add_argument('pred_dir', help='folder with <task>/<id>.png predictions')
+    parser.add_argument('--json', action='store_true',
+                        help='print the metrics as one JSON object on stdout')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config keys, e.g. test_dataloader.dataset.data_root=PATH')
+    return parser.parse_args(argv)
+
+
+def evaluator_config(cfg: Config):
+    """The test evaluator, with the normals PNG round trip switched off: the files are
+    already quantised (quantising them again would not be the identity)."""
+    evaluator = copy.deepcopy(cfg.test_evaluator)
+    metrics = evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]
+    for metric in metrics:
+        if metric.get('type') == 'MultiTaskMetric':
+            metric['quantize_normals'] = False
+    return evaluator
+
+
+def evaluate_folder(cfg: Config, pred_dir: str) -> dict:
+    """Metrics of the predictions in ``pred_dir`` on the config's test split."""
+    from mmseg.registry import DATASETS
+    if not osp.isdir(pred_dir):
+        raise FileNotFoundError(f'prediction folder not found: {pred_dir}')
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    with explain_build_errors():
+        dataset = DATASETS.build(cfg.test_dataloader.dataset)
+        evaluator = Evaluator(evaluator_config(cfg))
+    evaluator.dataset_meta = dataset.metainfo
+    for index in range(len(dataset)):
+        sample = dataset[index]['data_samples']
+        img_id = sample_id(sample)
+        for key in list(sample.keys()):
+            if key.startswith('gt_'):
+                task = key[len('gt_'):]
+                sample.set_data({f'pred_{task}': _pixel_data(read_prediction(
+                    pred_dir, task, img_id))})
+        try:
+            evaluator.process(data_samples=[sample])
+        except ValueError as e:
+            files = [prediction_path(pred_dir, k[len('gt_'):], img_id)
+                     for k in sample.keys() if k.startswith('gt_')]
+            raise ValueError(f'image {img_id!r} ({files}): {e}') from e
+    return evaluator.evaluate(len(dataset))
+
+
+def _pixel_data(data):
+    from mmengine.structures import PixelData
+    return PixelData(data=data)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file {args.config} not found')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    # with --json, stdout carries only the JSON: the logger is created writing to stderr
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
+        MMLogger.get_instance('eval_predictions', log_level='INFO')
+        try:
+            metrics = evaluate_folder(cfg, args.pred_dir)
+        except (FileNotFoundError, ValueError) as e:
+            print(f'error: {e}', file=sys.stderr)
+            sys.exit(1)
+    metrics = {k: float(v) for k, v in metrics.items()}
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        for key, value in metrics.items():
+            print(f'{key}: {value:.4f}')
+
+
+if __name__ == '__main__':
+    main()

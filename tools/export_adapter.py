@@ -1,0 +1,133 @@
+"""Make an adapter-only checkpoint from a full one:
+``python tools/export_adapter.py FULL_CKPT OUT --config CONFIG [--no-optimizer]``.
+
+Keeps everything training changed (trainable parameters, the buffers they need, optimizer and
+scheduler state, message hub, meta) and replaces the frozen backbone weights by the identity
+of the pretrained backbone file the config names (path + sha256); see
+``mmpoly/utils/adapter_checkpoint.py``. The full checkpoint's frozen weights must be exactly
+those of that file (checked), so the small file reproduces the model bit for bit:
+``tools/test.py CONFIG OUT`` evaluates it, and a config with
+``default_hooks.checkpoint.type='AdapterCheckpointHook'`` resumes from it.
+
+``--no-optimizer`` also drops the optimizer state (a file for inference and sharing).
+
+``python tools/export_adapter.py --measure CONFIG...`` prints a table of full vs adapter-only
+checkpoint sizes (with Adam state, and without the optimizer), measured on files written from
+the configs' models (random weights, a stand-in backbone file: sizes do not depend on values).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint  # noqa: E402
+
+import mmpoly  # noqa: E402,F401  (registration)
+from mmpoly.utils import explain_build_errors  # noqa: E402
+from mmpoly.utils.adapter_checkpoint import (AdapterCheckpointError,  # noqa: E402
+                                             frozen_backbone_keys, is_adapter_checkpoint,
+                                             make_adapter_checkpoint, pretrained_backbones,
+                                             sha256_tensor)
+from mmpoly.utils.param_count import build_model_without_weights  # noqa: E402
+
+
+def export(full_ckpt: str, out: str, cfg: Config, keep_optimizer: bool = True) -> dict:
+    """Write the adapter-only checkpoint of ``full_ckpt`` to ``out``; returns it."""
+    if not osp.isfile(full_ckpt):
+        raise FileNotFoundError(f'checkpoint {full_ckpt} not found')
+    checkpoint = _load_checkpoint(full_ckpt, map_location='cpu')
+    if is_adapter_checkpoint(checkpoint):
+        raise AdapterCheckpointError(f'{full_ckpt} is already an adapter-only checkpoint')
+    if 'state_dict' not in checkpoint:
+        checkpoint = dict(state_dict=checkpoint)
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in checkpoint['state_dict'].items()}
+    checkpoint['state_dict'] = state
+    with explain_build_errors():
+        model = build_model_without_weights(cfg)
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    shape = [f'{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}'
+             for k, v in state.items() if k in own and v.shape != own[k].shape]
+    if missing or unexpected or shape:
+        raise AdapterCheckpointError(
+            f'{full_ckpt} does not fit the config: missing {missing[:5]} ({len(missing)}), '
+            f'unexpected {unexpected[:5]} ({len(unexpected)}), shape mismatches '
+            f'{shape[:5]} ({len(shape)})')
+
+    # the frozen weights of the full checkpoint must be those of the backbone file
+    frozen = frozen_backbone_keys(model)
+    frozen_sha256 = {k: sha256_tensor(state[k]) for k in frozen}
+    for prefix, backbone, path in pretrained_backbones(model):
+        if path is not None:
+            backbone.load_pretrained(path)
+    rebuilt = model.state_dict()
+    differ = [k for k in frozen if sha256_tensor(rebuilt[k]) != frozen_sha256[k]]
+    if differ:
+        paths = [p for _, _, p in pretrained_backbones(model)]
+        raise AdapterCheckpointError(
+            f'{len(differ)} frozen backbone weights of {full_ckpt} are not those of the '
+            f'backbone file(s) {paths}, e.g. {differ[:5]}: an adapter-only checkpoint could '
+            'not reproduce this model (was it trained from another backbone checkpoint?)')
+
+    make_adapter_checkpoint(model, checkpoint, cfg.pretty_text, frozen_sha256=frozen_sha256)
+    if not keep_optimizer:
+        checkpoint.pop('optimizer', None)
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    save_checkpoint(checkpoint, out)
+    return checkpoint
+
+
+def measure(configs) -> None:
+    import tempfile
+
+    from mmpoly.utils.adapter_checkpoint import measure_sizes
+    print('| config | full (MiB) | adapter-only (MiB) | ratio | without optimizer (MiB) '
+          '| ratio |\n|---|---:|---:|---:|---:|---:|')
+    for path in configs:
+        with tempfile.TemporaryDirectory() as tmp:
+            s = measure_sizes(path, tmp)
+        mib = {k: v / 2**20 for k, v in s.items()}
+        print(f"| {path} | {mib['full']:.1f} | {mib['adapter']:.1f} | "
+              f"{s['adapter'] / s['full']:.3f} | {mib['adapter_no_optimizer']:.1f} | "
+              f"{s['adapter_no_optimizer'] / s['full']:.3f} |", flush=True)
+
+
+def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == '--measure':
+        return measure(argv[1:])
+    parser = argparse.ArgumentParser(description='Full checkpoint -> adapter-only checkpoint')
+    parser.add_argument('checkpoint', help='full checkpoint (as CheckpointHook writes it)')
+    parser.add_argument('out', help='output file')
+    parser.add_argument('--config', required=True, help='the config the run was trained with')
+    parser.add_argument('--no-optimizer', action='store_true',
+                        help='drop the optimizer state (the file cannot resume training)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys')
+    args = parser.parse_args(argv)
+    if not osp.isfile(args.config):
+        raise FileNotFoundError(f'config file {args.config} not found')
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    try:
+        checkpoint = export(args.checkpoint, args.out, cfg, not args.no_optimizer)
+    except (AdapterCheckpointError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(1)
+    full, small = osp.getsize(args.checkpoint), osp.getsize(args.out)
+    info = checkpoint['adapter']
+    print(f"{args.out}: {len(checkpoint['state_dict'])} saved entries, "
+          f"{len(info['frozen_keys'])} frozen entries rebuilt from "
+          f"{[b['path'] for b in info['backbones']]}")
+    print(f'size {small / 2**20:.2f} MiB (full checkpoint {full / 2**20:.2f} MiB, '
+          f'{small / full:.1%})')
+
+
+if __name__ == '__main__':
+    main()
