@@ -8,7 +8,8 @@ the config's own test pipeline (``--cfg-options test_dataloader.dataset.data_roo
 points it at another PASCAL_MT root), and are scored by the config's ``test_evaluator``
 (``MultiTaskMetric``): the numbers are those ``tools/test.py`` reports, up to the PNG
 quantisation of saliency and normals. Every image of the split needs a file for every
-evaluated task; a missing one is an error that names it.
+evaluated task (human_parts: only images with a person, as the reference); a missing one is
+an error that names it.
 
 ``--json`` prints the metrics as one JSON object on stdout (logs go to stderr).
 """
@@ -27,6 +28,7 @@ from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmpoly  # noqa: E402,F401  (registration)
+from mmpoly.evaluation.metrics.functional import is_human_parts_evaluated  # noqa: E402
 from mmpoly.evaluation.prediction_writer import (prediction_path,  # noqa: E402
                                                  read_prediction, sample_id)
 from mmpoly.utils import explain_build_errors  # noqa: E402
@@ -71,6 +73,11 @@ def evaluate_folder(cfg: Config, pred_dir: str) -> dict:
         for key in list(sample.keys()):
             if key.startswith('gt_'):
                 task = key[len('gt_'):]
+                if (task == 'human_parts'
+                        and not is_human_parts_evaluated(sample.get(key).data)
+                        and not osp.isfile(prediction_path(pred_dir, task, img_id))):
+                    delattr(sample, key)  # no person: not scored, a file is not needed
+                    continue
                 sample.set_data({f'pred_{task}': _pixel_data(read_prediction(
                     pred_dir, task, img_id))})
         try:

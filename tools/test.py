@@ -7,6 +7,8 @@ Prints every task's metric and delta_m, and writes them as JSON to
 size, in the benchmark's on-disk format (``DIR/<task>/<id>.png``, see
 ``mmpoly/evaluation/prediction_writer.py``); ``tools/eval_predictions.py CONFIG DIR`` scores
 such a folder. Distributed: ``tools/dist_test.sh CONFIG CHECKPOINT N [--out DIR]``.
+``--show-dir DIR`` writes one picture per image: the input, and every task's ground truth
+above its prediction (``mmpoly/visualization``).
 
 CHECKPOINT may be an adapter-only checkpoint (``AdapterCheckpointHook``,
 ``tools/export_adapter.py``): the frozen backbone is rebuilt from the file the config names,
@@ -34,6 +36,9 @@ def parse_args():
     parser.add_argument('--work-dir', help='where to write logs and test_metrics.json')
     parser.add_argument(
         '--out', help='write every prediction as DIR/<task>/<id>.png (reference format)')
+    parser.add_argument(
+        '--show-dir', help='write one picture per image (input, every task\'s GT and '
+        'prediction) as DIR/<id>.png')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config keys, e.g. test_dataloader.dataset.data_root=PATH')
@@ -66,6 +71,11 @@ def main():
     if args.out is not None:
         hooks.append(dict(type='MultiTaskPredictionWriter', out_dir=osp.abspath(args.out)))
     cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + hooks
+    if args.show_dir is not None:
+        cfg.default_hooks = cfg.get('default_hooks', None) or {}
+        cfg.default_hooks['visualization'] = dict(
+            type='MultiTaskVisualizationHook', draw=True,
+            test_out_dir=osp.abspath(args.show_dir))
 
     with explain_build_errors():
         runner = Runner.from_cfg(cfg)

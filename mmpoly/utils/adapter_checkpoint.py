@@ -309,7 +309,8 @@ class AdapterCheckpointHook(_RestoreMixin, CheckpointHook):
             state = checkpoint['state_dict']
             self._frozen_sha256 = {k: sha256_tensor(state[k])
                                    for k in frozen_backbone_keys(runner.model)}
-        make_adapter_checkpoint(runner.model, checkpoint, runner.cfg.pretty_text,
+        config_text = checkpoint.get('meta', {}).get('cfg') or runner.cfg.pretty_text
+        make_adapter_checkpoint(runner.model, checkpoint, config_text,
                                 frozen_sha256=self._frozen_sha256)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.registry import init_default_scope
 from PIL import Image
 
 from mmpoly.evaluation.metrics.functional import (DEFAULT_REFERENCE, quantize_normals,
@@ -33,6 +34,7 @@ from mmpoly.evaluation.prediction_writer import (MultiTaskPredictionWriter,
                                                  encode_prediction, read_prediction,
                                                  write_prediction)
 from mmpoly.datasets.transforms.loading import read_png
+from mmseg.registry import DATASETS
 from .conftest import DEMO, REPO, demo_options, read_json, run_tool
 
 NORMAL_BOUND = math.degrees(math.asin(2 * math.sqrt(3) / 255))  # 0.778 degrees
@@ -130,7 +132,8 @@ def trained(tmp_path_factory, demo_data):
 def one_rank(tmp_path_factory, demo_data, trained):
     work = tmp_path_factory.mktemp('pred_one')
     run_tool('python', 'tools/test.py', DEMO, trained, '--work-dir', str(work / 'work'),
-             '--out', str(work / 'out'), *demo_options(demo_data, 1, *ONE_BY_ONE))
+             '--out', str(work / 'out'), '--show-dir', str(work / 'show'),
+             *demo_options(demo_data, 1, *ONE_BY_ONE))
     return work
 
 
@@ -145,6 +148,12 @@ def test_out_writes_every_task_at_the_original_size(one_rank, demo_data):
             pred = Image.open(out / task / f'{img_id}.png')
             assert pred.size == img.size
             assert pred.mode == ('RGB' if task == 'normals' else 'L')
+    # --show-dir: one picture per image, input + 4 tasks wide, GT and prediction rows
+    from mmpoly.visualization.multi_task_visualizer import TITLE_HEIGHT
+    assert sorted(os.listdir(one_rank / 'show')) == sorted(f'{i}.png' for i in ids)
+    w, h = img.size
+    assert Image.open(one_rank / 'show' / f'{ids[0]}.png').size == (5 * w,
+                                                                   2 * (h + TITLE_HEIGHT))
 
 
 def test_eval_predictions_agrees_with_test_within_the_png_quantisation(
@@ -163,13 +172,23 @@ def test_eval_predictions_agrees_with_test_within_the_png_quantisation(
     # the quantisation is really there (the comparison above is not vacuous)
     assert from_files['normals/mErr'] != from_test['normals/mErr']
 
-    # a missing file is an error naming it
-    shutil.copytree(one_rank / 'out', tmp_path / 'out')
-    missing = tmp_path / 'out' / 'sal' / sorted(os.listdir(tmp_path / 'out' / 'sal'))[3]
-    os.remove(missing)
+    # human_parts files are needed only for images with a person (as the reference) ...
     eval_predictions = runpy.run_path(osp.join(REPO, 'tools', 'eval_predictions.py'))
     cfg = Config.fromfile(osp.join(REPO, DEMO))
-    cfg.merge_from_dict({'test_dataloader.dataset.data_root': demo_data})
+    cfg.merge_from_dict({'test_dataloader.dataset.data_root': demo_data,
+                         'test_dataloader.dataset.indices': SUBSET})
+    shutil.copytree(one_rank / 'out', tmp_path / 'out')
+    init_default_scope('mmseg')
+    infos = DATASETS.build(cfg.test_dataloader.dataset).data_list
+    no_person = [i['img_id'] for i in infos if not i['has_human_parts']]
+    assert 0 < len(no_person) < len(infos)
+    for img_id in no_person:
+        os.remove(tmp_path / 'out' / 'human_parts' / f'{img_id}.png')
+    assert eval_predictions['evaluate_folder'](cfg, str(tmp_path / 'out')) == from_files
+
+    # ... every other missing file is an error naming it
+    missing = tmp_path / 'out' / 'sal' / sorted(os.listdir(tmp_path / 'out' / 'sal'))[3]
+    os.remove(missing)
     with pytest.raises(FileNotFoundError, match=f'prediction file missing: {missing}'):
         eval_predictions['evaluate_folder'](cfg, str(tmp_path / 'out'))
 
