@@ -22,3 +22,6 @@ default_hooks = dict(
 )
 # frozen parameters never get gradients; every trainable one does
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=False)
+# Every run can load (load_from / --resume / test) an adapter-only checkpoint: it is completed
+# from the pretrained backbone file it records; a full checkpoint passes through unchanged.
+custom_hooks = [dict(type='AdapterCheckpointLoader')]

@@ -1,3 +1,4 @@
+from . import amp  # noqa: F401  (registers MixedPrecisionOptimWrapper)
 from .build_errors import explain_build_errors
 from .runtime import finish_distributed, setup_runtime
 

@@ -1,4 +1,8 @@
-"""What tools/train.py and tools/test.py do before building a Runner: choose the backend."""
+"""What tools/train.py and tools/test.py do before building a Runner: load the config,
+choose the backend."""
+import os.path as osp
+from typing import Optional
+
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
@@ -22,6 +26,29 @@ def setup_runtime(cfg: Config, launcher: str = 'none') -> Config:
     cfg.model_wrapper_cfg = wrapper
     if launcher == 'pytorch' and not torch_dist.is_initialized():
         torch_dist.init_process_group(backend='gloo')
+    return cfg
+
+
+def load_config(config_path: str, cfg_options: Optional[dict] = None, launcher: str = 'none',
+                work_dir: Optional[str] = None) -> Config:
+    """The config of a tools/train.py or tools/test.py run, ready for ``Runner.from_cfg``.
+
+    Reads ``config_path`` (``FileNotFoundError`` when it is missing), merges ``cfg_options``
+    (``--cfg-options``) into it, records the launcher and sets up its backend
+    (:func:`setup_runtime`). ``work_dir`` overrides the config's; without either it is
+    ``./work_dirs/<config name>``.
+    """
+    if not osp.isfile(config_path):
+        raise FileNotFoundError(f'config file {config_path} not found')
+    cfg = Config.fromfile(config_path)
+    cfg.launcher = launcher
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    setup_runtime(cfg, launcher)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
     return cfg
 
 

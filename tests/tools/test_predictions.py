@@ -28,7 +28,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from PIL import Image
 
-from mmpoly.evaluation.metrics.functional import (DEFAULT_REFERENCE, quantize_normals,
+from mmpoly.evaluation.metrics.functional import (DEFAULT_REFERENCE,
+                                                  is_human_parts_evaluated, quantize_normals,
                                                   quantize_probability)
 from mmpoly.evaluation.prediction_writer import (MultiTaskPredictionWriter,
                                                  encode_prediction, read_prediction,
@@ -179,9 +180,11 @@ def test_eval_predictions_agrees_with_test_within_the_png_quantisation(
                          'test_dataloader.dataset.indices': SUBSET})
     shutil.copytree(one_rank / 'out', tmp_path / 'out')
     init_default_scope('mmseg')
-    infos = DATASETS.build(cfg.test_dataloader.dataset).data_list
-    no_person = [i['img_id'] for i in infos if not i['has_human_parts']]
-    assert 0 < len(no_person) < len(infos)
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    samples = [dataset[i]['data_samples'] for i in range(len(dataset))]
+    no_person = [s.img_id for s in samples
+                 if not is_human_parts_evaluated(s.gt_human_parts.data)]
+    assert 0 < len(no_person) < len(samples)
     for img_id in no_person:
         os.remove(tmp_path / 'out' / 'human_parts' / f'{img_id}.png')
     assert eval_predictions['evaluate_folder'](cfg, str(tmp_path / 'out')) == from_files

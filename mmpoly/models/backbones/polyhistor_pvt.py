@@ -15,7 +15,7 @@ Every layer calls the tuner at the same points as :class:`PolyhistorSwin`, with 
 differences (PVT attention is global and has no relative position bias):
 
 - ``linear`` is called with ``'q'`` (every token), ``'kv'`` (the reduced tokens) and
-  ``'proj'``; there is no fused ``'qkv'`` (see :attr:`PolyhistorPVT.linear_names`).
+  ``'proj'``; there is no fused ``'qkv'`` (``LayerInfo.projections``).
 - ``attn_bias`` is not supported: a tuner that declares ``needs`` a feature PVT lacks
   (``'relative_position_bias'``, ``'windows'``) is refused when the backbone is built, and
   an undeclared bias is refused at the first forward.
@@ -26,7 +26,6 @@ Reading order: the blocks (patch embedding, attention, MLP, layer), the model, i
 weights, then the official checkpoint conversion.
 """
 import math
-import os
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -35,7 +34,6 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner import CheckpointLoader
@@ -44,6 +42,7 @@ from torch import Tensor, nn
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS
 from ..tuners.base import BaseTuner, LayerInfo
+from .tuned_backbone import TunedBackboneMixin, check_checkpoint_path
 
 
 class PatchEmbed(nn.Module):
@@ -167,7 +166,7 @@ class Block(nn.Module):
 
 
 @MODELS.register_module()
-class PolyhistorPVT(BaseModule):
+class PolyhistorPVT(TunedBackboneMixin, BaseModule):
     """PVT v1 whose layers call a tuner. Defaults are PVT-Small.
 
     Args:
@@ -199,8 +198,6 @@ class PolyhistorPVT(BaseModule):
     The forward returns the stage outputs (NCHW), before any output norm, with ``T*B`` rows
     (task-major) when the tuner is task-specific and ``B`` rows otherwise.
     """
-    #: names this backbone passes to ``tuner.linear``
-    linear_names = ('q', 'kv', 'proj')
     #: what a tuner may declare in ``needs`` and still run on PVT (not relative position
     #: bias, not windows)
     provides = frozenset({'prompts'})
@@ -225,9 +222,6 @@ class PolyhistorPVT(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if task_batching not in ('stacked', 'loop'):
-            raise ValueError(f"PolyhistorPVT.task_batching must be 'stacked' or 'loop', "
-                             f'got {task_batching!r}')
         per_stage = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads,
                          patch_sizes=patch_sizes, mlp_ratios=mlp_ratios, sr_ratios=sr_ratios)
         num_stages = len(depths)
@@ -235,7 +229,6 @@ class PolyhistorPVT(BaseModule):
             if len(value) != num_stages:
                 raise ValueError(f'PolyhistorPVT.{key} needs one entry per stage '
                                  f'({num_stages}), got {list(value)}')
-        self.task_batching = task_batching
         self.num_stages = num_stages
         self.embed_dims = tuple(embed_dims)
         self.out_indices = tuple(out_indices)
@@ -260,14 +253,7 @@ class PolyhistorPVT(BaseModule):
             ]))
             cur += depths[i]
 
-        self.layer_infos = self._describe_layers()
-        tuner = dict(type='BaseTuner') if tuner is None else tuner
-        self._check_needs(_registered_class(tuner['type']))  # before the tuner's own checks
-        self.tuner: BaseTuner = MODELS.build(
-            tuner, default_args=dict(layers=self.layer_infos, tasks=tuple(tasks)))
-        self._check_needs(self.tuner)
-        self.tuner.attach(self)
-        self._freeze()
+        self._setup_tuner(tasks, tuner, task_batching, self._describe_layers())
 
     def _describe_layers(self) -> List[LayerInfo]:
         infos = []
@@ -291,42 +277,7 @@ class PolyhistorPVT(BaseModule):
                         projections=(('q', 1), ('kv', 2), ('proj', 1))))
         return infos
 
-    def _check_needs(self, tuner) -> None:
-        """Refuse a tuner that needs what PVT does not have (declared in ``needs``)."""
-        name = getattr(tuner, '__name__', type(tuner).__name__)
-        for need in getattr(tuner, 'needs', ()):
-            if need not in self.provides:
-                raise ValueError(f'{name} needs {need}, which PVT does not have (PVT has '
-                                 f'global spatial-reduction attention: no relative position '
-                                 f'bias, no windows); use it on PolyhistorSwin')
-
-    def _freeze(self) -> None:
-        """The one place that decides what is trained in the encoder."""
-        for name, param in self.named_parameters():
-            if not name.startswith('tuner.'):
-                param.requires_grad_(self.tuner.trains_backbone)
-
-    @property
-    def task_specific(self) -> bool:
-        return self.tuner.task_specific
-
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor) -> List[Tensor]:
-        tuner = self.tuner
-        tuner.before_forward()
-        if not tuner.task_specific:
-            tuner.set_active_task(None)
-            return self._forward_once(x)
-        if self.task_batching == 'stacked':
-            tuner.set_active_task(None)
-            return self._forward_once(x.repeat(tuner.num_tasks, 1, 1, 1))
-        per_task = []
-        for t in range(tuner.num_tasks):
-            tuner.set_active_task(t)
-            per_task.append(self._forward_once(x))
-        tuner.set_active_task(None)
-        return [torch.cat(level, dim=0) for level in zip(*per_task)]
-
     def _forward_once(self, x: Tensor) -> List[Tensor]:
         outs = []
         layers = iter(self.layer_infos)
@@ -381,35 +332,20 @@ class PolyhistorPVT(BaseModule):
     def load_pretrained(self, path: str) -> None:
         """Load the official PVT release or a checkpoint of this backbone; missing weights
         are an error."""
-        if '://' not in path and not os.path.isfile(path):
-            raise FileNotFoundError(
-                f'pretrained backbone checkpoint {path} not found (model.backbone.init_cfg.'
-                f'checkpoint); download it, or set model.backbone.init_cfg=None to start '
-                f'from random weights')
+        check_checkpoint_path(path)
         ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='silent')
-        state_dict = convert_pvt_checkpoint(ckpt)
-        own = {k: v for k, v in self.state_dict().items() if not k.startswith('tuner.')}
-        missing = sorted(set(own) - set(state_dict))
-        if missing:
-            raise KeyError(f'checkpoint {path} is not a PVT checkpoint for this backbone: '
-                           f'{len(missing)} weights are missing, e.g. {missing[:5]}')
-        loaded = OrderedDict()
-        for key, target in own.items():
-            value = state_dict[key]
-            if key.startswith('pos_embed') and value.shape != target.shape:
-                side = math.isqrt(value.shape[1])
-                if side * side != value.shape[1] or value.shape[2] != target.shape[2]:
-                    raise ValueError(f'checkpoint {path}: {key} of shape {tuple(value.shape)} '
-                                     f'is not a square grid of width {target.shape[2]}')
-                value = resize_pos_embed(value, (side, side),
-                                         self.pos_shapes[int(key[len('pos_embed'):]) - 1])
-            if value.shape != target.shape:
-                raise ValueError(f'checkpoint {path}: {key} has shape {tuple(value.shape)}, '
-                                 f'the backbone expects {tuple(target.shape)}')
-            loaded[key] = value
-        self.load_state_dict(loaded, strict=False)
-        print_log(f'PolyhistorPVT: loaded {len(loaded)} pretrained weights from {path}',
-                  logger='current')
+
+        def adapt(key, value, target):
+            if not key.startswith('pos_embed') or value.shape == target.shape:
+                return value
+            side = math.isqrt(value.shape[1])
+            if side * side != value.shape[1] or value.shape[2] != target.shape[2]:
+                raise ValueError(f'checkpoint {path}: {key} of shape {tuple(value.shape)} '
+                                 f'is not a square grid of width {target.shape[2]}')
+            return resize_pos_embed(value, (side, side),
+                                    self.pos_shapes[int(key[len('pos_embed'):]) - 1])
+
+        self._load_pretrained_weights(path, convert_pvt_checkpoint(ckpt), adapt)
 
 
 def resize_pos_embed(pos_embed: Tensor, src_shape: Tuple[int, int],
@@ -419,12 +355,6 @@ def resize_pos_embed(pos_embed: Tensor, src_shape: Tuple[int, int],
     grid = pos_embed.reshape(1, *src_shape, C).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, size=tuple(dst_shape), mode='bilinear', align_corners=False)
     return grid.flatten(2).transpose(1, 2)
-
-
-def _registered_class(type_):
-    """The class a config's ``type`` names (registered partials give their function)."""
-    cls = MODELS.get(type_) if isinstance(type_, str) else type_
-    return getattr(cls, 'func', cls)
 
 
 # ------------------------------------------------------------ checkpoint conversion

@@ -10,25 +10,24 @@ Reading order: the model, its forward, one layer, the windowed attention, then c
 conversion from the official release and from mmpretrain.
 """
 import inspect
-import os
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 from torch import Tensor
 
 from mmseg.models.backbones import SwinTransformer
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS
-from ..tuners.base import BaseTuner, LayerInfo
+from ..tuners.base import LayerInfo
+from .tuned_backbone import TunedBackboneMixin, check_checkpoint_path
 
 
 @MODELS.register_module()
-class PolyhistorSwin(SwinTransformer):
+class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
     """Swin Transformer whose layers call a tuner.
 
     Args:
@@ -43,33 +42,26 @@ class PolyhistorSwin(SwinTransformer):
     The forward returns the four stage outputs, before any output norm, with ``T*B`` rows
     (task-major) when the tuner is task-specific and ``B`` rows otherwise.
     """
+    provides = frozenset({'relative_position_bias', 'windows', 'prompts'})
 
     def __init__(self,
                  tasks: Sequence[str] = ALL_TASKS,
                  tuner: Optional[dict] = None,
                  task_batching: str = 'stacked',
                  **kwargs):
-        if task_batching not in ('stacked', 'loop'):
-            raise ValueError(f"PolyhistorSwin.task_batching must be 'stacked' or 'loop', "
-                             f'got {task_batching!r}')
         unknown = sorted(set(kwargs) - set(inspect.signature(SwinTransformer).parameters))
         if unknown:  # name this class, not the parent that would otherwise complain
             raise TypeError(f'{type(self).__name__}.__init__() got an unexpected keyword '
                             f"argument '{unknown[0]}'")
         super().__init__(**kwargs)
-        self.task_batching = task_batching
         # activation checkpointing per layer (upstream keeps the flag in its blocks only)
         self.with_cp = kwargs.get('with_cp', False)
         # Output norms belong to each task's decoder (the paper counts them there).
         for i in self.out_indices:
             delattr(self, f'norm{i}')
-        self.layer_infos = self._describe_layers(kwargs.get('window_size', 7))
-        tuner = dict(type='BaseTuner') if tuner is None else tuner
-        self.tuner: BaseTuner = MODELS.build(
-            tuner, default_args=dict(layers=self.layer_infos, tasks=tuple(tasks)))
-        self.tuner.attach(self)
-        self._freeze()
         self._shift_masks: Dict[tuple, Tensor] = {}
+        self._setup_tuner(tasks, tuner, task_batching,
+                          self._describe_layers(kwargs.get('window_size', 7)))
 
     def _describe_layers(self, window_size: int) -> List[LayerInfo]:
         infos = []
@@ -90,33 +82,7 @@ class PolyhistorSwin(SwinTransformer):
                         window_size=window_size))
         return infos
 
-    def _freeze(self) -> None:
-        """The one place that decides what is trained in the encoder."""
-        for name, param in self.named_parameters():
-            if not name.startswith('tuner.'):
-                param.requires_grad_(self.tuner.trains_backbone)
-
-    @property
-    def task_specific(self) -> bool:
-        return self.tuner.task_specific
-
     # ------------------------------------------------------------------ forward
-    def forward(self, x: Tensor) -> List[Tensor]:
-        tuner = self.tuner
-        tuner.before_forward()
-        if not tuner.task_specific:
-            tuner.set_active_task(None)
-            return self._forward_once(x)
-        if self.task_batching == 'stacked':
-            tuner.set_active_task(None)
-            return self._forward_once(x.repeat(tuner.num_tasks, 1, 1, 1))
-        per_task = []
-        for t in range(tuner.num_tasks):
-            tuner.set_active_task(t)
-            per_task.append(self._forward_once(x))
-        tuner.set_active_task(None)
-        return [torch.cat(level, dim=0) for level in zip(*per_task)]
-
     def _forward_once(self, x: Tensor) -> List[Tensor]:
         x, hw_shape = self.patch_embed(x)
         if self.use_abs_pos_embed:
@@ -268,32 +234,17 @@ class PolyhistorSwin(SwinTransformer):
         self._freeze()
 
     def load_pretrained(self, path: str) -> None:
-        """Load official Swin, mmseg or mmpretrain weights; missing weights are an error."""
-        if '://' not in path and not os.path.isfile(path):
-            raise FileNotFoundError(
-                f'pretrained backbone checkpoint {path} not found (model.backbone.init_cfg.'
-                f'checkpoint); download it, or set model.backbone.init_cfg=None to start '
-                f'from random weights')
+        """Load official Swin, MoBY, mmseg or mmpretrain weights; missing weights are an
+        error."""
+        check_checkpoint_path(path)
         ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='silent')
-        state_dict = convert_swin_checkpoint(ckpt)
-        own = {k: v for k, v in self.state_dict().items()
-               if not k.startswith('tuner.') and 'relative_position_index' not in k}
-        missing = sorted(set(own) - set(state_dict))
-        if missing:
-            raise KeyError(f'checkpoint {path} is not a Swin checkpoint for this backbone: '
-                           f'{len(missing)} weights are missing, e.g. {missing[:5]}')
-        loaded = OrderedDict()
-        for key, target in own.items():
-            value = state_dict[key]
+
+        def adapt(key, value, target):
             if 'relative_position_bias_table' in key and value.shape != target.shape:
-                value = resize_rel_pos_table(value, target.shape, key, path)
-            if value.shape != target.shape:
-                raise ValueError(f'checkpoint {path}: {key} has shape {tuple(value.shape)}, '
-                                 f'the backbone expects {tuple(target.shape)}')
-            loaded[key] = value
-        self.load_state_dict(loaded, strict=False)
-        print_log(f'PolyhistorSwin: loaded {len(loaded)} pretrained weights from {path}',
-                  logger='current')
+                return resize_rel_pos_table(value, target.shape, key, path)
+            return value
+
+        self._load_pretrained_weights(path, convert_swin_checkpoint(ckpt), adapt)
 
 
 def resize_rel_pos_table(table: Tensor, shape, key: str, path: str) -> Tensor:

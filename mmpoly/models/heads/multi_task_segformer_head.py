@@ -9,6 +9,7 @@ from mmseg.models.decode_heads import SegformerHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS, TASK_SPECS, check_tasks
+from ...utils.benchmark import profile_range
 
 DEFAULT_LOSSES = dict(
     semseg=dict(type='PixelCrossEntropyLoss', loss_weight=1.0),
@@ -78,27 +79,29 @@ class MultiTaskSegformerHead(BaseModule):
     def forward(self, feats: Dict[str, List[Tensor]]) -> Dict[str, Tensor]:
         """task -> that task's feature pyramid  =>  task -> logits at 1/4 resolution."""
         out = {}
-        for task in self.tasks:
-            x = feats[task]
-            if task in self.norms:
-                x = self.norms[task](x)
-            out[task] = self.decoders[task](x)
+        with profile_range('decoders'):
+            for task in self.tasks:
+                x = feats[task]
+                if task in self.norms:
+                    x = self.norms[task](x)
+                out[task] = self.decoders[task](x)
         return out
 
     def loss(self, feats: Dict[str, List[Tensor]], data_samples) -> Dict[str, Tensor]:
         logits = self.forward(feats)
         size = data_samples[0].metainfo['batch_input_shape']
         losses = {}
-        for task, task_logits in logits.items():
-            field = f'gt_{task}'
-            if not all(field in s for s in data_samples):
-                raise KeyError(f'the model predicts {task!r} but a training sample has no '
-                               f'{field}; set the dataset tasks to the model tasks')
-            label = torch.stack([getattr(s, field).data for s in data_samples])
-            task_logits = resize(task_logits, size=size, mode='bilinear',
-                                 align_corners=self.align_corners)
-            loss = self.decoders[task].loss_decode
-            losses[f'loss_{task}'] = loss(task_logits, label)
+        with profile_range('losses'):
+            for task, task_logits in logits.items():
+                field = f'gt_{task}'
+                if not all(field in s for s in data_samples):
+                    raise KeyError(f'the model predicts {task!r} but a training sample has '
+                                   f'no {field}; set the dataset tasks to the model tasks')
+                label = torch.stack([getattr(s, field).data for s in data_samples])
+                task_logits = resize(task_logits, size=size, mode='bilinear',
+                                     align_corners=self.align_corners)
+                loss = self.decoders[task].loss_decode
+                losses[f'loss_{task}'] = loss(task_logits, label)
         return losses
 
     def predict(self, feats: Dict[str, List[Tensor]], batch_img_metas: List[dict]):

@@ -2,15 +2,14 @@
 from typing import Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from .utils import flatten_label
+from .utils import IgnoreIndexLoss, flatten_label
 
 
 @MODELS.register_module()
-class BalancedBCELoss(nn.Module):
+class BalancedBCELoss(IgnoreIndexLoss):
     r"""HED-style balanced binary cross-entropy on logits.
 
     With :math:`w` the fraction of negative pixels among the valid pixels of the
@@ -42,10 +41,7 @@ class BalancedBCELoss(nn.Module):
                  ignore_index: int = 255,
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_bce'):
-        super().__init__()
-        self.ignore_index = ignore_index
-        self.loss_weight = loss_weight
-        self._loss_name = loss_name
+        super().__init__(ignore_index, loss_weight, loss_name)
 
     def forward(self,
                 pred: torch.Tensor,
@@ -65,9 +61,7 @@ class BalancedBCELoss(nn.Module):
         Returns:
             Scalar tensor.
         """
-        if weight is not None:
-            raise NotImplementedError(f'{self.__class__.__name__} has no pixel weights')
-        ignore_index = self.ignore_index if ignore_index is None else ignore_index
+        ignore_index = self.check_call(weight, ignore_index)
         if pred.dim() == 3:
             pred = pred.unsqueeze(1)
         target = flatten_label(target, pred, 1)
@@ -82,11 +76,3 @@ class BalancedBCELoss(nn.Module):
         loss_neg = -(F.logsigmoid(-pred) * neg).sum()   # -log(1-p) on negatives
         loss = (w * loss_pos + (1 - w) * loss_neg) / num_valid
         return self.loss_weight * loss
-
-    @property
-    def loss_name(self) -> str:
-        """Name of the loss item (mmseg convention)."""
-        return self._loss_name
-
-    def extra_repr(self) -> str:
-        return f'ignore_index={self.ignore_index}, loss_weight={self.loss_weight}'

@@ -2,14 +2,13 @@
 from typing import Optional
 
 import torch
-import torch.nn as nn
 from mmseg.registry import MODELS
 
-from .utils import flatten_label, masked_mean
+from .utils import DenseLoss, flatten_label, masked_mean
 
 
 @MODELS.register_module()
-class NormalL1Loss(nn.Module):
+class NormalL1Loss(DenseLoss):
     """L1 between the L2-normalised predicted normal and the label, valid pixels only.
 
     Matches the reference ``NormalsLoss(normalize=True, size_average=True, norm=1)``:
@@ -27,9 +26,7 @@ class NormalL1Loss(nn.Module):
     """
 
     def __init__(self, loss_weight: float = 1.0, loss_name: str = 'loss_normal'):
-        super().__init__()
-        self.loss_weight = loss_weight
-        self._loss_name = loss_name
+        super().__init__(loss_weight, loss_name)
 
     def forward(self,
                 pred: torch.Tensor,
@@ -47,18 +44,9 @@ class NormalL1Loss(nn.Module):
         Returns:
             Scalar tensor.
         """
-        if weight is not None:
-            raise NotImplementedError(f'{self.__class__.__name__} has no pixel weights')
+        self.check_no_weight(weight)
         pred = pred.float()  # batch-wide sums overflow half precision
         target = flatten_label(target, pred, 3).float()
         pred = pred / (torch.linalg.vector_norm(pred, dim=1, keepdim=True) + 1e-12)
         valid = (target != 0).any(dim=1, keepdim=True).expand_as(target)
         return self.loss_weight * masked_mean((pred - target).abs(), valid)
-
-    @property
-    def loss_name(self) -> str:
-        """Name of the loss item (mmseg convention)."""
-        return self._loss_name
-
-    def extra_repr(self) -> str:
-        return f'loss_weight={self.loss_weight}'

@@ -2,15 +2,14 @@
 from typing import Optional
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmseg.registry import MODELS
 
-from .utils import flatten_label, masked_mean
+from .utils import IgnoreIndexLoss, flatten_label, masked_mean
 
 
 @MODELS.register_module()
-class PixelCrossEntropyLoss(nn.Module):
+class PixelCrossEntropyLoss(IgnoreIndexLoss):
     """Softmax cross-entropy averaged over the labelled pixels of the batch.
 
     Matches the reference ``SoftMaxwithLoss`` (``NLLLoss(ignore_index=255)`` on
@@ -30,10 +29,7 @@ class PixelCrossEntropyLoss(nn.Module):
                  ignore_index: int = 255,
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_ce'):
-        super().__init__()
-        self.ignore_index = ignore_index
-        self.loss_weight = loss_weight
-        self._loss_name = loss_name
+        super().__init__(ignore_index, loss_weight, loss_name)
 
     def forward(self,
                 pred: torch.Tensor,
@@ -53,19 +49,9 @@ class PixelCrossEntropyLoss(nn.Module):
         Returns:
             Scalar tensor.
         """
-        if weight is not None:
-            raise NotImplementedError(f'{self.__class__.__name__} has no pixel weights')
-        ignore_index = self.ignore_index if ignore_index is None else ignore_index
+        ignore_index = self.check_call(weight, ignore_index)
         target = flatten_label(target, pred, 1)[:, 0].long()
         # reduction='none' puts 0 at ignored pixels; averaging ourselves avoids 0/0.
         loss = F.cross_entropy(
             pred, target, ignore_index=ignore_index, reduction='none')
         return self.loss_weight * masked_mean(loss, target != ignore_index)
-
-    @property
-    def loss_name(self) -> str:
-        """Name of the loss item (mmseg convention)."""
-        return self._loss_name
-
-    def extra_repr(self) -> str:
-        return f'ignore_index={self.ignore_index}, loss_weight={self.loss_weight}'

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS, TASK_SPECS, check_tasks
+from ...utils.benchmark import profile_range
 
 
 @MODELS.register_module()
@@ -52,9 +53,10 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
     # ------------------------------------------------------------------ features
     def extract_feat(self, inputs: Tensor) -> Dict[str, List[Tensor]]:
         """task -> that task's feature pyramid."""
-        if self.backbone_per_task:
-            return {task: self.backbones[task](inputs) for task in self.tasks}
-        feats = self.backbone(inputs)
+        with profile_range('backbone'):
+            if self.backbone_per_task:
+                return {task: self.backbones[task](inputs) for task in self.tasks}
+            feats = self.backbone(inputs)
         if not self.backbone.task_specific:
             return {task: feats for task in self.tasks}
         per_level = [level.chunk(len(self.tasks), dim=0) for level in feats]

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer
 from torch import Tensor
 
+from ...utils.benchmark import profile_range
 from .base import BaseTuner, LayerInfo
 
 POSITIONS = {
@@ -46,19 +47,40 @@ class AdapterWeights:
         })
 
 
-def apply_adapter(x: Tensor, w: AdapterWeights, act, groups: int) -> Tensor:
-    """``A(x)`` for a task-stacked ``x`` of shape (groups * M, ..., d); one matmul per
-    projection over the task axis (weights with a leading 1 broadcast over it)."""
+def apply_adapter(x: Tensor, w: AdapterWeights, act, groups: int, scale: float = 1.0,
+                  out: Optional[Tensor] = None) -> Tensor:
+    """``out + scale * A(x)`` (``out`` None: just ``scale * A(x)``) for a task-stacked ``x`` of
+    shape (groups * M, ..., d); one batched matmul per projection over the task axis (weights
+    with a leading 1 broadcast over it).
+
+    The big (groups * M, d) tensors see only a LayerNorm without affine, two matmuls with
+    their bias (and ``out``) added inside (``baddbmm``), and the activation: the LayerNorm's
+    affine is folded into the small weights, ``(LN(h) g + b) W_down + c = LN(h) (g * W_down)
+    + (b W_down + c)``, and ``scale`` into the second matmul. Same arithmetic as the plain
+    form up to float rounding, four fewer passes over the tokens forward and backward.
+    """
     shape = x.shape
     h = x.reshape(groups, -1, shape[-1])
+    down, down_bias = w.down, w.down_bias
     if w.norm_weight is not None:
-        h = F.layer_norm(h, h.shape[-1:]) * w.norm_weight[:, None] + w.norm_bias[:, None]
-    h = torch.matmul(h, w.down)
-    if w.down_bias is not None:
-        h = h + w.down_bias[:, None]
-    h = torch.matmul(act(h), w.up)
+        h = F.layer_norm(h, h.shape[-1:])
+        folded = torch.matmul(w.norm_bias[:, None], down).squeeze(1)  # (T', n)
+        down = w.norm_weight[:, :, None] * down
+        down_bias = folded if down_bias is None else down_bias + folded
+    down = down.expand(groups, -1, -1)
+    if down_bias is None:
+        h = torch.bmm(h, down)
+    else:
+        h = torch.baddbmm(down_bias[:, None].expand(groups, 1, -1), h, down)
+    up = w.up.expand(groups, -1, -1)
+    base = None if out is None else out.reshape(groups, -1, shape[-1])
     if w.up_bias is not None:
-        h = h + w.up_bias[:, None]
+        bias = (scale * w.up_bias[:, None]).expand(groups, 1, -1)
+        base = bias if base is None else base + bias
+    if base is None:
+        h = torch.bmm(act(h), up) * scale
+    else:
+        h = torch.baddbmm(base, act(h), up, alpha=scale)
     return h.reshape(shape)
 
 
@@ -118,7 +140,8 @@ class AdapterTunerBase(BaseTuner):
 
     # -------------------------------------------------------------- hooks
     def before_forward(self) -> None:
-        self._generated = self.generate_weights()
+        with profile_range('hypernet'):
+            self._generated = self.generate_weights()
 
     def _weights(self, layer: LayerInfo, site: str) -> AdapterWeights:
         if self._generated is not None:
@@ -131,8 +154,8 @@ class AdapterTunerBase(BaseTuner):
         if site not in self.sites:
             return out
         source = x if self.form == 'parallel' else out
-        return out + self.scale * apply_adapter(source, self._weights(layer, site), self.act,
-                                                self.num_active)
+        return apply_adapter(source, self._weights(layer, site), self.act, self.num_active,
+                             self.scale, out)
 
     def attn_branch(self, layer: LayerInfo, x: Tensor, attn_out: Tensor) -> Tensor:
         return self._branch('attn', layer, x, attn_out)

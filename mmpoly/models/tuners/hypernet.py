@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ...utils.benchmark import profile_range
 from .adapter_base import AdapterTunerBase, AdapterWeights
 
 #: initial bias of the generators of the adapter vectors: the generated LayerNorm weight
@@ -167,4 +168,5 @@ class HypernetTunerBase(AdapterTunerBase):
         return self._cache[1]
 
     def before_forward(self) -> None:
-        self._generated = self.current_weights()
+        with profile_range('hypernet'):
+            self._generated = self.current_weights()

@@ -250,7 +250,7 @@ def test_linear_hook_names():
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     calls = model.tuner.calls
-    assert {name for _, name, _ in calls} == set(model.linear_names) == {'q', 'kv', 'proj'}
+    assert {name for _, name, _ in calls} == {name for name, _ in model.layer_infos[0].projections} == {'q', 'kv', 'proj'}
     # block1: 16x16 tokens, keys / values from (16/8)^2 reduced tokens
     assert [c for c in calls if c[0] == 'block1.0'] == [
         ('block1.0', 'q', 256), ('block1.0', 'kv', 4), ('block1.0', 'proj', 256)]
@@ -320,7 +320,7 @@ class UndeclaredBias(BaseTuner):
 def test_tuners_that_need_swin_are_refused():
     with pytest.raises(ValueError, match='relative.position.bias'):
         build(tuner=dict(type='RelativeBias'))
-    with pytest.raises(ValueError, match='NeedsWindows needs windows, which PVT does not have'):
+    with pytest.raises(ValueError, match='NeedsWindows needs windows, which PolyhistorPVT does not have'):
         build(tuner=dict(type=NeedsWindows))
     model = build(tuner=dict(type=UndeclaredBias))
     with pytest.raises(NotImplementedError, match='no relative position bias'):

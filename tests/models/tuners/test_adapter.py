@@ -8,27 +8,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mmpoly  # noqa: F401
 from mmseg.registry import MODELS
+from . import helpers
+from .helpers import B, SWIN_T, SWIN_T_WIDTHS
+from .helpers import rows as task_rows
 
-TINY = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4,
-            pretrain_img_size=64, drop_path_rate=0.0)
 TASKS = ('semseg', 'normals')  # two tasks keep the tiny checks fast
 ALL_TASKS = ('semseg', 'human_parts', 'sal', 'normals')  # the paper's four, for budgets
-B = 2  # images per batch
-SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7)
-#: widths of Swin-T's 12 layers, and the sums the counts below are written with
-SWIN_T_WIDTHS = [96] * 2 + [192] * 2 + [384] * 6 + [768] * 2
+# the sums the Swin-T counts below are written with
 assert sum(SWIN_T_WIDTHS) == 4416 and sum(d * d for d in SWIN_T_WIDTHS) == 2156544
 
 
 # ------------------------------------------------------------------ shared helpers
 def build(tuner, tasks=TASKS, **kwargs):
-    torch.manual_seed(0)
-    model = MODELS.build(dict(type='PolyhistorSwin', tasks=tasks, tuner=tuner, **TINY, **kwargs))
-    model.init_weights()
-    model.eval()
-    return model
+    return helpers.build(tuner, tasks, perturb=None, **kwargs)
 
 
 def images(seed=1):
@@ -40,10 +33,6 @@ def run(model, x):
     return model(x)
 
 
-def task_rows(outs, t):
-    return [o[t * B:(t + 1) * B] for o in outs]
-
-
 @torch.no_grad()
 def randomize_(module, std=0.2, seed=2):
     """Move every parameter away from its init (W_up = 0 would hide the adapters)."""
@@ -53,12 +42,8 @@ def randomize_(module, std=0.2, seed=2):
 
 
 def frozen_copy(model, tasks=TASKS):
-    """The same backbone weights with no tuner."""
-    frozen = MODELS.build(dict(type='PolyhistorSwin', tasks=tasks, **TINY))
-    missing, _ = frozen.load_state_dict(model.state_dict(), strict=False)
-    assert not missing
-    frozen.eval()
-    return frozen
+    """The same backbone weights with no tuner (and none missing)."""
+    return helpers.frozen_copy(model, tasks, check_missing=True)
 
 
 def check_init_equals_frozen(cfg):

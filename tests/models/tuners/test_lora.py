@@ -3,47 +3,20 @@ import math
 import pytest
 import torch
 
-import mmpoly  # noqa: F401
 from mmpoly.tasks import ALL_TASKS
 from mmseg.registry import MODELS
-
-# the tiny Swin of tests/models/backbones/test_polyhistor_swin.py
-TINY = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4,
-            pretrain_img_size=64, drop_path_rate=0.0)
-TASKS = ('semseg', 'human_parts')
-B = 2
-SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7)
+from . import helpers
+from .helpers import (SWIN_T, SWIN_T_WIDTHS, TASKS, B, assert_stacked_equals_loop,
+                      assert_task_1_moves_alone, assert_tasks_equal_edited_frozen,
+                      assert_tasks_equal_frozen, randomize_tuner, sgd_step_on_every_parameter)
 
 
 def build(tasks=TASKS, **tuner):
-    torch.manual_seed(0)
-    model = MODELS.build(
-        dict(type='PolyhistorSwin', tasks=tasks, **TINY, tuner=dict(type='LoRA', **tuner)))
-    model.init_weights()
-    with torch.no_grad():  # upstream init leaves biases and tables at zero: make them matter
-        for name, p in model.named_parameters():
-            if not name.startswith('tuner.'):
-                p.add_(0.1 * torch.randn_like(p))
-    model.eval()
-    return model
-
-
-def frozen_copy(model):
-    frozen = MODELS.build(dict(type='PolyhistorSwin', tasks=TASKS, **TINY))
-    frozen.load_state_dict(model.state_dict(), strict=False)
-    frozen.eval()
-    return frozen
-
-
-def rows(outs, t):
-    return [o[t * B:(t + 1) * B] for o in outs]
+    return helpers.build(dict(type='LoRA', **tuner), tasks)
 
 
 def randomize_B(model, std=0.3):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.tuner.lora_B.values():
-            p.normal_(0, std)
+    randomize_tuner(model, std, model.tuner.lora_B.values())
 
 
 def test_init():
@@ -56,12 +29,7 @@ def test_init():
         bound = 1 / math.sqrt(info.dim)  # kaiming_uniform(a=sqrt(5)) of an (r, d) matrix
         assert A.abs().max() <= bound and A.abs().max() > 0.7 * bound
         assert not Bm.any()
-    x = torch.randn(B, 3, 64, 64)
-    with torch.no_grad():
-        outs, ref = model(x), frozen_copy(model)(x)
-    for t in range(len(TASKS)):
-        for a, b in zip(rows(outs, t), ref):
-            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    assert_tasks_equal_frozen(model)
 
 
 @pytest.mark.parametrize('targets', [('qkv', ), ('qkv', 'proj'), ('proj', )])
@@ -70,30 +38,22 @@ def test_task_output_equals_frozen_backbone_with_updated_weights(targets):
     model = build(targets=targets, scale=2.5)
     randomize_B(model)
     x = torch.randn(B, 3, 60, 76)
-    with torch.no_grad():
-        outs = model(x)
-        for t in range(len(TASKS)):
-            ref_model = frozen_copy(model)
-            for info in model.layer_infos:
-                for name in targets:
-                    A = model.tuner.lora_A[f'{name}{info.index}'][t]
-                    Bm = model.tuner.lora_B[f'{name}{info.index}'][t]
-                    weight = getattr(ref_model.get_submodule(info.name).attn.w_msa, name).weight
-                    weight.add_(2.5 * Bm @ A)
-            for a, b in zip(rows(outs, t), ref_model(x)):
-                torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+    def update_weights(ref_model, t):
+        for info in model.layer_infos:
+            for name in targets:
+                A = model.tuner.lora_A[f'{name}{info.index}'][t]
+                Bm = model.tuner.lora_B[f'{name}{info.index}'][t]
+                weight = getattr(ref_model.get_submodule(info.name).attn.w_msa, name).weight
+                weight.add_(2.5 * Bm @ A)
+
+    assert_tasks_equal_edited_frozen(model, x, update_weights, tol=1e-5)
 
 
 def test_one_step_trains_only_B_first():
     """B = 0 at init, so the first step's gradient reaches B only (dL/dA = B^T (...) = 0)."""
     model = build()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # every parameter: frozen ones get no grad
-    loss = sum((o**2).mean() for o in model(torch.randn(B, 3, 64, 64)))
-    loss.backward()
-    opt.step()
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    changed, before = sgd_step_on_every_parameter(model)
     assert changed == {f'tuner.lora_B.qkv{i}' for i in range(8)}
     for n in changed:
         assert all(not torch.equal(model.get_parameter(n)[t], before[n][t]) for t in range(2))
@@ -102,16 +62,7 @@ def test_one_step_trains_only_B_first():
 def test_tasks_are_independent():
     model = build(targets=('qkv', 'proj'))
     randomize_B(model)
-    x = torch.randn(B, 3, 64, 64)
-    with torch.no_grad():
-        outs = model(x)
-        for p in model.tuner.parameters():
-            p[1].add_(torch.randn_like(p[1]))  # perturb task 1 only
-        new = model(x)
-    for a, b in zip(rows(outs, 0), rows(new, 0)):
-        assert torch.equal(a, b)
-    for a, b in zip(rows(outs, 1), rows(new, 1)):
-        assert (a - b).abs().max() > 1e-3
+    assert_task_1_moves_alone(model, model.tuner.parameters())
 
 
 @pytest.mark.parametrize('merge', [False, True])
@@ -120,13 +71,7 @@ def test_stacked_equals_loop(merge):
     randomize_B(model)
     if merge:
         model.tuner.merge()
-    x = torch.randn(B, 3, 64, 64)
-    with torch.no_grad():
-        stacked = model(x)
-        model.task_batching = 'loop'
-        loop = model(x)
-    for a, b in zip(stacked, loop):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_stacked_equals_loop(model, torch.randn(B, 3, 64, 64))
 
 
 def test_merge_unmerge_are_inverses():
@@ -176,7 +121,7 @@ def test_bad_targets():
 def test_swin_t_trainable_count(targets):
     model = MODELS.build(
         dict(type='PolyhistorSwin', tuner=dict(type='LoRA', targets=targets), **SWIN_T))
-    dims = [96] * 2 + [192] * 2 + [384] * 6 + [768] * 2
+    dims = SWIN_T_WIDTHS
     r = 4
     out = dict(qkv=3, proj=1)  # output width / d
     # per target: A is r x d, B is (out * d) x r
@@ -204,7 +149,7 @@ def test_lora_on_pvt_updates_its_separate_q_and_kv_projections():
     model.eval()
     with torch.no_grad():
         before = model(x)
-        for B in lora.lora_B.values():
-            B.normal_(0, 0.3)
+        for Bm in lora.lora_B.values():
+            Bm.normal_(0, 0.3)
         after = model(x)
     assert not torch.allclose(before[3], after[3])  # the updates reach the output

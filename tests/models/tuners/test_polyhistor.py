@@ -5,42 +5,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mmpoly  # noqa: F401
 from mmpoly.models.tuners.base import LayerInfo
 from mmpoly.models.tuners.polyhistor import decomposed_rank
 from mmseg.registry import MODELS
+from . import helpers
+from .helpers import (SWIN_T, assert_adam_step_changes_only_the_tuner,
+                      assert_gradients_reach_every_tuner_parameter,
+                      assert_only_task_1_of_3_moved, assert_stacked_equals_loop,
+                      assert_step_and_load_refresh_the_cache, assert_tasks_equal_frozen,
+                      frozen_copy, per_task, tuner_params)
 
-# the tiny Swin of tests/models/backbones/test_polyhistor_swin.py
-TINY = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4,
-            pretrain_img_size=64, drop_path_rate=0.0)
 TASKS = ('semseg', 'human_parts', 'sal', 'normals')
-SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7)
 
 
 def build(tasks=TASKS[:2], seed=0, task_batching='stacked', **tuner):
-    torch.manual_seed(seed)
     tuner = dict(dict(type='Polyhistor', reduction=2), **tuner)
-    model = MODELS.build(dict(type='PolyhistorSwin', **TINY, tasks=tasks, tuner=tuner,
-                              task_batching=task_batching))
-    model.init_weights()
-    model.eval()
-    return model
-
-
-def frozen_copy(model, tasks=TASKS[:2]):
-    frozen = MODELS.build(dict(type='PolyhistorSwin', **TINY, tasks=tasks))
-    frozen.load_state_dict(model.state_dict(), strict=False)
-    frozen.eval()
-    return frozen
-
-
-def tuner_params(model):
-    return {n: p for n, p in model.named_parameters() if n.startswith('tuner.')}
-
-
-def per_task(outs, num_tasks):
-    """Task-stacked outputs -> list over tasks of the 4 levels."""
-    return [[o.view(num_tasks, -1, *o.shape[1:])[t] for o in outs] for t in range(num_tasks)]
+    return helpers.build(tuner, tasks, seed=seed, perturb=None, task_batching=task_batching)
 
 
 def plain_rank(n, ratio):
@@ -49,14 +29,7 @@ def plain_rank(n, ratio):
 
 # ------------------------------------------------------------------ (a) initialisation
 def test_zero_generators_give_the_frozen_backbone_exactly():
-    model = build(init_std=0.0)
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        ours = per_task(model(x), 2)
-        ref = frozen_copy(model)(x)
-    for t in range(2):
-        for a, b in zip(ours[t], ref):
-            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert_tasks_equal_frozen(build(init_std=0.0), rtol=0)
 
 
 def test_default_init_generates_small_weights_of_the_predicted_size():
@@ -79,28 +52,12 @@ def test_default_init_generates_small_weights_of_the_predicted_size():
 
 # ------------------------------------------------------------------ (b) one step
 def test_one_step_changes_only_the_tuner():
-    model = build()
-    model.train()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    tuned = tuner_params(model)
-    opt = torch.optim.Adam(tuned.values(), lr=1e-3)
-    loss = sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 64)))
-    loss.backward()
-    opt.step()
-    for name, p in model.named_parameters():
-        if name in tuned:
-            assert not torch.equal(p, before[name]), f'{name} did not change'
-        else:
-            assert not p.requires_grad and p.grad is None
-            assert torch.equal(p, before[name]), f'frozen {name} changed'
+    assert_adam_step_changes_only_the_tuner(build())
 
 
 def test_gradients_reach_every_generator_and_embedding():
     model = build(tasks=TASKS)
-    model.train()
-    sum(o.sum() for o in model(torch.randn(1, 3, 64, 64))).backward()
-    for name, p in tuner_params(model).items():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert_gradients_reach_every_tuner_parameter(model)
     assert {n.split('.')[1] for n in tuner_params(model)} == {'task_embed', 'projector',
                                                               'generator'}
 
@@ -117,21 +74,14 @@ def test_task_output_depends_only_on_its_own_parameters(generate_norms):
             for norms in model.tuner.norms:
                 norms.weight[1].mul_(2.0)
         after = per_task(model(x), 3)
-    for t in (0, 2):
-        for a, b in zip(before[t], after[t]):
-            assert torch.equal(a, b)
-    assert not torch.allclose(before[1][3], after[1][3])
+    assert_only_task_1_of_3_moved(before, after)
 
 
 # ------------------------------------------------------------------ (d) stacked == loop
 def test_stacked_forward_equals_per_task_loop():
     model = build(tasks=TASKS)
     loop = build(tasks=TASKS, task_batching='loop')
-    loop.load_state_dict(model.state_dict())
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        for a, b in zip(model(x), loop(x)):
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_stacked_equals_loop(model, torch.randn(2, 3, 64, 64), loop)
 
 
 # ------------------------------------------------------------------ (e) parameter count
@@ -257,20 +207,10 @@ def test_eval_cache_is_reused_and_refreshed():
         assert len(calls) == 1 and tuner.current_weights() is cached
         assert same(cached, tuner.generate_weights())
 
-    # an optimiser step refreshes it
-    model.train()
-    opt = torch.optim.SGD(tuner_params(model).values(), lr=1.0)
-    sum(o.sum() for o in model(x)).backward()
-    opt.step()
-    model.eval()
+    # an optimiser step refreshes it, and so does load_state_dict
+    assert_step_and_load_refresh_the_cache(model, tuner_params(model).values(), x, cached, same,
+                                           build)
     with torch.no_grad():
-        stepped = tuner.current_weights()
-        assert not same(stepped, cached) and same(stepped, tuner.generate_weights())
-        # load_state_dict refreshes it
-        other = build(seed=1)
-        model.load_state_dict(other.state_dict())
-        loaded = tuner.current_weights()
-        assert same(loaded, other.tuner.generate_weights()) and not same(loaded, stepped)
         # a dtype move refreshes it
         model.double()
         assert tuner.current_weights()[('mlp', 0)].down.dtype == torch.float64

@@ -5,40 +5,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import mmpoly  # noqa: F401
 from mmpoly.models.tuners.base import LayerInfo
 from mmseg.registry import MODELS
+from . import helpers
+from .helpers import (SWIN_T, assert_adam_step_changes_only_the_tuner,
+                      assert_gradients_reach_every_tuner_parameter,
+                      assert_only_task_1_of_3_moved, assert_stacked_equals_loop,
+                      assert_step_and_load_refresh_the_cache, assert_tasks_equal_frozen,
+                      frozen_copy, per_task)
 
-# the tiny Swin of tests/models/backbones/test_polyhistor_swin.py (C = 16, scales 1, 2, 4, 8)
-TINY = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4,
-            pretrain_img_size=64, drop_path_rate=0.0)
+# the tiny Swin of tests/models/backbones/test_polyhistor_swin.py has C = 16, scales 1, 2, 4, 8
 TASKS = ('semseg', 'human_parts', 'sal', 'normals')
-SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7)
 
 
 def build(tasks=TASKS[:2], seed=0, task_batching='stacked', **tuner):
-    torch.manual_seed(seed)
     tuner = dict(dict(type='PolyhistorLite', task_embed_dim=16), **tuner)
-    model = MODELS.build(dict(type='PolyhistorSwin', **TINY, tasks=tasks, tuner=tuner,
-                              task_batching=task_batching))
-    model.init_weights()
-    model.eval()
-    return model
-
-
-def frozen_copy(model, tasks):
-    frozen = MODELS.build(dict(type='PolyhistorSwin', **TINY, tasks=tasks))
-    frozen.load_state_dict(model.state_dict(), strict=False)
-    frozen.eval()
-    return frozen
-
-
-def tuner_params(model):
-    return {n: p for n, p in model.named_parameters() if n.startswith('tuner.')}
-
-
-def per_task(outs, num_tasks):
-    return [[o.view(num_tasks, -1, *o.shape[1:])[t] for o in outs] for t in range(num_tasks)]
+    return helpers.build(tuner, tasks, seed=seed, perturb=None, task_batching=task_batching)
 
 
 def explicit_kron_sum(left, right):
@@ -47,14 +29,7 @@ def explicit_kron_sum(left, right):
 
 # ------------------------------------------------------------------ (a) initialisation
 def test_zero_generator_gives_the_frozen_backbone_exactly():
-    model = build(init_std=0.0)
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        ours = per_task(model(x), 2)
-        ref = frozen_copy(model, TASKS[:2])(x)
-    for t in range(2):
-        for a, b in zip(ours[t], ref):
-            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    assert_tasks_equal_frozen(build(init_std=0.0), rtol=0)
 
 
 def test_default_init_statistics():
@@ -75,29 +50,12 @@ def test_default_init_statistics():
 
 # ------------------------------------------------------------------ (b) one step
 def test_one_step_changes_only_the_tuner():
-    model = build()
-    model.train()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    tuned = tuner_params(model)
-    opt = torch.optim.Adam(tuned.values(), lr=1e-3)
-    loss = sum(o.square().mean() for o in model(torch.randn(2, 3, 64, 64)))
-    loss.backward()
-    opt.step()
-    for name, p in model.named_parameters():
-        if name in tuned:
-            assert not torch.equal(p, before[name]), f'{name} did not change'
-        else:
-            assert not p.requires_grad and p.grad is None
-            assert torch.equal(p, before[name]), f'frozen {name} changed'
+    assert_adam_step_changes_only_the_tuner(build())
 
 
 def test_gradients_reach_hypernetwork_embeddings_and_kernels():
     model = build(tasks=TASKS)
-    model.train()
-    sum(o.sum() for o in model(torch.randn(1, 3, 64, 64))).backward()
-    params = tuner_params(model)
-    for name, p in params.items():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    params = assert_gradients_reach_every_tuner_parameter(model)
     groups = {n.split('.')[1] for n in params}
     assert groups == {'task_embed', 'layer_embed', 'projector', 'generator', 'scale_kernels',
                       'vector_kernels'}
@@ -117,10 +75,7 @@ def test_task_output_depends_only_on_its_own_parameters():
         for kernels in (*tuner.scale_kernels.values(), *tuner.vector_kernels.values()):
             kernels[1].mul_(-1.5)
         after = per_task(model(x), 3)
-    for t in (0, 2):
-        for a, b in zip(before[t], after[t]):
-            assert torch.equal(a, b)
-    assert not torch.allclose(before[1][3], after[1][3])
+    assert_only_task_1_of_3_moved(before, after)
 
 
 def test_shared_kernels_are_shared_across_tasks():
@@ -142,11 +97,7 @@ def test_shared_kernels_are_shared_across_tasks():
 def test_stacked_forward_equals_per_task_loop(task_specific_kernels):
     model = build(tasks=TASKS, task_specific_kernels=task_specific_kernels)
     loop = build(tasks=TASKS, task_batching='loop', task_specific_kernels=task_specific_kernels)
-    loop.load_state_dict(model.state_dict())
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        for a, b in zip(model(x), loop(x)):
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_stacked_equals_loop(model, torch.randn(2, 3, 64, 64), loop)
 
 
 # ------------------------------------------------------------------ (e) parameter count
@@ -292,16 +243,6 @@ def test_eval_cache_is_reused_and_refreshed():
         cached = tuner.current_weights()
         assert tuner.current_weights() is cached
         assert same(cached, tuner.generate_weights())
-    # an optimiser step on the scaling kernels alone refreshes it
-    model.train()
-    opt = torch.optim.SGD([tuner.scale_kernels['s4']], lr=1.0)
-    sum(o.sum() for o in model(x)).backward()
-    opt.step()
-    model.eval()
-    with torch.no_grad():
-        stepped = tuner.current_weights()
-        assert not same(stepped, cached) and same(stepped, tuner.generate_weights())
-        other = build(seed=1)
-        model.load_state_dict(other.state_dict())
-        loaded = tuner.current_weights()
-        assert same(loaded, other.tuner.generate_weights()) and not same(loaded, stepped)
+    # an optimiser step on the scaling kernels alone refreshes it, and so does load_state_dict
+    assert_step_and_load_refresh_the_cache(model, [tuner.scale_kernels['s4']], x, cached, same,
+                                           build)

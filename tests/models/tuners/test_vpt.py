@@ -3,43 +3,18 @@ import math
 import pytest
 import torch
 
-import mmpoly  # noqa: F401
 from mmpoly.models.tuners.vpt import VPT
 from mmpoly.tasks import ALL_TASKS
 from mmseg.registry import MODELS
+from . import helpers
+from .helpers import (SWIN_T, SWIN_T_WIDTHS, TASKS, B, assert_stacked_equals_loop,
+                      assert_task_1_moves_alone, frozen_copy, rows, sgd_step_on_every_parameter)
 
-# the tiny Swin of tests/models/backbones/test_polyhistor_swin.py
-TINY = dict(embed_dims=16, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4), window_size=4,
-            pretrain_img_size=64, drop_path_rate=0.0)
-TASKS = ('semseg', 'human_parts')
-B = 2
 P = 3
-SWIN_T = dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7)
 
 
 def build(deep, tasks=TASKS, num_tokens=P, **kwargs):
-    torch.manual_seed(0)
-    model = MODELS.build(
-        dict(type='PolyhistorSwin', tasks=tasks, **TINY, **kwargs,
-             tuner=dict(type='VPT', num_tokens=num_tokens, deep=deep)))
-    model.init_weights()
-    with torch.no_grad():  # upstream init leaves biases and tables at zero: make them matter
-        for name, p in model.named_parameters():
-            if not name.startswith('tuner.'):
-                p.add_(0.1 * torch.randn_like(p))
-    model.eval()
-    return model
-
-
-def frozen_copy(model):
-    frozen = MODELS.build(dict(type='PolyhistorSwin', tasks=TASKS, **TINY))
-    frozen.load_state_dict(model.state_dict(), strict=False)
-    frozen.eval()
-    return frozen
-
-
-def rows(outs, t):
-    return [o[t * B:(t + 1) * B] for o in outs]
+    return helpers.build(dict(type='VPT', num_tokens=num_tokens, deep=deep), tasks, **kwargs)
 
 
 @pytest.mark.parametrize('deep', [False, True])
@@ -156,13 +131,7 @@ def test_deep_prompts_act_from_their_layer_on():
 @pytest.mark.parametrize('deep', [False, True])
 def test_one_step_trains_only_the_prompts(deep):
     model = build(deep)
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)  # every parameter: frozen ones get no grad
-    loss = sum((o**2).mean() for o in model(torch.randn(B, 3, 64, 64)))
-    loss.backward()
-    opt.step()
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    changed, before = sgd_step_on_every_parameter(model)
     assert changed == {f'tuner.prompts.{i}' for i in range(8 if deep else 1)}
     for n, p in model.named_parameters():
         if n.startswith('tuner.'):
@@ -172,28 +141,13 @@ def test_one_step_trains_only_the_prompts(deep):
 @pytest.mark.parametrize('deep', [False, True])
 def test_tasks_are_independent(deep):
     model = build(deep)
-    x = torch.randn(B, 3, 64, 64)
-    with torch.no_grad():
-        outs = model(x)
-        for p in model.tuner.prompts:
-            p[1].add_(torch.randn_like(p[1]))  # perturb task 1 only
-        new = model(x)
-    for a, b in zip(rows(outs, 0), rows(new, 0)):
-        assert torch.equal(a, b)
-    for a, b in zip(rows(outs, 1), rows(new, 1)):
-        assert (a - b).abs().max() > 1e-3
+    assert_task_1_moves_alone(model, model.tuner.prompts)
 
 
 @pytest.mark.parametrize('deep', [False, True])
 def test_stacked_equals_loop(deep):
     model = build(deep, tasks=ALL_TASKS)
-    x = torch.randn(B, 3, 60, 76)
-    with torch.no_grad():
-        stacked = model(x)
-        model.task_batching = 'loop'
-        loop = model(x)
-    for a, b in zip(stacked, loop):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert_stacked_equals_loop(model, torch.randn(B, 3, 60, 76))
 
 
 @pytest.mark.parametrize('cfg,deep', [(dict(type='VPT'), False), (dict(type='VPTShallow'), False),
@@ -203,7 +157,7 @@ def test_swin_t_trainable_count(cfg, deep):
     model = MODELS.build(dict(type='PolyhistorSwin', tuner=cfg, **SWIN_T))
     assert isinstance(model.tuner, VPT) and model.tuner.deep == deep
     assert model.tuner.carries_prompts == (not deep)
-    dims = [96] * 2 + [192] * 2 + [384] * 6 + [768] * 2
+    dims = SWIN_T_WIDTHS
     per_task = 50 * (sum(dims) if deep else dims[0])  # 50 tokens of width d_l per layer
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == 4 * per_task

@@ -1,0 +1,112 @@
+"""What every backbone with a tuner shares: building and checking its tuner, freezing, the
+task-stacked (or per-task loop) forward, and strict loading of pretrained weights."""
+import os
+from collections import OrderedDict
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence
+
+import torch
+from mmengine.logging import print_log
+from torch import Tensor
+
+from mmseg.registry import MODELS
+from ..tuners.base import BaseTuner, LayerInfo
+
+
+class TunedBackboneMixin:
+    """Mixed into a backbone class before its upstream base.
+
+    The backbone describes its layers, calls :meth:`_setup_tuner` at the end of its
+    ``__init__``, implements ``_forward_once(x)`` (one pass over a batch, calling the tuner's
+    hooks) and may call :meth:`_load_pretrained_weights` from ``init_weights``.
+    """
+    #: features a tuner may declare in ``BaseTuner.needs`` that this backbone has
+    provides: FrozenSet[str] = frozenset()
+
+    def _setup_tuner(self, tasks: Sequence[str], tuner: Optional[dict], task_batching: str,
+                     layer_infos: List[LayerInfo]) -> None:
+        name = type(self).__name__
+        if task_batching not in ('stacked', 'loop'):
+            raise ValueError(f"{name}.task_batching must be 'stacked' or 'loop', "
+                             f'got {task_batching!r}')
+        self.task_batching = task_batching
+        self.layer_infos = layer_infos
+        tuner = dict(type='NoTuner') if tuner is None else tuner
+        self._check_needs(_registered_class(tuner['type']))  # before the tuner's own checks
+        self.tuner: BaseTuner = MODELS.build(
+            tuner, default_args=dict(layers=layer_infos, tasks=tuple(tasks)))
+        self.tuner.attach(self)
+        self._freeze()
+
+    def _check_needs(self, tuner_cls) -> None:
+        for need in getattr(tuner_cls, 'needs', ()):
+            if need not in self.provides:
+                raise ValueError(f'{tuner_cls.__name__} needs {need}, which '
+                                 f'{type(self).__name__} does not have (it has '
+                                 f'{sorted(self.provides)})')
+
+    def _freeze(self) -> None:
+        """The one place that decides what is trained in the encoder."""
+        for name, param in self.named_parameters():
+            if not name.startswith('tuner.'):
+                param.requires_grad_(self.tuner.trains_backbone)
+
+    @property
+    def task_specific(self) -> bool:
+        return self.tuner.task_specific
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        """Stage outputs; ``T * B`` rows (task-major) when the tuner is task-specific."""
+        tuner = self.tuner
+        tuner.before_forward()
+        if not tuner.task_specific:
+            tuner.set_active_task(None)
+            return self._forward_once(x)
+        if self.task_batching == 'stacked':
+            tuner.set_active_task(None)
+            return self._forward_once(x.repeat(tuner.num_tasks, 1, 1, 1))
+        per_task = []
+        for t in range(tuner.num_tasks):
+            tuner.set_active_task(t)
+            per_task.append(self._forward_once(x))
+        tuner.set_active_task(None)
+        return [torch.cat(level, dim=0) for level in zip(*per_task)]
+
+    def _forward_once(self, x: Tensor) -> List[Tensor]:
+        raise NotImplementedError
+
+    def _load_pretrained_weights(self, path: str, state_dict: Dict[str, Tensor],
+                                 adapt: Callable[[str, Tensor, Tensor], Tensor]) -> None:
+        """Load every backbone weight from ``state_dict`` (already converted to this
+        backbone's names); ``adapt(key, value, target)`` may resize a value (position
+        tables). A missing weight or a wrong shape is an error naming the file."""
+        name = type(self).__name__
+        own = {k: v for k, v in self.state_dict().items()
+               if not k.startswith('tuner.') and 'relative_position_index' not in k}
+        missing = sorted(set(own) - set(state_dict))
+        if missing:
+            raise KeyError(f'checkpoint {path} is not a checkpoint for this {name}: '
+                           f'{len(missing)} weights are missing, e.g. {missing[:5]}')
+        loaded = OrderedDict()
+        for key, target in own.items():
+            value = adapt(key, state_dict[key], target)
+            if value.shape != target.shape:
+                raise ValueError(f'checkpoint {path}: {key} has shape {tuple(value.shape)}, '
+                                 f'the backbone expects {tuple(target.shape)}')
+            loaded[key] = value
+        self.load_state_dict(loaded, strict=False)
+        print_log(f'{name}: loaded {len(loaded)} pretrained weights from {path}',
+                  logger='current')
+
+
+def check_checkpoint_path(path: str) -> None:
+    if '://' not in path and not os.path.isfile(path):
+        raise FileNotFoundError(
+            f'pretrained backbone checkpoint {path} not found (model.backbone.init_cfg.'
+            f'checkpoint); download it, or set model.backbone.init_cfg=None to start from '
+            f'random weights')
+
+
+def _registered_class(type_):
+    """The class a config's ``type`` names (registered partials give their function)."""
+    cls = MODELS.get(type_) if isinstance(type_, str) else type_
+    return getattr(cls, 'func', cls)

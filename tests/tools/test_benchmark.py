@@ -1,0 +1,165 @@
+"""tools/benchmark.py: runs on every config, reports the fields of issue 7 item 1, and the
+variants it compares compute the same outputs (so they compare equal work).
+
+Timings are measured, never asserted here."""
+import glob
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from mmpoly.utils.benchmark import Case, random_batch
+from .conftest import REPO, run_tool
+
+DEMOS = sorted(glob.glob(osp.join(REPO, 'configs', 'demo', '*.py')))
+FULL = sorted(glob.glob(osp.join(REPO, 'configs', '*.py')))
+RESULT_FIELDS = {'config', 'name', 'mode', 'device', 'amp', 'batch_size', 'img_size', 'iters',
+                 'step_time_s', 'images_per_s', 'peak_mem_mb', 'state_mb', 'peak_step_mb',
+                 'mem_method', 'breakdown_ms', 'hypernet_fwd_bwd_ms', 'hypernet_frac'}
+SPREAD = {'median', 'q25', 'q75', 'min', 'max', 'all'}
+BREAKDOWN = {'data_preprocessor', 'hypernet', 'backbone', 'decoders', 'losses', 'backward',
+             'optimizer', 'other', 'profiled_step'}
+
+
+def rel(path):
+    return osp.relpath(path, REPO)
+
+
+def benchmark_json(python, *args):
+    return json.loads(run_tool(python, 'tools/benchmark.py', *args, '--json').stdout)
+
+
+def test_demo_configs_interleaved_json(python, demo_data):
+    """Every demo config in one --compare run (train), with the data pipeline."""
+    demos = [rel(p) for p in DEMOS]
+    report = benchmark_json(python, demos[0], '--compare', *demos[1:], '--img-size', '64',
+                            '--batch-size', '1', '--iters', '2', '--warmup', '0',
+                            '--data', demos[0], '--data-root', demo_data,
+                            '--data-samples', '4')
+    assert {'machine', 'args', 'results', 'ratios', 'data'} <= set(report)
+    assert [r['config'] for r in report['results']] == demos
+    for r in report['results']:
+        assert RESULT_FIELDS <= set(r), set(RESULT_FIELDS) - set(r)
+        assert SPREAD <= set(r['step_time_s'])
+        st = r['step_time_s']
+        assert 0 < st['min'] <= st['q25'] <= st['median'] <= st['q75'] <= st['max']
+        assert len(st['all']) == r['iters'] == 2
+        assert r['images_per_s'] == pytest.approx(1 / st['median'])
+        assert r['peak_mem_mb'] >= r['state_mb'] > 0
+        assert BREAKDOWN <= set(r['breakdown_ms'])
+        assert r['breakdown_ms']['backbone'] > 0 and r['breakdown_ms']['decoders'] > 0
+        assert r['breakdown_ms']['backward'] > 0 and r['breakdown_ms']['optimizer'] > 0
+        assert r['loss'] > 0 and r['mode'] == 'train' and r['img_size'] == 64
+    by_name = {osp.basename(r['config']): r for r in report['results']}
+    hyper = by_name['polyhistor_lite_swin-tiny_synthetic.py']
+    assert hyper['breakdown_ms']['hypernet'] > 0 and hyper['hypernet_fwd_bwd_ms'] > 0
+    assert by_name['lora_swin-tiny_synthetic.py']['hypernet_fwd_bwd_ms'] is None
+    assert report['ratios'][0]['time_ratio'] == 1 and report['ratios'][0]['mem_ratio'] == 1
+    assert len(report['ratios']) == len(demos)
+    assert report['data']['samples_per_s_per_worker'] > 0
+    assert report['data']['sample_shape'] == [3, 96, 96]
+
+
+def test_every_full_config_inference_tiny(python):
+    """All configs/*.py (every method x backbone, and the floor): built with random weights,
+    one inference step at 32 x 32, one process, each model freed before the next."""
+    configs = [rel(p) for p in FULL]
+    report = benchmark_json(python, configs[0], '--compare', *configs[1:], '--sequential',
+                            '--mode', 'test', '--img-size', '32', '--iters', '1', '--warmup',
+                            '0', '--profile-iters', '0')
+    assert [r['config'] for r in report['results']] == configs
+    for r in report['results']:
+        assert r['mode'] == 'test' and r['step_time_s']['median'] > 0
+        assert r['breakdown_ms'] is None
+
+
+@pytest.mark.parametrize('config', ['configs/polyhistor_lite_swin-t.py',
+                                    'configs/lora_pvt-s.py', 'configs/vpt_deep_moby-t.py'])
+def test_full_configs_train_step(python, config):
+    report = benchmark_json(python, config, '--img-size', '64', '--batch-size', '1',
+                            '--iters', '1', '--warmup', '0')
+    r = report['results'][0]
+    assert r['img_size'] == 64 and r['breakdown_ms']['backward'] > 0
+
+
+def test_text_report_and_bench_options(python):
+    demo = 'configs/demo/lora_swin-tiny_synthetic.py'
+    out = run_tool(python, 'tools/benchmark.py', demo, '--compare', demo + '@bench.merge_lora=1',
+                   f'{demo}@model.backbone.task_batching=loop', '--mode', 'test',
+                   '--img-size', '32', '--iters', '1', '--warmup', '0').stdout
+    assert 'ratios to the first' in out and 'merge_lora=1' in out and 'task_batching=loop' in out
+
+
+# ---------------------------------------------------------------- equal work
+def outputs(case: Case):
+    """Per-task logits of the case's model on its batch (eval mode: no dropout)."""
+    model = case.model.eval()
+    with torch.no_grad():
+        data = model.data_preprocessor(case.batch, False)
+        return model._forward(data['inputs'])
+
+
+def same_weights(src: Case, dst: Case):
+    missing, unexpected = dst.model.load_state_dict(src.model.state_dict(), strict=False)
+    assert not unexpected
+    assert all('.tuner.' in k for k in missing)  # the floor has no tuner parameters
+
+
+def assert_same(a, b, atol=1e-5):
+    assert a.keys() == b.keys()
+    for task in a:
+        torch.testing.assert_close(a[task], b[task], atol=atol, rtol=1e-4)
+
+
+def test_floor_computes_decoder_ft_outputs():
+    """The floor runs the frozen backbone on T x B images: same outputs as running it once."""
+    demo = 'configs/demo/{}_swin-tiny_synthetic.py'
+    ref = Case(demo.format('decoder_ft'), img_size=64, batch_size=2, mode='test')
+    floor = Case(demo.format('floor'), img_size=64, batch_size=2, mode='test')
+    same_weights(ref, floor)
+    assert floor.model.backbone.task_specific and not ref.model.backbone.task_specific
+    assert sum(p.numel() for p in floor.model.backbone.tuner.parameters()) == 0
+    assert_same(outputs(ref), outputs(floor))
+
+
+@pytest.mark.parametrize('method', ['adapter', 'lora', 'polyhistor_lite'])
+def test_task_loop_equals_stacked(method):
+    demo = f'configs/demo/{method}_swin-tiny_synthetic.py'
+    stacked = Case(demo, img_size=64, batch_size=2, mode='test')
+    loop = Case(demo + '@model.backbone.task_batching=loop', img_size=64, batch_size=2,
+                mode='test')
+    with torch.no_grad():  # make every tuner parameter matter (LoRA's B starts at zero)
+        for name, p in stacked.model.named_parameters():
+            if '.tuner.' in name:
+                p.add_(0.05 * torch.randn_like(p))
+    loop.model.load_state_dict(stacked.model.state_dict())
+    assert loop.model.backbone.task_batching == 'loop'
+    assert_same(outputs(stacked), outputs(loop))
+
+
+def test_merged_lora_equals_unmerged():
+    demo = 'configs/demo/lora_swin-tiny_synthetic.py'
+    plain = Case(demo, img_size=64, batch_size=2, mode='test')
+    merged = Case(demo + '@bench.merge_lora=1', img_size=64, batch_size=2, mode='test')
+    with torch.no_grad():
+        for name, p in plain.model.named_parameters():
+            if '.tuner.' in name:
+                p.add_(0.05 * torch.randn_like(p))
+    merged.model.load_state_dict(plain.model.state_dict())
+    assert merged.model.backbone.tuner.merged and not plain.model.backbone.tuner.merged
+    assert_same(outputs(plain), outputs(merged))
+
+
+def test_random_batch_labels_in_range():
+    batch = random_batch(('semseg', 'human_parts', 'sal', 'normals'), 2, 32)
+    assert [img.dtype for img in batch['inputs']] == [torch.uint8] * 2
+    s = batch['data_samples'][0]
+    for task, classes in (('semseg', 21), ('human_parts', 7)):
+        v = getattr(s, f'gt_{task}').data
+        assert v.dtype == torch.int64 and v.shape == (1, 32, 32)
+        assert set(v.unique().tolist()) <= set(range(classes)) | {255}
+    assert set(s.gt_sal.data.unique().tolist()) <= {0, 1}
+    n = s.gt_normals.data
+    assert n.dtype == torch.float32
+    torch.testing.assert_close(n.norm(dim=0), torch.ones(32, 32))

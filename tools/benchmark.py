@@ -1,0 +1,121 @@
+"""Time and profile training steps or inference of configs, with random weights and inputs.
+
+    python tools/benchmark.py CONFIG [--cfg-options K=V ...] [--batch-size B] [--img-size S]
+        [--iters N] [--warmup W] [--mode train|test] [--device cpu|cuda] [--amp] [--json]
+        [--compare CONFIG2 ...] [--data CONFIG]
+
+No dataset or checkpoint is read: the model is built from the config with random weights
+(``model.backbone.init_cfg=None``) and fed one random batch of the right shapes (uint8
+images; class maps within range, saliency 0/1, unit normals) through the real data
+preprocessor, ``model(..., mode='loss')`` and the config's optimiser (``--mode train``), or
+``test_step`` (``--mode test``). It reports the median and spread of the step time,
+images/s, peak memory (see mmpoly/utils/benchmark.py) and a breakdown of one profiled step
+by the ``mmpoly::`` profiler ranges (data preprocessor, hypernetwork generation, backbone,
+decoders, losses, backward, optimiser).
+
+``--compare`` builds every config in one process and times them round-robin, so a busy
+machine slows all of them alike, and prints ratios to the first. A config may carry its own
+overrides after ``@``: ``configs/lora_swin-t.py@model.backbone.task_batching=loop``, and
+benchmark options ``@bench.amp=1``, ``@bench.mode=test``, ``@bench.merge_lora=1`` (LoRA
+inference with merged weights), ``@bench.eval_cache=0`` (hypernetworks regenerate their
+weights every batch in eval). ``--data CONFIG`` also measures the training pipeline's
+samples per second in one process (= per dataloader worker).
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
+
+from mmengine.config import DictAction  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Benchmark training / inference steps')
+    parser.add_argument('config', nargs='?', help='config file (CONFIG[@key=value...])')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='overrides for every config, e.g. model.backbone.with_cp=True')
+    parser.add_argument('--batch-size', type=int, default=1, help='images per step')
+    parser.add_argument('--img-size', type=int, default=None,
+                        help='square input size (default: the data preprocessor size)')
+    parser.add_argument('--iters', type=int, default=5, help='timed steps per config')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed steps per config')
+    parser.add_argument('--mode', choices=['train', 'test'], default='train')
+    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision (bfloat16 on CPU, float16 + loss scaling on GPU)')
+    parser.add_argument('--profile-iters', type=int, default=1,
+                        help='profiled steps for the breakdown (0: no breakdown)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--json', action='store_true', help='print one JSON object only')
+    parser.add_argument('--compare', nargs='+', default=[], metavar='CONFIG2',
+                        help='more configs, measured interleaved with the first')
+    parser.add_argument('--sequential', action='store_true',
+                        help='measure the configs one after another, freeing each (for '
+                        'sweeps over many configs; no interleaving, so ratios are noisier)')
+    parser.add_argument('--data', metavar='CONFIG',
+                        help="measure this config's training pipeline (samples/s per worker)")
+    parser.add_argument('--data-samples', type=int, default=32)
+    parser.add_argument('--data-root', help='data root for --data (default: the config\'s, '
+                        'else a synthetic PASCAL_MT generated in data/synthetic_mt_bench)')
+    args = parser.parse_args(argv)
+    if args.config is None and args.data is None:
+        parser.error('give a CONFIG, --data CONFIG or both')
+    if args.config is None and args.compare:
+        parser.error('--compare needs a first CONFIG')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+
+    from mmpoly.utils.benchmark import (Case, MemoryProbe, case_result, data_throughput,
+                                        format_report, machine_info, ratios, run_cases,
+                                        to_json)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: no GPU is available here')
+    MemoryProbe.configure_malloc()
+    log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
+    if args.json:  # stdout carries the JSON object only: everything else (logs) to stderr
+        sys.stdout.flush()
+        json_fd = os.dup(1)
+        os.dup2(2, 1)
+
+    report = dict(machine=machine_info(args.device), args=vars(args), results=[], ratios=[],
+                  data=None)
+    if args.config:
+        specs = [args.config, *args.compare]
+
+        def build(spec):
+            return Case(spec, args.cfg_options, args.batch_size, args.img_size, args.mode,
+                        args.device, args.amp, args.seed)
+
+        if args.sequential:
+            for spec in specs:
+                case = build(spec)
+                run_cases([case], args.iters, args.warmup, args.profile_iters, log=log)
+                report['results'].append(case_result(case))
+                del case
+        else:
+            cases = [build(spec) for spec in specs]
+            run_cases(cases, args.iters, args.warmup, args.profile_iters, log=log)
+            report['results'] = [case_result(c) for c in cases]
+        report['ratios'] = ratios(report['results'])
+    if args.data:
+        report['data'] = data_throughput(args.data, args.data_samples, args.data_root)
+    if args.json:
+        sys.stdout.flush()
+        os.dup2(json_fd, 1)
+        print(to_json(report), flush=True)
+    else:
+        print(format_report(report))
+    return report
+
+
+if __name__ == '__main__':
+    main()
