@@ -45,7 +45,7 @@ def batch(tmp_path_factory):
     cfg = Config.fromfile(DEMO_BASE).train_dataloader.dataset
     cfg.update(data_root=root, auto_generate=None)
     dataset = DATASETS.build(cfg)
-    return pseudo_collate([dataset[i] for i in range(4)])
+    return pseudo_collate([dataset[i] for i in range(2)])
 
 
 def test_every_table_row_has_a_config():
