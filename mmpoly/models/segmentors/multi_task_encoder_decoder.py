@@ -2,13 +2,13 @@
 import copy
 from typing import Dict, List, Optional, Sequence
 
-import torch
 import torch.nn.functional as F
 from mmengine.structures import PixelData
 from torch import Tensor, nn
 
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
 from ...tasks import ALL_TASKS, TASK_SPECS, check_tasks
 from ...utils.benchmark import profile_range
 
@@ -83,7 +83,6 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
 
     def postprocess_result(self, logits: Dict[str, List[Tensor]], data_samples=None):
         """Turn each task's logits (at the original size) into ``pred_<task>`` fields."""
-        from mmseg.structures import SegDataSample
         num = len(next(iter(logits.values())))
         if data_samples is None:
             data_samples = [SegDataSample() for _ in range(num)]

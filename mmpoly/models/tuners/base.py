@@ -51,10 +51,6 @@ class LayerInfo:
     window_size: int = 0
     projections: Tuple[Tuple[str, int], ...] = (('qkv', 3), ('proj', 1))
 
-    @property
-    def num_window_tokens(self) -> int:
-        return self.window_size * self.window_size
-
 
 @MODELS.register_module()
 @MODELS.register_module(name='NoTuner')
@@ -158,11 +154,6 @@ class FullFineTuning(BaseTuner):
     :class:`MultiTaskEncoderDecoder`).
     """
     trains_backbone = True
-
-
-def layer_dims(layers: Sequence[LayerInfo]) -> Tuple[int, ...]:
-    """Token widths of the layers, in order."""
-    return tuple(layer.dim for layer in layers)
 
 
 def new_task_param(num_tasks: int, *shape: int, std: float = 0.0) -> nn.Parameter:
