@@ -8,8 +8,9 @@
   eager one (float tolerance). Dynamo tracing of the whole model takes minutes on 2 CPU
   cores, so the default test compiles with the 'eager' backend (graph capture of every
   hook, no code generation); ``MMPOLY_SLOW_TESTS=1`` also runs the inductor backend;
-- activation checkpointing of the frozen backbone blocks (``model.backbone.with_cp``): the
-  same loss and the same gradients of every trained parameter.
+- activation checkpointing of the frozen backbone blocks (``model.backbone.with_cp``, all
+  stages or a list of them): the same loss and the same gradients of every trained
+  parameter, and exactly the chosen stages' layers recomputed.
 """
 import os
 
@@ -91,18 +92,30 @@ def test_compile_inductor_same_loss():
     compiled_vs_eager('polyhistor_lite', 'inductor')
 
 
-@pytest.mark.parametrize('method', ['polyhistor_lite', 'lora', 'vpt_shallow'])
-def test_activation_checkpointing_same_loss_and_grads(method):
+@pytest.mark.parametrize('method,with_cp', [('polyhistor_lite', True), ('lora', True),
+                                             ('vpt_shallow', True), ('polyhistor_lite', [0, 2])])
+def test_activation_checkpointing_same_loss_and_grads(method, with_cp, monkeypatch):
     config = DEMO.format(method)
     overrides = dict(NO_DROPOUT)
     if method == 'vpt_shallow':  # no demo config: the adapter demo with VPT's tuner
         config = DEMO.format('adapter')
         overrides['model.backbone.tuner'] = dict(_delete_=True, type='VPT', num_tokens=5)
     plain = Case(config, overrides, img_size=64, batch_size=2)
-    cp = Case(config, dict(overrides, **{'model.backbone.with_cp': True}), img_size=64,
+    cp = Case(config, dict(overrides, **{'model.backbone.with_cp': with_cp}), img_size=64,
               batch_size=2)
     cp.model.load_state_dict(plain.model.state_dict())
-    assert cp.model.backbone.with_cp and not plain.model.backbone.with_cp
+    assert not plain.model.backbone.checkpointed_stages
+    # count the layers that go through torch's checkpoint, per stage
+    backbone = cp.model.backbone
+    checkpointed = []
+    real_checkpoint = torch.utils.checkpoint.checkpoint
+
+    def counting_checkpoint(fn, block, layer, *args, **kwargs):
+        checkpointed.append(layer.stage)
+        return real_checkpoint(fn, block, layer, *args, **kwargs)
+
+    monkeypatch.setattr('mmpoly.models.backbones.polyhistor_swin.cp.checkpoint',
+                        counting_checkpoint)
     grads = []
     for case in (plain, cp):
         case.model.train()
@@ -111,6 +124,9 @@ def test_activation_checkpointing_same_loss_and_grads(method):
         grads.append((loss.detach(), {n: p.grad for n, p in case.model.named_parameters()
                                       if p.requires_grad}))
     (l0, g0), (l1, g1) = grads
+    stages = range(len(backbone.stages)) if with_cp is True else with_cp
+    assert sorted(checkpointed) == sorted(
+        layer.stage for layer in backbone.layer_infos if layer.stage in stages)
     torch.testing.assert_close(l1, l0)
     assert g0.keys() == g1.keys() and any('.tuner.' in n for n in g0)
     for name in g0:

@@ -28,7 +28,7 @@ weights, then the official checkpoint conversion.
 import math
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -188,7 +188,8 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
         attn_drop_rate: dropout on the attention weights.
         drop_path_rate: stochastic depth, rising linearly to this over the layers.
         out_indices: stages whose output is returned.
-        with_cp: activation checkpointing per layer.
+        with_cp: activation checkpointing per layer: True, False, or the stages to
+            checkpoint (e.g. ``(0, 1)``).
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads the official release
             (``pvt_small.pth``) or a checkpoint of this backbone; ``None``: random init.
 
@@ -219,7 +220,7 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
                  attn_drop_rate: float = 0.,
                  drop_path_rate: float = 0.1,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
-                 with_cp: bool = False,
+                 with_cp: Union[bool, Sequence[int]] = False,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         per_stage = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads,
@@ -232,7 +233,7 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
         self.num_stages = num_stages
         self.embed_dims = tuple(embed_dims)
         self.out_indices = tuple(out_indices)
-        self.with_cp = with_cp
+        self._setup_checkpointing(with_cp, num_stages)
 
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         stride, cur = 1, 0
@@ -302,7 +303,7 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
 
     def _run_layer(self, block: Block, layer: LayerInfo, x: Tensor,
                    hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
-        if self.with_cp and self.training and torch.is_grad_enabled():
+        if self._checkpoints(layer):
             return cp.checkpoint(
                 block, x, hw_shape, self.tuner, layer, prompts, use_reentrant=False)
         return block(x, hw_shape, self.tuner, layer, prompts)

@@ -35,6 +35,9 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         tuner: config of the tuner (``None``: frozen backbone, nothing added).
         task_batching: 'stacked' runs the backbone once on a task-stacked batch of T*B
             images; 'loop' runs it T times on B images (same result, for benchmarks).
+        with_cp: activation checkpointing of the layers: True (all), False, or the stages to
+            checkpoint, e.g. ``(0, 1)``: the two high-resolution stages hold most of the
+            activations for a third of the layers.
         **kwargs: arguments of mmseg's ``SwinTransformer`` (depths, embed_dims, ...).
             ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` loads official Swin,
             mmseg or mmpretrain checkpoints.
@@ -53,9 +56,11 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         if unknown:  # name this class, not the parent that would otherwise complain
             raise TypeError(f'{type(self).__name__}.__init__() got an unexpected keyword '
                             f"argument '{unknown[0]}'")
+        # activation checkpointing is done here, per layer (``_run_layer``), since the
+        # upstream blocks' forward is not used
+        with_cp = kwargs.pop('with_cp', False)
         super().__init__(**kwargs)
-        # activation checkpointing per layer (upstream keeps the flag in its blocks only)
-        self.with_cp = kwargs.get('with_cp', False)
+        self._setup_checkpointing(with_cp, len(self.stages))
         # Output norms belong to each task's decoder (the paper counts them there).
         for i in self.out_indices:
             delattr(self, f'norm{i}')
@@ -104,7 +109,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         return outs
 
     def _run_layer(self, block, layer, x, hw_shape, prompts):
-        if self.with_cp and self.training and torch.is_grad_enabled():
+        if self._checkpoints(layer):
             return cp.checkpoint(
                 self._layer, block, layer, x, hw_shape, prompts, use_reentrant=False)
         return self._layer(block, layer, x, hw_shape, prompts)

@@ -2,7 +2,7 @@
 task-stacked (or per-task loop) forward, and strict loading of pretrained weights."""
 import os
 from collections import OrderedDict
-from typing import Callable, Dict, FrozenSet, List, Optional, Sequence
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Union
 
 import torch
 from mmengine.logging import print_log
@@ -36,6 +36,30 @@ class TunedBackboneMixin:
             tuner, default_args=dict(layers=layer_infos, tasks=tuple(tasks)))
         self.tuner.attach(self)
         self._freeze()
+
+    def _setup_checkpointing(self, with_cp: Union[bool, Sequence[int]],
+                             num_stages: int) -> None:
+        """``with_cp``: True checkpoints every layer, False none, a list of stage indices the
+        layers of those stages only. The early, high-resolution stages hold most of the
+        activations for a small share of the compute, so checkpointing them buys most of the
+        memory for a fraction of the recomputation."""
+        name = type(self).__name__
+        if isinstance(with_cp, bool):
+            stages = range(num_stages) if with_cp else ()
+        elif isinstance(with_cp, (list, tuple)) and all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < num_stages
+                for i in with_cp):
+            stages = with_cp
+        else:
+            raise ValueError(f'{name}.with_cp must be True, False or a list of stage indices '
+                             f'in [0, {num_stages}), got {with_cp!r}')
+        self.with_cp = with_cp
+        self.checkpointed_stages = frozenset(stages)
+
+    def _checkpoints(self, layer: LayerInfo) -> bool:
+        """Whether this layer's forward is recomputed in the backward."""
+        return (layer.stage in self.checkpointed_stages and self.training
+                and torch.is_grad_enabled())
 
     def _check_needs(self, tuner_cls) -> None:
         for need in getattr(tuner_cls, 'needs', ()):

@@ -334,6 +334,25 @@ def test_bad_config():
         MODELS.build(dict(type='PolyhistorPVT', **dict(TINY, sr_ratios=(8, 4, 2))))
 
 
+def test_with_cp_stages_same_gradients():
+    plain = build(tuner=dict(type='Adapter'))
+    perturb_(plain.tuner)
+    cp = build(tuner=dict(type='Adapter'), with_cp=[1, 2])
+    cp.load_state_dict(plain.state_dict())
+    assert cp.checkpointed_stages == {1, 2}
+    x = torch.randn(1, 3, 64, 64)
+    grads = []
+    for model in (plain, cp):
+        model.train()
+        sum(level.square().mean() for level in model(x)).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+    with pytest.raises(ValueError, match='PolyhistorPVT.with_cp must be'):
+        build(with_cp=[5])
+
+
 def test_pvt_small_size():
     model = MODELS.build(dict(type='PolyhistorPVT'))  # defaults: PVT-Small
     assert [l.scale for l in model.layer_infos] == [1] * 3 + [2] * 4 + [5] * 6 + [8] * 3

@@ -64,3 +64,15 @@ def test_layer_description():
 def test_bad_task_batching():
     with pytest.raises(ValueError, match='task_batching'):
         MODELS.build(dict(type='PolyhistorSwin', task_batching='sometimes', **TINY))
+
+
+@pytest.mark.parametrize('with_cp', ['yes', [4], [0, 1.0], [True]])
+def test_bad_with_cp(with_cp):
+    with pytest.raises(ValueError, match=r'PolyhistorSwin.with_cp must be .* \[0, 4\)'):
+        MODELS.build(dict(type='PolyhistorSwin', with_cp=with_cp, **TINY))
+
+
+def test_with_cp_stages():
+    assert build(with_cp=True).checkpointed_stages == {0, 1, 2, 3}
+    assert build(with_cp=(0, 2)).checkpointed_stages == {0, 2}
+    assert not build().checkpointed_stages
