@@ -275,11 +275,20 @@ def restore_state_dict(model: nn.Module, checkpoint: dict) -> dict:
 
 
 def load_adapter_checkpoint(model: nn.Module, filename: str, map_location='cpu') -> dict:
-    """Load an adapter-only (or a full) checkpoint file into ``model``, strictly."""
+    """Load an adapter-only (or a full) checkpoint file into ``model``, strictly; returns
+    the checkpoint. A file that is no checkpoint, or one of another model, is an error
+    naming the file."""
     from mmengine.runner.checkpoint import _load_checkpoint
     checkpoint = _load_checkpoint(filename, map_location=map_location)
+    if not isinstance(checkpoint, dict) or 'state_dict' not in checkpoint:
+        raise ValueError(f'checkpoint {filename} has no state_dict: not a checkpoint written '
+                         'by tools/train.py or tools/export_adapter.py')
     restore_state_dict(model, checkpoint)
-    _unwrap(model).load_state_dict(_strip_module(checkpoint['state_dict']), strict=True)
+    try:
+        _unwrap(model).load_state_dict(_strip_module(checkpoint['state_dict']), strict=True)
+    except RuntimeError as e:
+        raise ValueError(f'checkpoint {filename} does not fit this model (a checkpoint of '
+                         f'another model or method?): {e}') from None
     return checkpoint
 
 

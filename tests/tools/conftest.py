@@ -18,9 +18,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run_tool(*args, timeout=600):
-    """Run a command from the repo root like a user would; fail with its output."""
-    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', PORT=str(free_port()))
+def run_tool(*args, timeout=600, pythonpath=()):
+    """Run a command from the repo root like a user would; fail with its output.
+
+    ``pythonpath``: more folders to import from (a user's own modules)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, *map(str, pythonpath)]),
+               OMP_NUM_THREADS='1', PORT=str(free_port()))
     proc = subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:

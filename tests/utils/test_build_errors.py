@@ -40,9 +40,9 @@ def test_explain_leaves_other_messages_alone():
     assert explain('something else') == 'something else'
 
 
-def test_train_tool_reports_a_misspelt_type(python):
+def test_train_tool_reports_a_misspelt_type(python, tmp_path):
     with pytest.raises(AssertionError) as info:
-        run_tool(python, 'tools/train.py', DEMO, '--cfg-options',
+        run_tool(python, 'tools/train.py', DEMO, '--work-dir', str(tmp_path), '--cfg-options',
                  'model.backbone.tuner.type=FullFinetuning', timeout=120)
     assert 'FullFineTuning' in str(info.value).split('Did you mean')[1]
 
