@@ -1,0 +1,100 @@
+"""One rank of ``test_ddp_all_tuners.py`` (run by torchrun, 2 gloo ranks).
+
+For every Table 1 method on the demo Swin, wrapped as the Runner wraps it (the runtime's
+``model_wrapper_cfg``: ``MMDistributedDataParallel``, ``find_unused_parameters=False``):
+1. one backward through DDP gives every trainable parameter a gradient equal to the mean
+   over the ranks of the gradients each rank computes alone (all-reduced here by hand);
+2. two real ``train_step``s leave the parameters identical on every rank, and changed.
+Each rank trains on its own images. Prints ``OK <method>`` per method on rank 0.
+"""
+import sys
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import MODEL_WRAPPERS, init_default_scope
+
+import mmpoly  # noqa: F401
+from mmseg.registry import DATASETS, MODELS
+from tests.models.tuners.test_training_all_tuners import DEMO_BASE, TUNERS
+
+RUNTIME = 'configs/_base_/default_runtime.py'
+
+
+def rank_batch(data_root: str, rank: int):
+    cfg = Config.fromfile(DEMO_BASE).train_dataloader.dataset
+    cfg.update(data_root=data_root, auto_generate=None)
+    dataset = DATASETS.build(cfg)
+    return pseudo_collate([dataset[2 * rank], dataset[2 * rank + 1]])
+
+
+def build(method: str):
+    cfg = Config.fromfile(DEMO_BASE).model
+    tuner, per_task = TUNERS[method]
+    cfg.backbone.tuner = tuner
+    cfg.backbone.drop_path_rate = 0.0  # the two backward passes below must see one function
+    cfg.decode_head.dropout_ratio = 0.0
+    cfg.backbone_per_task = per_task
+    torch.manual_seed(0)  # the same initial weights on every rank
+    model = MODELS.build(cfg)
+    model.init_weights()
+    wrapper = dict(Config.fromfile(RUNTIME).model_wrapper_cfg, device_ids=None)
+    return model, MODEL_WRAPPERS.build(wrapper, default_args=dict(module=model))
+
+
+def flat(tensors):
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def check(method: str, batch, world: int) -> None:
+    model, ddp = build(method)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    data = model.data_preprocessor(batch, training=True)
+
+    # 1. DDP's gradient = the mean of each rank's own gradient
+    loss = model.parse_losses(ddp(**data, mode='loss'))[0]
+    loss.backward()
+    missing = [n for n, p in trainable if p.grad is None]
+    assert not missing, f'{method}: no gradient through DDP for {missing[:5]}'
+    synced = [p.grad.clone() for _, p in trainable]
+    model.zero_grad(set_to_none=True)
+    model.parse_losses(model(**data, mode='loss'))[0].backward()
+    for (name, p), got in zip(trainable, synced):
+        expected = p.grad.clone()
+        dist.all_reduce(expected)
+        torch.testing.assert_close(got, expected / world, rtol=1e-4, atol=1e-6,
+                                   msg=f'{method}: {name}')
+    model.zero_grad(set_to_none=True)
+
+    # 2. real train steps keep the ranks in sync
+    before = flat([p.detach() for _, p in trainable]).clone()
+    optim = build_optim_wrapper(model, dict(type='OptimWrapper',
+                                            optimizer=dict(type='Adam', lr=1e-3)))
+    for _ in range(2):
+        ddp.train_step(batch, optim)
+    after = flat([p.detach() for _, p in trainable])
+    gathered = [torch.empty_like(after) for _ in range(world)]
+    dist.all_gather(gathered, after)
+    assert all(torch.equal(g, gathered[0]) for g in gathered), f'{method}: ranks differ'
+    assert not torch.equal(after, before), f'{method}: nothing trained'
+
+
+def main():
+    data_root = sys.argv[1]
+    dist.init_process_group('gloo')
+    rank, world = dist.get_rank(), dist.get_world_size()
+    torch.set_num_threads(1)
+    init_default_scope('mmseg')
+    batch = rank_batch(data_root, rank)
+    for method in sorted(TUNERS):
+        check(method, batch, world)
+        if rank == 0:
+            print(f'OK {method}', flush=True)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == '__main__':
+    main()
