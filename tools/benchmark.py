@@ -2,7 +2,8 @@
 
     python tools/benchmark.py CONFIG [--cfg-options K=V ...] [--batch-size B] [--img-size S]
         [--iters N] [--warmup W] [--mode train|test] [--device cpu|cuda] [--amp] [--json]
-        [--compare CONFIG2 ...] [--data CONFIG]
+        [--compare CONFIG2 ...] [--data CONFIG] [--markdown]
+    python tools/benchmark.py --render REPORT.json      # a saved --json report as a table
 
 No dataset or checkpoint is read: the model is built from the config with random weights
 (``model.backbone.init_cfg=None``) and fed one random batch of the right shapes (uint8
@@ -22,6 +23,7 @@ weights every batch in eval). ``--data CONFIG`` also measures the training pipel
 samples per second in one process (= per dataloader worker).
 """
 import argparse
+import json
 import os
 import os.path as osp
 import sys
@@ -50,6 +52,11 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', action='store_true', help='print one JSON object only')
+    parser.add_argument('--markdown', action='store_true',
+                        help="print the results as a markdown table (the README's format)")
+    parser.add_argument('--render', metavar='JSON',
+                        help='print the markdown table of a saved --json report, measure '
+                        'nothing')
     parser.add_argument('--compare', nargs='+', default=[], metavar='CONFIG2',
                         help='more configs, measured interleaved with the first')
     parser.add_argument('--sequential', action='store_true',
@@ -61,6 +68,8 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', help='data root for --data (default: the config\'s, '
                         'else a synthetic PASCAL_MT generated in data/synthetic_mt_bench)')
     args = parser.parse_args(argv)
+    if args.render:
+        return args
     if args.config is None and args.data is None:
         parser.error('give a CONFIG, --data CONFIG or both')
     if args.config is None and args.compare:
@@ -73,8 +82,13 @@ def main(argv=None):
     import torch
 
     from mmpoly.utils.benchmark import (Case, MemoryProbe, case_result, data_throughput,
-                                        format_report, machine_info, ratios, run_cases,
-                                        to_json)
+                                        format_markdown, format_report, machine_info, ratios,
+                                        run_cases, to_json)
+    if args.render:
+        with open(args.render) as f:  # the last line: the JSON object of a --json run
+            report = json.loads(f.read().strip().splitlines()[-1])
+        print(format_markdown(report))
+        return report
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -112,6 +126,8 @@ def main(argv=None):
         sys.stdout.flush()
         os.dup2(json_fd, 1)
         print(to_json(report), flush=True)
+    elif args.markdown and report['results']:
+        print(format_markdown(report))
     else:
         print(format_report(report))
     return report

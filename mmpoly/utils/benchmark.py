@@ -593,5 +593,33 @@ def format_report(report: dict) -> str:
     return '\n'.join(lines)
 
 
+def format_markdown(report: dict) -> str:
+    """The report as the README's tables: one row per config, ratios to the first."""
+    results, ratio_rows = report['results'], report['ratios']
+    with_breakdown = any(r.get('breakdown_ms') for r in results)
+    head = ['config', 'step (s, median) [min-max]', 'time vs first [min-max]',
+            'peak memory (MB) (state + step)', 'memory vs first']
+    if with_breakdown:
+        head.append('breakdown of a profiled step')
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r, q in zip(results, ratio_rows):
+        st = r['step_time_s']
+        mem = 'n/a' if q['mem_ratio'] is None else f"{q['mem_ratio']:.2f}"
+        row = [f"`{r['name']}`", f"{st['median']:.2f} [{st['min']:.2f}-{st['max']:.2f}]",
+               f"{q['time_ratio_paired']:.3f} [{q['time_ratio_paired_min']:.3f}-"
+               f"{q['time_ratio_paired_max']:.3f}]",
+               f"{r['peak_mem_mb']:.0f} ({r['state_mb']:.0f} + {r['peak_step_mb']:.0f})", mem]
+        if with_breakdown:
+            frac = r.get('breakdown_frac') or {}
+            part = ', '.join(f'{k} {100 * frac[k]:.0f}%' for k in RANGES[1:]
+                             if frac.get(k, 0) >= 5e-4)
+            if r.get('hypernet_fwd_bwd_ms') is not None:
+                part += (f"; hypernet fwd+bwd alone {r['hypernet_fwd_bwd_ms']:.0f} ms = "
+                         f"{100 * r['hypernet_frac']:.2f}% of the step")
+            row.append(part)
+        lines.append('| ' + ' | '.join(row) + ' |')
+    return '\n'.join(lines)
+
+
 def to_json(report: dict) -> str:
     return json.dumps(report, default=str)

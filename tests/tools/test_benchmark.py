@@ -163,3 +163,23 @@ def test_random_batch_labels_in_range():
     n = s.gt_normals.data
     assert n.dtype == torch.float32
     torch.testing.assert_close(n.norm(dim=0), torch.ones(32, 32))
+
+
+def test_markdown_table_of_a_saved_report(python, tmp_path):
+    """--render prints a saved --json report as the README's table, numbers from the JSON."""
+    demos = [rel(p) for p in DEMOS[:2]]
+    proc = run_tool(python, 'tools/benchmark.py', demos[0], '--compare', demos[1], '--mode',
+                    'test', '--img-size', '32', '--iters', '1', '--warmup', '0',
+                    '--profile-iters', '0', '--json')
+    (tmp_path / 'report.json').write_text(proc.stdout)
+    report = json.loads(proc.stdout)
+    table = run_tool(python, 'tools/benchmark.py', '--render',
+                     str(tmp_path / 'report.json')).stdout.strip().splitlines()
+    assert table[0].startswith('| config | step (s, median)') and len(table) == 2 + 2
+    for line, r, q in zip(table[2:], report['results'], report['ratios']):
+        cells = [c.strip() for c in line.strip('|').split('|')]
+        assert cells[0] == f"`{r['name']}`"
+        assert cells[1].startswith(f"{r['step_time_s']['median']:.2f} [")
+        assert cells[2].startswith(f"{q['time_ratio_paired']:.3f} [")
+        assert cells[3] == (f"{r['peak_mem_mb']:.0f} ({r['state_mb']:.0f} + "
+                            f"{r['peak_step_mb']:.0f})")
