@@ -49,10 +49,10 @@ def main():
     model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
     os.makedirs(args.out_dir, exist_ok=True)
     for path in args.images:
-        result = inference_model(model, path)
+        image = mmcv.imread(path)  # BGR, read once for the model and the picture
+        result = inference_model(model, image)
         name = osp.splitext(osp.basename(path))[0]
-        image = mmcv.imread(path, channel_order='rgb')
-        picture = draw_multi_task(image, result, model.dataset_meta, draw_gt=False)
+        picture = draw_multi_task(image[..., ::-1], result, model.dataset_meta, draw_gt=False)
         out = osp.join(args.out_dir, f'{name}.png')
         mmcv.imwrite(picture[..., ::-1], out)  # imwrite takes BGR
         if args.pred_dir:
