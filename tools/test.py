@@ -59,11 +59,14 @@ def main():
             raise FileNotFoundError(f'{path} not found')
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     cfg.load_from = args.checkpoint
-    # an adapter-only checkpoint is completed from the backbone file (a full one passes)
-    hooks = [dict(type='AdapterCheckpointLoader')]
+    # an adapter-only checkpoint is completed from the backbone file (a full one passes);
+    # either must fit the model (the loader of the config's custom_hooks, else this one)
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(h.get('type') == 'AdapterCheckpointLoader' for h in hooks):
+        hooks.append(dict(type='AdapterCheckpointLoader'))
     if args.out is not None:
         hooks.append(dict(type='MultiTaskPredictionWriter', out_dir=osp.abspath(args.out)))
-    cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + hooks
+    cfg.custom_hooks = hooks
     if args.show_dir is not None:
         cfg.default_hooks = cfg.get('default_hooks', None) or {}
         cfg.default_hooks['visualization'] = dict(

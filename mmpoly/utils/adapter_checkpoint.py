@@ -53,6 +53,10 @@ class AdapterCheckpointError(ValueError):
     """An adapter-only checkpoint does not fit the model, config or backbone file."""
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's weights are not exactly those of the model (another model or method)."""
+
+
 # ------------------------------------------------------------------------ identity
 _FILE_HASHES: Dict[Tuple[str, int, int], str] = {}
 
@@ -166,27 +170,14 @@ def _strip_module(state: dict) -> dict:
     return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
 
 
-def check_compatible(model: nn.Module, checkpoint: dict) -> None:
-    """Raise AdapterCheckpointError naming every key that does not fit ``model``."""
-    model = _unwrap(model)
-    info = checkpoint['adapter']
-    if info.get('format') != FORMAT:
-        raise AdapterCheckpointError(f"unknown adapter checkpoint format {info.get('format')!r}"
-                                     f', expected {FORMAT!r}')
-    saved = _strip_module(checkpoint['state_dict'])
-    own = model.state_dict()
-    frozen_now = set(frozen_backbone_keys(model))
-    frozen_then = set(info['frozen_keys'])
-    problems = []
-    if frozen_now != frozen_then:
-        diff = sorted(frozen_now ^ frozen_then)
-        problems.append(f'the frozen backbone entries differ ({len(diff)} keys, e.g. '
-                        f'{diff[:5]}): the tuner or backbone of the config is not the one '
-                        'the adapters were trained with')
-    missing = sorted(set(own) - frozen_now - set(saved))
+def state_dict_problems(own: dict, saved: dict, may_miss=frozenset()) -> List[str]:
+    """What keeps ``saved`` from loading strictly into a model whose state dict is ``own``:
+    missing (except ``may_miss``), unknown and shape-mismatched keys, a few named each."""
+    missing = sorted(set(own) - set(may_miss) - set(saved))
     unexpected = sorted(set(saved) - set(own))
     shape = sorted(f'{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}'
                    for k, v in saved.items() if k in own and v.shape != own[k].shape)
+    problems = []
     if missing:
         problems.append(f'{len(missing)} model weights missing from the checkpoint, e.g. '
                         f'{missing[:5]}')
@@ -195,9 +186,40 @@ def check_compatible(model: nn.Module, checkpoint: dict) -> None:
                         f'{unexpected[:5]}')
     if shape:
         problems.append(f'{len(shape)} shape mismatches, e.g. {shape[:5]}')
+    return problems
+
+
+def check_compatible(model: nn.Module, checkpoint: dict) -> None:
+    """Raise AdapterCheckpointError naming every key that does not fit ``model``."""
+    model = _unwrap(model)
+    info = checkpoint['adapter']
+    if info.get('format') != FORMAT:
+        raise AdapterCheckpointError(f"unknown adapter checkpoint format {info.get('format')!r}"
+                                     f', expected {FORMAT!r}')
+    frozen_now = set(frozen_backbone_keys(model))
+    frozen_then = set(info['frozen_keys'])
+    problems = []
+    if frozen_now != frozen_then:
+        diff = sorted(frozen_now ^ frozen_then)
+        problems.append(f'the frozen backbone entries differ ({len(diff)} keys, e.g. '
+                        f'{diff[:5]}): the tuner or backbone of the config is not the one '
+                        'the adapters were trained with')
+    problems += state_dict_problems(model.state_dict(), _strip_module(checkpoint['state_dict']),
+                                    may_miss=frozen_now)
     if problems:
         raise AdapterCheckpointError(
             'adapter checkpoint does not fit this config: ' + '; '.join(problems))
+
+
+def check_fits(model: nn.Module, checkpoint: dict, filename: str) -> None:
+    """Raise CheckpointMismatchError, naming the file, unless the (complete) checkpoint
+    holds exactly the model's weights with the model's shapes."""
+    problems = state_dict_problems(_unwrap(model).state_dict(),
+                                   _strip_module(checkpoint['state_dict']))
+    if problems:
+        raise CheckpointMismatchError(
+            f'checkpoint {filename} does not fit this model (a checkpoint of another model or '
+            'method?): ' + '; '.join(problems))
 
 
 def check_backbones(model: nn.Module, checkpoint: dict) -> List[Tuple[nn.Module, str]]:
@@ -284,19 +306,30 @@ def load_adapter_checkpoint(model: nn.Module, filename: str, map_location='cpu')
         raise ValueError(f'checkpoint {filename} has no state_dict: not a checkpoint written '
                          'by tools/train.py or tools/export_adapter.py')
     restore_state_dict(model, checkpoint)
-    try:
-        _unwrap(model).load_state_dict(_strip_module(checkpoint['state_dict']), strict=True)
-    except RuntimeError as e:
-        raise ValueError(f'checkpoint {filename} does not fit this model (a checkpoint of '
-                         f'another model or method?): {e}') from None
+    check_fits(model, checkpoint, filename)
+    _unwrap(model).load_state_dict(_strip_module(checkpoint['state_dict']), strict=True)
     return checkpoint
 
 
 # ------------------------------------------------------------------------ hooks
+def _loaded_file(runner) -> str:
+    """The file the runner is loading: ``load_from``, or the latest of ``--resume``."""
+    from mmengine.runner.checkpoint import find_latest_checkpoint
+    return (runner._load_from or find_latest_checkpoint(runner.work_dir)
+            or 'being loaded')
+
+
 class _RestoreMixin:
+    """Completes adapter-only checkpoints; with ``strict`` (default) also refuses any
+    checkpoint whose weights are not exactly the model's: mmengine's Runner loads
+    ``load_from`` / ``--resume`` / ``tools/test.py`` checkpoints non-strictly and only warns,
+    which would evaluate or train a model with random parts."""
+    strict = True
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         restore_state_dict(runner.model, checkpoint)
+        if self.strict:
+            check_fits(runner.model, checkpoint, _loaded_file(runner))
 
 
 @HOOKS.register_module()
@@ -309,8 +342,9 @@ class AdapterCheckpointHook(_RestoreMixin, CheckpointHook):
     is then for inference or sharing only), so ``--resume`` continues training.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, strict: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        self.strict = strict
         self._frozen_sha256: Optional[Dict[str, str]] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -325,14 +359,20 @@ class AdapterCheckpointHook(_RestoreMixin, CheckpointHook):
 
 @HOOKS.register_module()
 class AdapterCheckpointLoader(_RestoreMixin, Hook):
-    """Only reads adapter-only checkpoints (``tools/test.py`` adds it): any config can
-    evaluate or resume from one. A full checkpoint passes through unchanged."""
+    """Reads adapter-only checkpoints (in every config's ``custom_hooks``; ``tools/test.py``
+    adds it where a config lacks it): any config can evaluate or resume from one. A full
+    checkpoint passes through unchanged. Either must fit the model exactly unless
+    ``strict=False`` (loading part of a checkpoint on purpose, e.g. decoders only)."""
     priority = 'VERY_HIGH'
+
+    def __init__(self, strict: bool = True):
+        self.strict = strict
 
 
 __all__ = [
     'AdapterCheckpointError', 'AdapterCheckpointHook', 'AdapterCheckpointLoader',
-    'FORMAT', 'check_backbones', 'check_compatible', 'frozen_backbone_keys',
+    'CheckpointMismatchError', 'FORMAT', 'check_backbones', 'check_compatible', 'check_fits',
+    'frozen_backbone_keys',
     'is_adapter_checkpoint', 'load_adapter_checkpoint', 'make_adapter_checkpoint',
     'measure_sizes', 'pretrained_backbones', 'restore_state_dict', 'sha256_file',
     'sha256_tensor'

@@ -66,3 +66,26 @@ def test_two_gloo_ranks_train_and_evaluate_like_one(tmp_path, demo_data):
     run_tool('bash', 'tools/dist_test.sh', DEMO, ckpt, '2', '--work-dir', str(two),
              *demo_options(demo_data, 1))
     assert read_json(one / 'test_metrics.json') == read_json(two / 'test_metrics.json')
+
+
+def test_checkpoint_of_another_method_is_refused(tmp_path, demo_data, python):
+    """mmengine loads test / load_from checkpoints non-strictly (a warning, then random
+    parts); every run refuses one that does not fit, naming the file and the keys."""
+    ckpt = untrained_checkpoint(str(tmp_path / 'multi_task_ft.pth'))
+    lora = 'configs/demo/lora_swin-tiny_synthetic.py'
+    proc = subprocess_failure(python, 'tools/test.py', lora, ckpt, '--work-dir',
+                              str(tmp_path / 'strict'), *demo_options(demo_data, 1))
+    assert 'CheckpointMismatchError: checkpoint ' + ckpt + ' does not fit this model' in proc
+    assert 'backbone.tuner.lora_A.qkv0' in proc  # a missing key is named
+    # loading part of a checkpoint on purpose: the loader's strict=False
+    run_tool(python, 'tools/test.py', lora, ckpt, '--work-dir', str(tmp_path / 'partial'),
+             *demo_options(demo_data, 1, 'custom_hooks.0.strict=False'))
+    assert osp.isfile(tmp_path / 'partial' / 'test_metrics.json')
+
+
+def subprocess_failure(*args):
+    try:
+        run_tool(*args)
+    except AssertionError as e:
+        return str(e)
+    raise AssertionError(f'{args} succeeded')
