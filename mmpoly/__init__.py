@@ -7,7 +7,7 @@ MMSegmentation registries, so configs only need
 from . import datasets, evaluation, models  # noqa: F401  (registration side effects)
 from . import visualization  # noqa: F401  (registers the visualizer and its hook)
 from .tasks import ALL_TASKS, TASK_SPECS  # noqa: F401
-from .utils import adapter_checkpoint  # noqa: F401  (registers the checkpoint hooks)
+from .utils import adapter_checkpoint, param_count  # noqa: F401  (register their hooks)
 from .utils.checkpoint import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()

@@ -15,7 +15,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmpoly.utils import explain_build_errors  # noqa: E402
-from mmpoly.utils.param_count import build_model_without_weights, count_parameters  # noqa
+from mmpoly.utils.param_count import (build_model_without_weights, count_parameters,  # noqa
+                                      format_counts)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -36,12 +37,7 @@ def millions(n):
 
 
 def print_one(path, counts):
-    print(f'{path}')
-    width = max(len(g) for g in counts['groups']) if counts['groups'] else 10
-    for group, n in counts['groups'].items():
-        print(f'  {group:<{width}}  {n:>12,d}  ({millions(n)}M)')
-    print(f"  {'encoder':<{width}}  {counts['encoder']:>12,d}  ({millions(counts['encoder'])}M)")
-    print(f"  {'all':<{width}}  {counts['all']:>12,d}  ({millions(counts['all'])}M)")
+    print(f'{path}\n{format_counts(counts)}')
 
 
 def main():

@@ -24,4 +24,6 @@ default_hooks = dict(
 model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=False)
 # Every run can load (load_from / --resume / test) an adapter-only checkpoint: it is completed
 # from the pretrained backbone file it records; a full checkpoint passes through unchanged.
-custom_hooks = [dict(type='AdapterCheckpointLoader')]
+# It refuses checkpoints that do not fit the model (strict=False to load part of one).
+# TrainableParamsHook logs the trainable-parameter table and writes it to the work dir.
+custom_hooks = [dict(type='AdapterCheckpointLoader'), dict(type='TrainableParamsHook')]

@@ -63,3 +63,12 @@ def test_a_method_from_outside_the_repository(tmp_path, demo_data, python):
     scales = [v for k, v in state.items() if k.startswith('backbone.tuner.scale.')]
     assert len(scales) == 8 and all(v.shape == (4, v.shape[1]) for v in scales)
     assert all(v.abs().sum() > 0 for v in scales)  # trained away from their zero init
+    # the run logged and recorded what it trained (TrainableParamsHook)
+    recorded = json.loads((work / 'trainable_params.json').read_text())
+    assert recorded == counts_without_config(counts)
+    log = next(work.glob('*/*.log')).read_text()
+    assert 'trainable parameters' in log and 'tuner.scale' in log and '7,680' in log
+
+
+def counts_without_config(counts):
+    return {k: v for k, v in counts.items() if k != 'config'}
