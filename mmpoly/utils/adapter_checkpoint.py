@@ -320,16 +320,9 @@ def _loaded_file(runner) -> str:
 
 
 class _RestoreMixin:
-    """Completes adapter-only checkpoints; with ``strict`` (default) also refuses any
-    checkpoint whose weights are not exactly the model's: mmengine's Runner loads
-    ``load_from`` / ``--resume`` / ``tools/test.py`` checkpoints non-strictly and only warns,
-    which would evaluate or train a model with random parts."""
-    strict = True
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         restore_state_dict(runner.model, checkpoint)
-        if self.strict:
-            check_fits(runner.model, checkpoint, _loaded_file(runner))
 
 
 @HOOKS.register_module()
@@ -342,9 +335,8 @@ class AdapterCheckpointHook(_RestoreMixin, CheckpointHook):
     is then for inference or sharing only), so ``--resume`` continues training.
     """
 
-    def __init__(self, *args, strict: bool = True, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.strict = strict
         self._frozen_sha256: Optional[Dict[str, str]] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -361,12 +353,21 @@ class AdapterCheckpointHook(_RestoreMixin, CheckpointHook):
 class AdapterCheckpointLoader(_RestoreMixin, Hook):
     """Reads adapter-only checkpoints (in every config's ``custom_hooks``; ``tools/test.py``
     adds it where a config lacks it): any config can evaluate or resume from one. A full
-    checkpoint passes through unchanged. Either must fit the model exactly unless
-    ``strict=False`` (loading part of a checkpoint on purpose, e.g. decoders only)."""
+    checkpoint passes through unchanged.
+
+    With ``strict`` (default) it also refuses any checkpoint whose weights are not exactly
+    the model's: mmengine's Runner loads ``load_from`` / ``--resume`` / ``tools/test.py``
+    checkpoints non-strictly and only warns, which would evaluate or train a model with
+    random parts. ``strict=False``: load part of a checkpoint on purpose (e.g. decoders)."""
     priority = 'VERY_HIGH'
 
     def __init__(self, strict: bool = True):
         self.strict = strict
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        super().after_load_checkpoint(runner, checkpoint)
+        if self.strict:
+            check_fits(runner.model, checkpoint, _loaded_file(runner))
 
 
 __all__ = [
