@@ -11,7 +11,6 @@ from .conftest import REPO, demo_options, run_tool
 
 TUNER = textwrap.dedent('''
     """A task-specific scale and shift of every MLP output (a user's method)."""
-    import torch
     from torch import nn
 
     from mmseg.registry import MODELS
@@ -65,10 +64,6 @@ def test_a_method_from_outside_the_repository(tmp_path, demo_data, python):
     assert all(v.abs().sum() > 0 for v in scales)  # trained away from their zero init
     # the run logged and recorded what it trained (TrainableParamsHook)
     recorded = json.loads((work / 'trainable_params.json').read_text())
-    assert recorded == counts_without_config(counts)
+    assert recorded == {k: v for k, v in counts.items() if k != 'config'}
     log = next(work.glob('*/*.log')).read_text()
     assert 'trainable parameters' in log and 'tuner.scale' in log and '7,680' in log
-
-
-def counts_without_config(counts):
-    return {k: v for k, v in counts.items() if k != 'config'}
