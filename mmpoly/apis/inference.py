@@ -15,14 +15,13 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose
-from mmengine.registry import init_default_scope
 from torch import nn
 
-from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from ..datasets import PascalContextMTDataset
 from ..utils.adapter_checkpoint import load_adapter_checkpoint
 from ..utils.build_errors import explain_build_errors
+from ..utils.param_count import build_model_without_weights
 
 ImageType = Union[str, np.ndarray]
 
@@ -56,9 +55,8 @@ def init_model(config: Union[str, Config],
         config.merge_from_dict(cfg_options)
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint} not found')
-    init_default_scope(config.get('default_scope', 'mmseg'))
     with explain_build_errors():
-        model = MODELS.build(config.model)
+        model = build_model_without_weights(config)
 
     meta = {}
     if checkpoint is None:

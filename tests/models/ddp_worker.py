@@ -12,34 +12,20 @@ import sys
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
-from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODEL_WRAPPERS, init_default_scope
 
 import mmpoly  # noqa: F401
-from mmseg.registry import DATASETS, MODELS
-from tests.models.tuners.test_training_all_tuners import DEMO_BASE, TUNERS
+from tests.models.tuners.test_training_all_tuners import TUNERS, demo_batch, demo_model
 
 RUNTIME = 'configs/_base_/default_runtime.py'
 
 
-def rank_batch(data_root: str, rank: int):
-    cfg = Config.fromfile(DEMO_BASE).train_dataloader.dataset
-    cfg.update(data_root=data_root, auto_generate=None)
-    dataset = DATASETS.build(cfg)
-    return pseudo_collate([dataset[2 * rank], dataset[2 * rank + 1]])
-
-
 def build(method: str):
-    cfg = Config.fromfile(DEMO_BASE).model
-    tuner, per_task = TUNERS[method]
-    cfg.backbone.tuner = tuner
-    cfg.backbone.drop_path_rate = 0.0  # the two backward passes below must see one function
-    cfg.decode_head.dropout_ratio = 0.0
-    cfg.backbone_per_task = per_task
-    torch.manual_seed(0)  # the same initial weights on every rank
-    model = MODELS.build(cfg)
-    model.init_weights()
+    # the two backward passes below must see one function: no dropout; the same seed, so
+    # the same initial weights on every rank
+    model = demo_model(method, {'model.backbone.drop_path_rate': 0.0,
+                                'model.decode_head.dropout_ratio': 0.0})
     wrapper = dict(Config.fromfile(RUNTIME).model_wrapper_cfg, device_ids=None)
     return model, MODEL_WRAPPERS.build(wrapper, default_args=dict(module=model))
 
@@ -87,7 +73,7 @@ def main():
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.set_num_threads(1)
     init_default_scope('mmseg')
-    batch = rank_batch(data_root, rank)
+    batch = demo_batch(data_root, (2 * rank, 2 * rank + 1))
     for method in sorted(TUNERS):
         check(method, batch, world)
         if rank == 0:

@@ -53,7 +53,6 @@ class TunedBackboneMixin:
         else:
             raise ValueError(f'{name}.with_cp must be True, False or a list of stage indices '
                              f'in [0, {num_stages}), got {with_cp!r}')
-        self.with_cp = with_cp
         self.checkpointed_stages = frozenset(stages)
 
     def _checkpoints(self, layer: LayerInfo) -> bool:

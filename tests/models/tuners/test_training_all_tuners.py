@@ -37,15 +37,34 @@ def swin_t_tuners():
 TUNERS = swin_t_tuners()
 
 
+def demo_batch(data_root, indices):
+    """Training samples ``indices`` of a synthetic PASCAL_MT, through the demo pipeline."""
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(DEMO_BASE).train_dataloader.dataset
+    cfg.update(data_root=data_root, auto_generate=None)
+    dataset = DATASETS.build(cfg)
+    return pseudo_collate([dataset[i] for i in indices])
+
+
+def demo_model(method, cfg_options=None):
+    """The demo Swin and decoders with the tuner of ``method``'s Swin-T config, seeded."""
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(DEMO_BASE)
+    tuner, per_task = TUNERS[method]
+    cfg.model.backbone.tuner = tuner
+    cfg.model.backbone_per_task = per_task
+    cfg.merge_from_dict(cfg_options or {})
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model
+
+
 @pytest.fixture(scope='module')
 def batch(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('train') / 'synthetic')
     make_synthetic_pascal_mt(root, num_train=4, num_val=2, image_size=(64, 64), seed=5)
-    init_default_scope('mmseg')
-    cfg = Config.fromfile(DEMO_BASE).train_dataloader.dataset
-    cfg.update(data_root=root, auto_generate=None)
-    dataset = DATASETS.build(cfg)
-    return pseudo_collate([dataset[i] for i in range(2)])
+    return demo_batch(root, range(2))
 
 
 def test_every_table_row_has_a_config():
@@ -54,14 +73,7 @@ def test_every_table_row_has_a_config():
 
 @pytest.mark.parametrize('method', sorted(TUNERS))
 def test_a_short_training_run_lowers_the_loss(method, batch):
-    torch.manual_seed(0)
-    init_default_scope('mmseg')
-    cfg = Config.fromfile(DEMO_BASE).model
-    tuner, per_task = TUNERS[method]
-    cfg.backbone.tuner = tuner
-    cfg.backbone_per_task = per_task
-    model = MODELS.build(cfg)
-    model.init_weights()
+    model = demo_model(method)
     model.train()
     frozen = {n: p.detach().clone() for n, p in model.named_parameters()
               if not p.requires_grad}
