@@ -1,16 +1,21 @@
-"""tools/count_params.py on every config, against the paper's Table 1 where the count follows
-from the text (method.md section 7)."""
+"""tools/count_params.py on every config, against the paper's Tables 1, 2 and 5: the exact
+integers of the paper's structure (method.md section 8) and the printed figures."""
 import json
 
+from mmpoly.utils.paper_tables import ABLATIONS, TABLE1, TRUNCATED_IN_PAPER, printed
 from ..models.tuners.test_training_all_tuners import PAPER_ROWS
 from .conftest import run_tool
 
-# paper Table 1, trainable encoder parameters (M), rows whose count follows from the text
-PAPER_EXACT = {
-    'decoder_ft': 0.0, 'single_task_ft': 110.07, 'multi_task_ft': 27.51, 'relative_bias': 0.09,
-    'vpt_shallow': 0.02, 'vpt_deep': 0.88, 'adapter': 8.69, 'shared_adapter': 2.20,
-    'bitfit': 0.30,
+#: the exact Swin-T encoder counts of the paper's structure (method.md sections 7 and 8)
+EXACT = {
+    'single_task_ft': 110_071_272, 'decoder_ft': 0, 'multi_task_ft': 27_517_818,
+    'bitfit': 299_112, 'relative_bias': 93_288, 'vpt_shallow': 19_200, 'vpt_deep': 883_200,
+    'phm': 593_264, 'compacter': 229_888, 'lora': 317_952, 'adapter': 8_688_000,
+    'low_rank_adapter': 335_616, 'shared_adapter': 2_198_496, 'hyperformer': 72_772_304,
+    'polyhistor': 6_410_684, 'polyhistor_lite': 413_552,
 }
+#: Table 5 (Polyhistor's rank) and Table 2 (Polyhistor-Lite's k), same order as ABLATIONS
+EXACT_ABLATIONS = (2_379_644, 4_076_924, 6_410_684, 11_078_204, 225_248, 288_016, 413_552)
 BACKBONES = ('swin-t', 'swin-b', 'swin-b-in22k', 'moby-t', 'pvt-s')
 
 
@@ -27,10 +32,8 @@ def test_count_params_all_configs(python):
         same_backbone = by_name['decoder_ft_' + name.split('_')[-1]]
         assert decoders == same_backbone['all'], name  # the decoders are the same in all rows
     assert by_name['decoder_ft_swin-t']['all'] == 2_553_120  # paper: 2.55M
-    for method, paper in PAPER_EXACT.items():
-        ours = by_name[f'{method}_swin-t']['encoder'] / 1e6
-        # the paper rounds to 2 decimals: within 3% or within that rounding
-        assert abs(ours - paper) <= max(0.03 * paper, 0.005), (method, ours, paper)
+    for method, exact in EXACT.items():
+        assert by_name[f'{method}_swin-t']['encoder'] == exact, method
     # Swin-B doubles nothing but widths: MoBY-T has Swin-T's counts, Swin-B in22k Swin-B's
     for method in ('adapter', 'polyhistor_lite', 'lora'):
         assert by_name[f'{method}_moby-t']['encoder'] == by_name[f'{method}_swin-t']['encoder']
@@ -38,14 +41,24 @@ def test_count_params_all_configs(python):
             by_name[f'{method}_swin-b']['encoder']
 
 
-def test_count_params_json_and_overrides(python):
-    def count(*options):
-        out = run_tool(python, 'tools/count_params.py', 'configs/polyhistor_swin-t.py',
-                       '--json', *options).stdout
-        return json.loads(out)['encoder']
-    default, rank1 = count(), count('--cfg-options', 'model.backbone.tuner.rank=1')
-    half = count('--cfg-options', 'model.backbone.tuner.rank_ratio=0.5')
-    eighth = count('--cfg-options', 'model.backbone.tuner.rank_ratio=0.125')
-    assert rank1 < eighth < default < half
-    # the rank-dependent part is linear in r (paper Table 5): n/8 -> n/4 -> n/2 doubles
-    assert abs((half - default) / (default - eighth) - 2) < 0.1
+def test_paper_tables_to_the_printed_digit(python):
+    """``--paper``: every row of Tables 1, 2 and 5 equals the paper's printed figure."""
+    rows = json.loads(run_tool(python, 'tools/count_params.py', '--paper', '--json').stdout)
+    assert [r['config'] for r in rows['table1']] == [f'{m}_swin-t.py' for m in TABLE1]
+    for r, (method, (_, paper_encoder, _)) in zip(rows['table1'], TABLE1.items()):
+        assert r['paper_encoder'] == paper_encoder
+        if method in TRUNCATED_IN_PAPER:  # printed truncated: 27.5178 -> 27.51
+            assert r['equal'] == 'truncated in the paper'
+            assert int(r['encoder'] / 1e4) / 100 == paper_encoder
+        else:
+            assert r['equal'] == 'yes', r
+            assert printed(r['encoder']) == paper_encoder, r
+        if method in EXACT:
+            assert r['encoder'] == EXACT[method], method
+        assert r['all'] - r['encoder'] == 2_553_120  # the decoders, the same in every row
+    assert len(rows['ablations']) == len(ABLATIONS) == len(EXACT_ABLATIONS)
+    for r, (_, _, _, options, paper_encoder), exact in zip(rows['ablations'], ABLATIONS,
+                                                           EXACT_ABLATIONS):
+        assert r['options'] == options
+        assert (r['encoder'], r['equal']) == (exact, 'yes'), r
+        assert printed(r['encoder']) == paper_encoder
