@@ -1,5 +1,5 @@
-# Adapter (lambda = 2) beside every MLP, one per task; sweep lambda with
-# --cfg-options model.backbone.tuner.reduction=8
+# Adapter (lambda = 2, the paper's setting on this backbone) beside every MLP, one per
+# task; sweep lambda with --cfg-options model.backbone.tuner.reduction=8
 # Backbone: Swin-T (MoBY self-supervised).
 _base_ = [
     '_base_/models/moby-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',

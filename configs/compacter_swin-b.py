@@ -1,4 +1,4 @@
-# Compacter: PHM adapters with rank-1 fast weights, after attention and MLP.
+# Compacter: PHM adapters (dimension 4) with rank-1 fast weights, after attention and MLP.
 # Backbone: Swin-B (ImageNet-1k).
 _base_ = [
     '_base_/models/swin-b_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',

@@ -1,7 +1,9 @@
-# LoRA: rank-4 update (scale 4) of the fused qkv projection, one per task.
+# LoRA (authors' form): rank-4 update (scale 4) of the query/key/value projections, one
+# per task, with a task-specific LayerNorm on the LoRA branch's input. The text's form
+# (no input norm, the only one that merges): --cfg-options model.backbone.tuner.input_norm=False
 # Backbone: Swin-B (ImageNet-1k).
 _base_ = [
     '_base_/models/swin-b_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
     '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
 ]
-model = dict(backbone=dict(tuner=dict(type='LoRA', rank=4, scale=4.0)))
+model = dict(backbone=dict(tuner=dict(type='LoRA', rank=4, scale=4.0, input_norm=True)))

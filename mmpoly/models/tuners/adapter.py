@@ -168,30 +168,36 @@ class SharedAdapter(Adapter):
 
 @MODELS.register_module()
 class LowRankAdapter(LearnedAdapterTuner):
-    """Low-rank adapter (Compacter paper's baseline, method.md section 6).
+    """Low-rank adapter (Compacter paper's baseline, method.md sections 6 and 8).
 
     The :class:`Adapter` of eq. (1) with W_down = L_down R_down (d x r)(r x n) and
-    W_up = L_up R_up (n x r)(r x d): rank 1 is u v^T, Compacter's low-rank factorisation
-    without the Kronecker structure. Per adapter and task: 2d (LayerNorm) + n + d (biases)
-    + r (d + n) for each projection, i.e. 6.5 d with lambda = 2 and r = 1.
-
-    Parameter count: Swin-T, 4 tasks, defaults: 4 x 6.5 x 4,416 = 114,816 (0.11M), where the
-    paper's Table 1 gives 0.34M. The definition (rank-1 W_down and W_up, adapter LayerNorm and
-    biases) costs per adapter exactly what a Compacter adapter costs (Compacter++'s 0.11M has
-    one adapter per layer and the same 6.5 d); 0.34M is about three times that. It matches
-    e.g. ``rank=2, position='after_attn_and_mlp'`` (2 x 9.5 d per layer: 335,616), but the
-    paper does not say which; the defaults keep the definition and the Adapter's placement.
+    W_up = L_up R_up (n x r)(r x d), Compacter's low-rank factorisation without the Kronecker
+    structure. Per adapter and task: 2d (LayerNorm) + n + d (biases) + r (d + n) for each
+    projection; with the authors' form (r = 2, lambda = 2) 2d + 1.5d + 2 x 2 x 1.5d = 9.5d.
+    Defaults (method.md section 8, the paper's Table 1): rank 2, one adapter after attention
+    and one after the MLP, lambda = 2. Swin-T, 4 tasks: 4 x 2 x 9.5 x 4,416 = 335,616
+    (0.34M). Per-backbone lambda in the configs (PVT-S: 8).
     Init: L_down normal(0, 1), R_down normal(0, 1 / (r d)) (W_down entries of variance 1 / d,
-    as :class:`Adapter`'s), L_up normal(0, 1), R_up zero (W_up = 0).
+    as :class:`Adapter`'s), L_up normal(0, 1), R_up zero (W_up = 0: starts as the frozen
+    backbone).
+
+    Text-only form (``rank=1, position='parallel_mlp'``): rank-1 products u v^T, one adapter
+    beside the MLP: 4 x 6.5 x 4,416 = 114,816 (0.11M, not the paper's 0.34M).
 
     Args:
-        reduction: lambda: n = d / lambda (paper: 2, as the Adapter row).
-        rank: r, the rank of W_down and W_up (paper: 1).
-        position, scale, act_cfg, layers, tasks, init_cfg: see :class:`Adapter`.
+        reduction: lambda: n = d / lambda (paper: 2 on Swin, 8 on PVT-S).
+        rank: r, the rank of W_down and W_up (authors' form: 2; 1 is u v^T).
+        position: 'after_attn_and_mlp' (authors' form, default), 'after_mlp' or
+            'parallel_mlp' (the Adapter's placement, the text-only form).
+        scale, act_cfg, layers, tasks, init_cfg: see :class:`Adapter`.
     """
 
-    def __init__(self, reduction: float = 2, rank: int = 1, **kwargs):
-        super().__init__(reduction=reduction, **kwargs)
+    def __init__(self,
+                 reduction: float = 2,
+                 rank: int = 2,
+                 position: str = 'after_attn_and_mlp',
+                 **kwargs):
+        super().__init__(reduction=reduction, position=position, **kwargs)
         if int(rank) < 1:
             raise ValueError(f'LowRankAdapter.rank must be >= 1, got {rank}')
         self.rank = int(rank)

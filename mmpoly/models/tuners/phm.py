@@ -1,4 +1,4 @@
-"""PHM layer, Compacter and Compacter++ (Mahabadi et al. 2021; method.md section 6).
+"""PHM layer, Compacter and Compacter++ (Mahabadi et al. 2021; method.md sections 6 and 8).
 
 The adapter of eq. (1) whose projections are parameterised hypercomplex multiplication (PHM)
 layers: with PHM dimension k,
@@ -23,37 +23,37 @@ from .kron import kron_sum
 class PHMAdapter(LearnedAdapterTuner):
     """PHM layer: adapters whose W_down / W_up are sums of Kronecker products A_i (x) B_i.
 
-    Per task: the PHM rule A (k x k x k), shared by all layers; per adapter and task: 2d
-    (LayerNorm) + n + d (biases) + 2dn / k (fast weights), or + 2 (d + n) when
-    ``factorized``. Init: A_i normal(0, 1 / k) and B^down_i normal(0, 1 / d) (u_i normal(0, 1),
-    v_i normal(0, 1 / d)), so W_down's entries have variance 1 / d as the Adapter's; B^up_i
-    (v^up_i) zero, so W_up = 0 and the tuned backbone starts as the frozen one.
+    Per task: the PHM rule A (k x k x k), shared by all layers and both projections (per-task
+    rule matrices); per adapter and task: 2d (LayerNorm) + n + d (biases) + 2dn / k (fast
+    weights), or + 2 (d + n) when ``factorized``. Init: A_i normal(0, 1 / k) and B^down_i
+    normal(0, 1 / d) (u_i normal(0, 1), v_i normal(0, 1 / d)), so W_down's entries have
+    variance 1 / d as the Adapter's; B^up_i (v^up_i) zero, so W_up = 0 and the tuned backbone
+    starts as the frozen one.
 
-    What the paper's counts imply (Swin-T, 4 tasks; sum of layer widths 4,416, of squared
-    widths 2,156,544). Compacter, 0.23M with two adapters per layer, and Compacter++, 0.11M
-    with one, both give 6.5 d per adapter and task; 2 (d + n) + 2d + n + d = 6.5 d holds only
-    with the adapter LayerNorm and both biases counted and lambda = 2 (hence Compacter's
-    defaults). For the PHM layer, 2d + n + d + d^2 / (2 lambda) per adapter with k = 4 gives
-    594,336 + 256 (A) = 0.59M with lambda = 8 and one adapter per layer, and no lambda for
-    which k divides n reaches 0.59M with two (lambda = 8: 1.19M, 12: 0.83M, 24: 0.47M).
-    The defaults keep method.md's placement (after attention and after the MLP) and the
-    reduction the paper's figure implies, lambda = 8: 1,188,928 parameters, twice the
-    paper's; ``position='after_mlp'`` gives its 0.59M (594,592).
+    Defaults: the authors' form (method.md section 8), ONE adapter per layer (after the MLP),
+    lambda = 16, k = 2. Per adapter and task 3d + d / 16 + d^2 / 16; Swin-T, 4 tasks (sum of
+    widths 4,416, of squared widths 2,156,544):
+    4 x (3.0625 x 4,416 + 2,156,544 / 16) + 4 x 2^3 = 593,232 + 32 = 593,264 (0.59M).
+
+    Text-only form (method.md section 6: after attention and after the MLP, k = 4) is
+    ``position='after_attn_and_mlp', phm_dim=4, reduction=8``: 1,188,928 (twice the
+    paper's 0.59M).
 
     Args:
-        reduction: lambda: n = d / lambda; k must divide d and n (PHM layer: 8).
-        phm_dim: k, the number of Kronecker terms and the size of each A_i (paper: 4).
+        reduction: lambda: n = d / lambda; k must divide d and n (PHM layer: 16).
+        phm_dim: k, the number of Kronecker terms and the size of each A_i (PHM layer: 2).
         factorized: each fast weight B_i a rank-1 product u_i v_i^T (Compacter).
-        position: 'after_attn_and_mlp' (Houlsby placement, as Compacter; default),
-            'after_mlp' (Compacter++) or 'parallel_mlp'.
+        position: 'after_mlp' (one adapter per layer, the authors' PHM layer; default),
+            'after_attn_and_mlp' (the text's two adapters per layer, Compacter) or
+            'parallel_mlp'.
         scale, act_cfg, layers, tasks, init_cfg: see :class:`~.adapter.Adapter`.
     """
 
     def __init__(self,
-                 reduction: float = 8,
-                 phm_dim: int = 4,
+                 reduction: float = 16,
+                 phm_dim: int = 2,
                  factorized: bool = False,
-                 position: str = 'after_attn_and_mlp',
+                 position: str = 'after_mlp',
                  **kwargs):
         super().__init__(reduction=reduction, position=position, **kwargs)
         if int(phm_dim) < 1:
@@ -110,30 +110,41 @@ class Compacter(PHMAdapter):
     """Compacter: :class:`PHMAdapter` with rank-1 fast weights B_i = u_i v_i^T, after
     attention and after the MLP.
 
-    Per adapter and task 2 (d + n) + 3d + n = 6.5 d with lambda = 2. Swin-T, 4 tasks:
-    229,632 + 256 (A) = 229,888 (Table 1: 0.23M).
+    Per adapter and task 2 (d + n) + 3d + n = 6.5 d with lambda = 2 (whatever k). Swin-T,
+    4 tasks, k = 4: 4 x 6.5 x 2 x 4,416 + 4 x 4^3 = 229,632 + 256 = 229,888 (Table 1: 0.23M;
+    with k = 2, 229,664, the same at the printed digits).
 
     Args:
         reduction: lambda: n = d / lambda (2: what the paper's 0.23M / 0.11M imply).
-        phm_dim, factorized, position, ...: see :class:`PHMAdapter`.
+        phm_dim: k (4).
+        position: 'after_attn_and_mlp' (two adapters per layer).
+        factorized, ...: see :class:`PHMAdapter`.
     """
 
-    def __init__(self, reduction: float = 2, factorized: bool = True, **kwargs):
-        super().__init__(reduction=reduction, factorized=factorized, **kwargs)
+    def __init__(self,
+                 reduction: float = 2,
+                 phm_dim: int = 4,
+                 factorized: bool = True,
+                 position: str = 'after_attn_and_mlp',
+                 **kwargs):
+        super().__init__(reduction=reduction, phm_dim=phm_dim, factorized=factorized,
+                         position=position, **kwargs)
 
 
 @MODELS.register_module()
 class CompacterPP(Compacter):
-    """Compacter++: :class:`Compacter` with only the adapter after the MLP.
+    """Compacter++: :class:`Compacter` with only the adapter after the MLP, k = 2.
 
-    Swin-T, 4 tasks: 114,816 + 256 (A) = 115,072 (Table 1: 0.11M; without the 4 x 64 PHM
-    rule parameters the count is 114,816, so the paper's figure leaves them out or rounds
-    down).
+    Its adapters cost 6.5 d per task whatever k (4 x 6.5 x 4,416 = 114,816 on Swin-T, 4
+    tasks); the per-task PHM rules add 4 k^3. The paper's 0.11M needs k^3 < 46: with k = 2,
+    the PHM dimension of the authors' PHM layer (method.md section 8), 114,816 + 4 x 8 =
+    114,848 (0.11M). The text-only k = 4 (``phm_dim=4``) gives 115,072 (0.12M).
 
     Args:
         position: 'after_mlp' (sequential, after the MLP).
-        reduction, phm_dim, factorized, ...: see :class:`Compacter`.
+        phm_dim: k (2).
+        reduction, factorized, ...: see :class:`Compacter`.
     """
 
-    def __init__(self, position: str = 'after_mlp', **kwargs):
-        super().__init__(position=position, **kwargs)
+    def __init__(self, position: str = 'after_mlp', phm_dim: int = 2, **kwargs):
+        super().__init__(position=position, phm_dim=phm_dim, **kwargs)

@@ -179,6 +179,9 @@ CASES = {
     'LowRankAdapter': (dict(type='LowRankAdapter'), low_rank_oracle),
     'LowRankAdapter-r3-houlsby': (dict(type='LowRankAdapter', rank=3, reduction=4,
                                        position='after_attn_and_mlp'), low_rank_oracle),
+    # the text-only form: rank-1 products beside the MLP
+    'LowRankAdapter-r1-parallel': (dict(type='LowRankAdapter', rank=1,
+                                        position='parallel_mlp'), low_rank_oracle),
     'Adapter-after-mlp': (dict(type='Adapter', reduction=8, position='after_mlp',
                                scale=0.5), adapter_oracle),
 }
@@ -264,14 +267,59 @@ def test_shared_adapter_count_swin_t():
     assert round(expected / 1e6, 2) == 2.20  # Table 1
 
 
+def test_low_rank_adapter_defaults():
+    tuner = build(dict(type='LowRankAdapter')).tuner
+    assert (tuner.rank, tuner.reduction, tuner.position) == (2, 2, 'after_attn_and_mlp')
+    assert {k.split('_')[0] for k in tuner.adapters} == {'attn', 'mlp'}
+    a = tuner.adapters['mlp_0']  # d = 16, n = 8, r = 2
+    assert a.down_left.shape == (2, 16, 2) and a.down_right.shape == (2, 2, 8)
+    assert a.up_left.shape == (2, 8, 2) and a.up_right.shape == (2, 2, 16)
+
+
+def low_rank_count(rank, sites, reduction=2, widths=SWIN_T_WIDTHS, tasks=4):
+    """Per adapter and task: LayerNorm 2d + biases n + d + rank (d + n) per projection."""
+    return tasks * sites * sum(2 * d + d // reduction + d + 2 * rank * (d + d // reduction)
+                               for d in widths)
+
+
 def test_low_rank_adapter_count_swin_t():
-    # per layer and task: 2d + n + d + (d + n) + (n + d) = 6.5 d (rank 1, n = d / 2)
-    expected = 4 * sum(2 * d + d // 2 + d + 2 * (d + d // 2) for d in SWIN_T_WIDTHS)
-    assert expected == 4 * 6.5 * 4416 == 114_816
+    # authors' form (method.md section 8): rank 2, after attention and after the MLP,
+    # lambda = 2: 2 x (2d + 1.5d + 2 x 2 x 1.5d) = 19 d per layer and task
+    expected = low_rank_count(rank=2, sites=2)
+    assert expected == 4 * 19 * 4416 == 335_616
     assert swin_t_trainable(dict(type='LowRankAdapter')) == expected
-    # Table 1 says 0.34M: three times this; rank 2 at two sites per layer gives it
-    two_sites_rank2 = 4 * 2 * sum(2 * d + d // 2 + d + 2 * 2 * (d + d // 2)
-                                  for d in SWIN_T_WIDTHS)
-    assert swin_t_trainable(dict(type='LowRankAdapter', rank=2,
-                                 position='after_attn_and_mlp')) == two_sites_rank2
-    assert round(two_sites_rank2 / 1e6, 2) == 0.34
+    assert round(expected / 1e6, 2) == 0.34  # Table 1
+    # the text-only form: rank 1 beside the MLP, 6.5 d per layer and task (0.11M)
+    text_form = low_rank_count(rank=1, sites=1)
+    assert text_form == 4 * 6.5 * 4416 == 114_816
+    assert swin_t_trainable(dict(type='LowRankAdapter', rank=1,
+                                 position='parallel_mlp')) == text_form
+
+
+def test_per_backbone_adapter_configs():
+    """The paper's per-backbone lambda (method.md section 8): Adapter 16 on Swin-B, Swin-B-22k
+    and PVT-S; Low-rank adapter 8 on PVT-S. Counts from the layer widths."""
+    from mmengine.config import Config
+    from mmpoly.utils.param_count import build_model_without_weights, count_parameters
+    swin_b = [128] * 2 + [256] * 2 + [512] * 18 + [1024] * 2
+    pvt_s = [64] * 3 + [128] * 4 + [320] * 6 + [512] * 3
+
+    def adapter(widths, lam):  # LayerNorm 2d, W_down d n + n, W_up n d + d
+        return 4 * sum(2 * d + 2 * d * (d // lam) + d // lam + d for d in widths)
+
+    expected = {
+        'adapter_swin-t': adapter(SWIN_T_WIDTHS, 2),
+        'adapter_moby-t': adapter(SWIN_T_WIDTHS, 2),
+        'adapter_swin-b': adapter(swin_b, 16),
+        'adapter_swin-b-in22k': adapter(swin_b, 16),
+        'adapter_pvt-s': adapter(pvt_s, 16),
+        'low_rank_adapter_swin-b': low_rank_count(2, 2, 2, swin_b),
+        'low_rank_adapter_swin-b-in22k': low_rank_count(2, 2, 2, swin_b),
+        'low_rank_adapter_moby-t': low_rank_count(2, 2, 2, SWIN_T_WIDTHS),
+        'low_rank_adapter_pvt-s': low_rank_count(2, 2, 8, pvt_s),
+    }
+    assert expected['adapter_swin-b'] == 3_637_184 and expected['adapter_pvt-s'] == 790_288
+    assert expected['low_rank_adapter_pvt-s'] == 253_760
+    for name, count in expected.items():
+        model = build_model_without_weights(Config.fromfile(f'configs/{name}.py'))
+        assert count_parameters(model)['encoder'] == count, name

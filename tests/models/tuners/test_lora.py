@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmpoly.tasks import ALL_TASKS
 from mmseg.registry import MODELS
@@ -22,20 +23,34 @@ def randomize_B(model, std=0.3):
 def test_init():
     model = build()
     tuner = model.tuner
-    assert (tuner.rank, tuner.scale, tuner.targets) == (4, 4.0, ('qkv', ))
+    assert (tuner.rank, tuner.scale, tuner.targets, tuner.input_norm) == (4, 4.0, ('qkv', ),
+                                                                           True)
     for info in model.layer_infos:
         A, Bm = tuner.lora_A[f'qkv{info.index}'], tuner.lora_B[f'qkv{info.index}']
         assert A.shape == (2, 4, info.dim) and Bm.shape == (2, 3 * info.dim, 4)
         bound = 1 / math.sqrt(info.dim)  # kaiming_uniform(a=sqrt(5)) of an (r, d) matrix
         assert A.abs().max() <= bound and A.abs().max() > 0.7 * bound
         assert not Bm.any()
+        # the task-specific LayerNorm of the branch input starts as the identity affine
+        g, b = tuner.norm_weight[f'qkv{info.index}'], tuner.norm_bias[f'qkv{info.index}']
+        assert g.shape == b.shape == (2, info.dim)
+        assert torch.equal(g, torch.ones_like(g)) and not b.any()
+    assert_tasks_equal_frozen(model)
+
+
+def test_init_without_input_norm():
+    model = build(input_norm=False)
+    assert not model.tuner.input_norm
+    assert not len(model.tuner.norm_weight) and not len(model.tuner.norm_bias)
+    assert {n.split('.')[0] for n, _ in model.tuner.named_parameters()} == {'lora_A', 'lora_B'}
     assert_tasks_equal_frozen(model)
 
 
 @pytest.mark.parametrize('targets', [('qkv', ), ('qkv', 'proj'), ('proj', )])
 def test_task_output_equals_frozen_backbone_with_updated_weights(targets):
-    """Oracle: task t == the frozen Swin whose projections are W + s B_t A_t."""
-    model = build(targets=targets, scale=2.5)
+    """Oracle (text's form, no input norm): task t == the frozen Swin whose projections are
+    W + s B_t A_t."""
+    model = build(targets=targets, scale=2.5, input_norm=False)
     randomize_B(model)
     x = torch.randn(B, 3, 60, 76)
 
@@ -50,8 +65,71 @@ def test_task_output_equals_frozen_backbone_with_updated_weights(targets):
     assert_tasks_equal_edited_frozen(model, x, update_weights, tol=1e-5)
 
 
+def lora_oracle(x, weight, bias, A, Bm, g, b, scale):
+    """y = x W^T + bias + s LN(x; g, b) A^T B^T, written plainly for one task."""
+    h = F.layer_norm(x, x.shape[-1:], g, b)
+    return F.linear(x, weight, bias) + scale * (h @ A.T) @ Bm.T
+
+
+@pytest.mark.parametrize('targets', [('qkv', ), ('qkv', 'proj')])
+def test_input_norm_branch_matches_plain_formula(targets):
+    """The authors' form: each updated projection of task t returns
+    x W^T + b + s LN_t(x) A_t^T B_t^T, LN_t with its own (perturbed) weight and bias."""
+    model = build(targets=targets, scale=2.5)
+    tuner = model.tuner
+    randomize_tuner(model, 0.3)  # A, B and the norms all away from their init
+    seen = {}
+
+    def record(name, module):
+        def hook(mod, args, out):
+            seen.setdefault(name, []).append(args[0].detach().clone())
+        return module.register_forward_hook(hook)
+
+    info = model.layer_infos[3]
+    wmsa = model.get_submodule(info.name).attn.w_msa
+    handles = [record(n, getattr(wmsa, n)) for n in targets]
+    x = torch.randn(B, 3, 64, 64)
+    with torch.no_grad():
+        model(x)
+        for name in targets:
+            module = getattr(wmsa, name)
+            inp = seen[name][0]  # the frozen module's input: task-stacked tokens
+            key = f'{name}{info.index}'
+            got = tuner.linear(info, name, module, inp)
+            per_task = inp.view(len(TASKS), -1, inp.shape[-1])
+            for t in range(len(TASKS)):
+                expected = lora_oracle(per_task[t], module.weight, module.bias,
+                                       tuner.lora_A[key][t], tuner.lora_B[key][t],
+                                       tuner.norm_weight[key][t], tuner.norm_bias[key][t],
+                                       2.5)
+                torch.testing.assert_close(got.view(len(TASKS), -1, got.shape[-1])[t],
+                                           expected, atol=1e-5, rtol=1e-4)
+    for h in handles:
+        h.remove()
+
+
+def test_input_norm_is_scale_invariant_where_plain_lora_is_not():
+    """The branch reads LN_t(x): scaling a projection's input by c > 0 scales the frozen part
+    by c and leaves the update (nearly) unchanged; the plain form scales the update too."""
+    for input_norm in (True, False):
+        model = build(input_norm=input_norm)
+        tuner = model.tuner
+        randomize_tuner(model, 0.3)
+        info = model.layer_infos[0]
+        module = model.get_submodule(info.name).attn.w_msa.qkv
+        x = torch.randn(len(TASKS) * 8, info.dim)
+        with torch.no_grad():
+            delta = tuner.linear(info, 'qkv', module, x) - module(x)
+            delta3 = tuner.linear(info, 'qkv', module, 3 * x) - module(3 * x)
+        if input_norm:
+            torch.testing.assert_close(delta3, delta, atol=1e-3, rtol=1e-3)  # LN's eps only
+        else:
+            torch.testing.assert_close(delta3, 3 * delta, atol=1e-4, rtol=1e-4)
+
+
 def test_one_step_trains_only_B_first():
-    """B = 0 at init, so the first step's gradient reaches B only (dL/dA = B^T (...) = 0)."""
+    """B = 0 at init, so the first step's gradient reaches B only (dL/dA = B^T (...) = 0,
+    and the input norm's gradient goes through A^T B^T = 0 too)."""
     model = build()
     changed, before = sgd_step_on_every_parameter(model)
     assert changed == {f'tuner.lora_B.qkv{i}' for i in range(8)}
@@ -65,17 +143,33 @@ def test_tasks_are_independent():
     assert_task_1_moves_alone(model, model.tuner.parameters())
 
 
-@pytest.mark.parametrize('merge', [False, True])
-def test_stacked_equals_loop(merge):
-    model = build(tasks=ALL_TASKS, targets=('qkv', 'proj'))
-    randomize_B(model)
+@pytest.mark.parametrize('merge,input_norm', [(False, True), (False, False), (True, False)])
+def test_stacked_equals_loop(merge, input_norm):
+    model = build(tasks=ALL_TASKS, targets=('qkv', 'proj'), input_norm=input_norm)
+    randomize_tuner(model, 0.3)
     if merge:
         model.tuner.merge()
     assert_stacked_equals_loop(model, torch.randn(B, 3, 64, 64))
 
 
+def test_merge_is_refused_with_the_input_norm():
+    """LN_t(x) is not linear in x: no W_t reproduces the branch, so merge() says so and the
+    model keeps computing the unmerged (exact) form."""
+    model = build()
+    randomize_tuner(model, 0.3)
+    x = torch.randn(B, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        with pytest.raises(RuntimeError, match='input_norm=False'):
+            model.tuner.merge()
+        assert not model.tuner.merged
+        after = model(x)
+    for a, b in zip(before, after):
+        assert torch.equal(a, b)
+
+
 def test_merge_unmerge_are_inverses():
-    model = build(targets=('qkv', 'proj'))
+    model = build(targets=('qkv', 'proj'), input_norm=False)
     randomize_B(model)
     frozen_state = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.randn(B, 3, 64, 64)
@@ -103,7 +197,7 @@ def test_merge_unmerge_are_inverses():
 
 
 def test_training_while_merged_is_refused():
-    model = build()
+    model = build(input_norm=False)
     model.tuner.merge()
     model.train()
     with pytest.raises(RuntimeError, match='unmerge'):
@@ -117,19 +211,25 @@ def test_bad_targets():
         build(targets=('fc1', ))
 
 
+@pytest.mark.parametrize('input_norm', [True, False])
 @pytest.mark.parametrize('targets', [('qkv', ), ('qkv', 'proj')])
-def test_swin_t_trainable_count(targets):
+def test_swin_t_trainable_count(targets, input_norm):
     model = MODELS.build(
-        dict(type='PolyhistorSwin', tuner=dict(type='LoRA', targets=targets), **SWIN_T))
+        dict(type='PolyhistorSwin', tasks=ALL_TASKS,
+             tuner=dict(type='LoRA', targets=targets, input_norm=input_norm), **SWIN_T))
     dims = SWIN_T_WIDTHS
     r = 4
     out = dict(qkv=3, proj=1)  # output width / d
-    # per target: A is r x d, B is (out * d) x r
-    per_task = sum(r * d + out[name] * d * r for d in dims for name in targets)
+    # per target: A is r x d, B is (out * d) x r, the input LayerNorm 2d
+    norm = 2 if input_norm else 0
+    per_task = sum(r * d + out[name] * d * r + norm * d for d in dims for name in targets)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == 4 * per_task
     if targets == ('qkv', ):
-        assert trainable == 282624  # paper Table 1: 0.32M (see README)
+        # Table 1 (method.md section 8): 4 x 18 x sum(d) = 317,952 = 0.32M; text's form 0.28M
+        expected = 4 * (18 if input_norm else 16) * sum(dims)
+        assert trainable == expected == (317_952 if input_norm else 282_624)
+        assert round(trainable / 1e6, 2) == (0.32 if input_norm else 0.28)
 
 
 def test_lora_on_pvt_updates_its_separate_q_and_kv_projections():
@@ -144,12 +244,31 @@ def test_lora_on_pvt_updates_its_separate_q_and_kv_projections():
     d = first.dim
     assert lora.lora_B[f'q{first.index}'].shape == (len(TASKS), d, 2)
     assert lora.lora_B[f'kv{first.index}'].shape == (len(TASKS), 2 * d, 2)
+    # q and kv read different inputs (kv: the spatially reduced tokens): a norm each
+    assert set(lora.norm_weight) == set(lora.lora_A)
+    assert lora.norm_weight[f'kv{first.index}'].shape == (len(TASKS), d)
     assert not any(k.startswith('proj') for k in lora.lora_A)
     x = torch.randn(2, 3, 64, 64)
     model.eval()
     with torch.no_grad():
+        frozen = MODELS.build(dict(type='PolyhistorPVT', **PVT_TINY, tasks=TASKS))
+        frozen.load_state_dict(model.state_dict(), strict=False)
+        ref = frozen.eval()(x)
         before = model(x)
+        for a, b in zip(before, ref):  # B = 0: starts as the frozen PVT, every task
+            torch.testing.assert_close(a, b.repeat(len(TASKS), 1, 1, 1))
         for Bm in lora.lora_B.values():
             Bm.normal_(0, 0.3)
         after = model(x)
     assert not torch.allclose(before[3], after[3])  # the updates reach the output
+
+
+def test_lora_count_pvt_s():
+    """PVT-S (widths 64, 128, 320, 512; depths 3, 4, 6, 3), 4 tasks: per layer and task
+    q: r (d + d) + 2d, kv: r (d + 2d) + 2d = 24 d with r = 4."""
+    from mmengine.config import Config
+    from mmpoly.utils.param_count import build_model_without_weights, count_parameters
+    cfg = Config.fromfile('configs/lora_pvt-s.py')
+    counts = count_parameters(build_model_without_weights(cfg))
+    widths = [64] * 3 + [128] * 4 + [320] * 6 + [512] * 3
+    assert counts['encoder'] == 4 * 24 * sum(widths) == 399_360
