@@ -1,7 +1,10 @@
 """What every adapter-style tuner shares: where the adapter sits and how it is applied.
 
 An adapter (method.md eq. 1, without its skip term since the residual carries it) maps the
-token h to ``A(h) = act(LN(h) W_down + b_down) W_up + b_up`` and the layer adds ``scale * A``.
+token h to ``A(h) = act(LN(h) W_down + b_down) W_up + b_up`` and the layer adds ``scale * A``
+(pre-norm, the text's form). The hypernetwork methods default to the authors' post-norm form
+(method.md s. 8): ``A(h) = LN(act(h W_down + b_down) W_up + b_up)``, the LayerNorm on the
+adapter's output.
 The methods (Adapter, Low-rank adapter, Shared Adapter, PHM, Compacter, Hyperformer,
 Polyhistor, Polyhistor-Lite) differ only in how they produce the weights, so a method
 implements :meth:`AdapterTunerBase.adapter_weights` and nothing else of the forward.
@@ -23,6 +26,9 @@ POSITIONS = {
     'after_mlp': (('mlp', ), 'sequential'),
     'after_attn_and_mlp': (('attn', 'mlp'), 'sequential'),
 }
+
+#: where the adapter's LayerNorm sits: on its input ('pre') or on its output ('post')
+ADAPTER_NORMS = ('pre', 'post')
 
 
 @dataclass
@@ -48,21 +54,28 @@ class AdapterWeights:
 
 
 def apply_adapter(x: Tensor, w: AdapterWeights, act, groups: int, scale: float = 1.0,
-                  out: Optional[Tensor] = None) -> Tensor:
+                  out: Optional[Tensor] = None, norm: str = 'pre') -> Tensor:
     """``out + scale * A(x)`` (``out`` None: just ``scale * A(x)``) for a task-stacked ``x`` of
     shape (groups * M, ..., d); one batched matmul per projection over the task axis (weights
     with a leading 1 broadcast over it).
 
-    The big (groups * M, d) tensors see only a LayerNorm without affine, two matmuls with
-    their bias (and ``out``) added inside (``baddbmm``), and the activation: the LayerNorm's
-    affine is folded into the small weights, ``(LN(h) g + b) W_down + c = LN(h) (g * W_down)
-    + (b W_down + c)``, and ``scale`` into the second matmul. Same arithmetic as the plain
-    form up to float rounding, four fewer passes over the tokens forward and backward.
+    ``norm='pre'``: ``A(h) = act(LN(h) W_down + b_down) W_up + b_up``. The big (groups * M, d)
+    tensors see only a LayerNorm without affine, two matmuls with their bias (and ``out``)
+    added inside (``baddbmm``), and the activation: the LayerNorm's affine is folded into the
+    small weights, ``(LN(h) g + b) W_down + c = LN(h) (g * W_down) + (b W_down + c)``, and
+    ``scale`` into the second matmul. Same arithmetic as the plain form up to float rounding,
+    four fewer passes over the tokens forward and backward.
+
+    ``norm='post'``: ``A(h) = LN(act(h W_down + b_down) W_up + b_up)`` with the per-task
+    affine (g, b): two ``baddbmm``, one LayerNorm without affine, and one ``addcmul`` that
+    applies ``scale * g`` and adds ``out + scale * b``. Without LayerNorm weights both forms
+    are the same.
     """
     shape = x.shape
     h = x.reshape(groups, -1, shape[-1])
     down, down_bias = w.down, w.down_bias
-    if w.norm_weight is not None:
+    post = norm == 'post' and w.norm_weight is not None
+    if w.norm_weight is not None and not post:
         h = F.layer_norm(h, h.shape[-1:])
         folded = torch.matmul(w.norm_bias[:, None], down).squeeze(1)  # (T', n)
         down = w.norm_weight[:, :, None] * down
@@ -74,6 +87,16 @@ def apply_adapter(x: Tensor, w: AdapterWeights, act, groups: int, scale: float =
         h = torch.baddbmm(down_bias[:, None].expand(groups, 1, -1), h, down)
     up = w.up.expand(groups, -1, -1)
     base = None if out is None else out.reshape(groups, -1, shape[-1])
+    if post:
+        if w.up_bias is None:
+            h = torch.bmm(act(h), up)
+        else:
+            h = torch.baddbmm(w.up_bias[:, None].expand(groups, 1, -1), act(h), up)
+        h = F.layer_norm(h, h.shape[-1:])
+        gain = (scale * w.norm_weight)[:, None].expand(groups, 1, -1)
+        shift = (scale * w.norm_bias)[:, None].expand(groups, 1, -1)
+        base = shift if base is None else base + shift
+        return torch.addcmul(base, h, gain).reshape(shape)
     if w.up_bias is not None:
         bias = (scale * w.up_bias[:, None]).expand(groups, 1, -1)
         base = bias if base is None else base + bias
@@ -104,6 +127,8 @@ class AdapterTunerBase(BaseTuner):
     generate them in :meth:`generate_weights`, which runs once per backbone forward.
     """
     task_specific = True
+    #: 'pre' or 'post' (see :func:`apply_adapter`); the hypernetwork tuners make it a key
+    adapter_norm = 'pre'
 
     def __init__(self,
                  reduction: float = 2,
@@ -155,7 +180,7 @@ class AdapterTunerBase(BaseTuner):
             return out
         source = x if self.form == 'parallel' else out
         return apply_adapter(source, self._weights(layer, site), self.act, self.num_active,
-                             self.scale, out)
+                             self.scale, out, self.adapter_norm)
 
     def attn_branch(self, layer: LayerInfo, x: Tensor, attn_out: Tensor) -> Tensor:
         return self._branch('attn', layer, x, attn_out)
