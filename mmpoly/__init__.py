@@ -8,8 +8,10 @@ from . import datasets, evaluation, models  # noqa: F401  (registration side eff
 from . import visualization  # noqa: F401  (registers the visualizer and its hook)
 from .tasks import ALL_TASKS, TASK_SPECS  # noqa: F401
 from .utils import adapter_checkpoint, param_count  # noqa: F401  (register their hooks)
+from .utils import atomic_checkpoint, exact_resume, nonfinite  # noqa: F401  (hooks)
 from .utils.checkpoint import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
+atomic_checkpoint.install_named_loader()  # checkpoint loading errors name the file
 
 __version__ = '0.1.0'

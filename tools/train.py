@@ -13,6 +13,8 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmpoly.utils import explain_build_errors, finish_distributed  # noqa: E402
+from mmpoly.utils.atomic_checkpoint import (candidate_checkpoints, damage,  # noqa: E402
+                                            resolve_resume)
 from mmpoly.utils.runtime import load_config  # noqa: E402
 
 
@@ -48,13 +50,22 @@ def main():
         cfg.optim_wrapper.setdefault('dtype', 'auto')
     if args.auto_scale_lr:
         cfg.auto_scale_lr.enable = True
-    if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif args.resume is not None:
-        cfg.resume, cfg.load_from = True, args.resume
+    fallback = None
+    if args.resume is not None:
+        # the newest complete checkpoint (a damaged one is named and skipped); an explicit
+        # one must be complete
+        explicit = None if args.resume == 'auto' else args.resume
+        cfg.resume, cfg.load_from = True, resolve_resume(cfg.work_dir, explicit)
+        if explicit is None and cfg.load_from is not None:
+            newest = candidate_checkpoints(cfg.work_dir)[0]
+            if osp.abspath(newest) != osp.abspath(cfg.load_from):
+                fallback = (f'{newest} is damaged ({damage(newest)}); resuming from '
+                            f'{cfg.load_from}, the newest complete checkpoint')
 
     with explain_build_errors():
         runner = Runner.from_cfg(cfg)
+        if fallback is not None:
+            runner.logger.warning(fallback)
         runner.train()
     finish_distributed()
 

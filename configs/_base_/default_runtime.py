@@ -17,7 +17,8 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=True),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=True, interval=5, max_keep_ckpts=2),
+    # written to a temporary file, fsynced and renamed; old ones deleted only afterwards
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=True, interval=5, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
 # frozen parameters never get gradients; every trainable one does
@@ -26,4 +27,12 @@ model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameter
 # from the pretrained backbone file it records; a full checkpoint passes through unchanged.
 # It refuses checkpoints that do not fit the model (strict=False to load part of one).
 # TrainableParamsHook logs the trainable-parameter table and writes it to the work dir.
-custom_hooks = [dict(type='AdapterCheckpointLoader'), dict(type='TrainableParamsHook')]
+# ExactResumeHook: checkpoints carry every random state, a resumed run repeats the original.
+# NonFiniteLossHook: a NaN/Inf loss stops the run (nonfinite_loss='skip': skips the step).
+custom_hooks = [
+    dict(type='AdapterCheckpointLoader'),
+    dict(type='TrainableParamsHook'),
+    dict(type='ExactResumeHook'),
+    dict(type='NonFiniteLossHook'),
+]
+nonfinite_loss = 'stop'

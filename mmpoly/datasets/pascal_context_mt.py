@@ -11,6 +11,7 @@ from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
 from mmpoly.tasks import ALL_TASKS, check_tasks
+from mmpoly.utils.exact_resume import EpochSeededDataset
 from .synthetic import VOC_CLASSES, make_synthetic_pascal_mt
 from .transforms.loading import PERSON_CLASS, read_object_classes
 
@@ -54,7 +55,7 @@ def _generate_once(data_root: str, **kwargs) -> None:
 
 
 @DATASETS.register_module()
-class PascalContextMTDataset(BaseDataset):
+class PascalContextMTDataset(EpochSeededDataset, BaseDataset):
     """PASCAL-Context multi-task (PASCAL_MT): semseg, human parts, saliency, normals.
 
     Reads the layout of shared/spec/benchmark.md. Every file a sample needs is checked when
@@ -75,7 +76,9 @@ class PascalContextMTDataset(BaseDataset):
         test_mode (bool): as in ``BaseDataset``. Default: False.
         auto_generate (dict, optional): when given and ``data_root`` does not exist, first
             generate a synthetic dataset there with
-            ``make_synthetic_pascal_mt(data_root, **auto_generate)``. Default: None.
+            ``make_synthetic_pascal_mt(data_root, **auto_generate)``; with a ``root`` key
+            (the synthetic configs give their default root), only when ``data_root`` is that
+            root, so a mistyped path is an error, not a new dataset. Default: None.
         metainfo (dict, optional): entries that override ``METAINFO``.
         **kwargs: the other ``BaseDataset`` arguments (``lazy_init``, ``serialize_data``,
             ``indices``, ``max_refetch``, ...).
@@ -107,6 +110,15 @@ class PascalContextMTDataset(BaseDataset):
         self.split = split
         self.tasks = check_tasks(tasks, where=f'{self.__class__.__name__}.tasks')
         if auto_generate is not None and not osp.exists(data_root):
+            auto_generate = dict(auto_generate)
+            own_root = auto_generate.pop('root', None)
+            if own_root is not None and osp.abspath(own_root) != osp.abspath(data_root):
+                raise FileNotFoundError(
+                    f'data_root {data_root} not found. The synthetic dataset is generated only '
+                    f'at its own root {own_root} (auto_generate.root), never at another path '
+                    'that may be a typo: fix data_root, or set auto_generate.root to '
+                    f'{data_root} (e.g. --cfg-options train_dataloader.dataset.auto_generate.'
+                    f'root={data_root}) to generate it there')
             _generate_once(data_root, **auto_generate)
         super().__init__(
             data_root=data_root,

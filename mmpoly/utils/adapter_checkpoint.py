@@ -45,6 +45,7 @@ from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
 from mmseg.registry import HOOKS
+from .atomic_checkpoint import AtomicSaveMixin
 
 FORMAT = 'mmpoly-adapter-checkpoint/1'
 
@@ -326,7 +327,7 @@ class _RestoreMixin:
 
 
 @HOOKS.register_module()
-class AdapterCheckpointHook(_RestoreMixin, CheckpointHook):
+class AdapterCheckpointHook(_RestoreMixin, AtomicSaveMixin, CheckpointHook):
     """``CheckpointHook`` that writes adapter-only checkpoints and reads them back.
 
     The config switch: ``default_hooks = dict(checkpoint=dict(type='AdapterCheckpointHook',

@@ -518,6 +518,8 @@ def data_throughput(path: str, num_samples: int = 32, data_root: Optional[str] =
     ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
     if data_root is not None:
         ds_cfg.data_root = data_root
+        if ds_cfg.get('auto_generate'):  # an explicit root: generating there is asked for
+            ds_cfg.auto_generate['root'] = data_root
     if not os.path.isdir(ds_cfg.get('data_root', '')) and not ds_cfg.get('auto_generate'):
         ds_cfg.data_root = synthetic_root
         ds_cfg.auto_generate = dict(num_train=max(8, num_samples), num_val=4,

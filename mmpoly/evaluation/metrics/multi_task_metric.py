@@ -29,6 +29,33 @@ def _get_data(sample, name: str):
     return getattr(field, 'data', field)
 
 
+def check_prediction(task: str, pred, data_sample=None, who: str = 'MultiTaskMetric') -> None:
+    """Refuse a non-finite prediction (or a class id out of range) with a clear error, instead
+    of a crash elsewhere (``np.bincount`` of negative ids) or a silent score."""
+    import numpy as np
+    import torch
+    values = pred if isinstance(pred, torch.Tensor) else torch.as_tensor(np.asarray(pred))
+    where = ''
+    if data_sample is not None:
+        meta = data_sample if isinstance(data_sample, dict) else getattr(
+            data_sample, 'metainfo', {})
+        path = meta.get('img_path') if isinstance(meta, dict) else None
+        where = f' of image {path}' if path else ''
+    if values.is_floating_point():
+        if not bool(torch.isfinite(values).all()):
+            bad = int((~torch.isfinite(values)).sum())
+            raise FloatingPointError(
+                f'{who}: the {task} prediction{where} has {bad} non-finite values (NaN/Inf): '
+                'the model diverged (non-finite weights); evaluate a checkpoint written '
+                'before the divergence')
+        if TASK_SPECS[task].kind != 'class':
+            return
+    num = TASK_SPECS[task].num_outputs
+    if values.numel() and (int(values.min()) < 0 or int(values.max()) >= num):
+        raise ValueError(f'{who}: the {task} prediction{where} has class ids outside '
+                         f'[0, {num}): min {int(values.min())}, max {int(values.max())}')
+
+
 @METRICS.register_module()
 class MultiTaskMetric(BaseMetric):
     """Reference evaluation of PASCAL-Context multi-task, and Δm.
@@ -135,6 +162,7 @@ class MultiTaskMetric(BaseMetric):
             if pred is None:
                 raise KeyError(f'{self.__class__.__name__}: sample has gt_{task} but no '
                                f'pred_{task}; restrict the metric with tasks=[...]')
+            check_prediction(task, pred, data_sample, self.__class__.__name__)
             if task in CLASS_NAMES:
                 if task == 'human_parts' and not is_human_parts_evaluated(gt):
                     continue

@@ -88,6 +88,13 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
             data_samples = [SegDataSample() for _ in range(num)]
         for task, per_image in logits.items():
             for sample, x in zip(data_samples, per_image):
+                if not bool(x.isfinite().all()):
+                    path = sample.metainfo.get('img_path')
+                    raise FloatingPointError(
+                        f'non-finite {task} logits (NaN/Inf) for '
+                        f"{'image ' + str(path) if path else 'an input image'}: the model's "
+                        'weights are not finite (a diverged run?); use a checkpoint written '
+                        'before the divergence')
                 sample.set_data({f'pred_{task}': PixelData(data=logits_to_prediction(task, x))})
         return data_samples
 

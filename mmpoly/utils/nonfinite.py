@@ -1,0 +1,131 @@
+"""Stop (or skip) a training step whose loss is not finite.
+
+:class:`NonFiniteLossHook` (in ``default_runtime.py``'s ``custom_hooks``) checks every task's
+loss and the total before the optimizer step. The config key ``nonfinite_loss`` chooses:
+
+* ``'stop'`` (default): raise :class:`NonFiniteLossError` naming the iteration and the
+  task(s), before the backward pass and the optimizer step; the run ends there, so no
+  checkpoint of that state is written;
+* ``'skip'``: drop the step (no backward, no optimizer update), log a warning with the count
+  of skipped steps so far, and go on.
+
+Under DDP the decision is taken by all ranks together (a NaN on one rank stops or skips the
+step on every rank).
+"""
+import math
+from typing import Dict, List
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+
+from mmseg.registry import HOOKS
+
+ACTIONS = ('stop', 'skip')
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A task's loss or the total loss is NaN or infinite."""
+
+
+def nonfinite_losses(log_vars: Dict) -> List[str]:
+    """Names of the loss entries of ``log_vars`` that are not finite."""
+    bad = []
+    for name, value in log_vars.items():
+        if 'loss' not in name:
+            continue
+        if isinstance(value, torch.Tensor):
+            finite = bool(torch.isfinite(value.detach()).all())
+        else:
+            finite = math.isfinite(float(value))
+        if not finite:
+            bad.append(name)
+    return bad
+
+
+def _task_of(name: str) -> str:
+    return name[len('loss_'):] if name.startswith('loss_') else name
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """See the module doc. ``action`` None: the config's ``nonfinite_loss`` (default 'stop')."""
+    priority = 'VERY_HIGH'
+
+    def __init__(self, action=None):
+        if action is not None and action not in ACTIONS:
+            raise ValueError(f'NonFiniteLossHook action must be one of {ACTIONS}, got '
+                             f'{action!r}')
+        self.action = action
+        self.skipped = 0
+        self._bad: List[str] = []
+        self._values: Dict[str, float] = {}
+
+    def before_train(self, runner) -> None:
+        if self.action is None:
+            self.action = runner.cfg.get('nonfinite_loss', 'stop')
+            if self.action not in ACTIONS:
+                raise ValueError(f'nonfinite_loss must be one of {ACTIONS}, got '
+                                 f'{self.action!r}')
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        parse_losses = model.parse_losses
+        hook = self
+
+        def checked_parse_losses(losses):
+            parsed, log_vars = parse_losses(losses)
+            hook._bad = nonfinite_losses(log_vars)
+            hook._values = {k: float(log_vars[k]) for k in hook._bad}
+            return parsed, log_vars
+
+        model.parse_losses = checked_parse_losses
+        wrappers = getattr(runner.optim_wrapper, 'optim_wrappers', None)
+        for wrapper in (wrappers.values() if wrappers else [runner.optim_wrapper]):
+            self._guard(runner, wrapper)
+
+    def _guard(self, runner, optim_wrapper) -> None:
+        update_params = optim_wrapper.update_params
+        hook = self
+
+        def guarded_update_params(loss, *args, **kwargs):
+            bad = list(hook._bad)
+            if not bad and not bool(torch.isfinite(loss.detach()).all()):
+                bad, hook._values = ['loss'], {'loss': float(loss.detach().sum())}
+            flag = torch.tensor([1.0 if bad else 0.0], device=loss.device)
+            if torch_dist.is_available() and torch_dist.is_initialized():
+                torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
+            hook._bad = []
+            if flag.item() == 0:
+                return update_params(loss, *args, **kwargs)
+            iteration = runner.iter + 1
+            where = (f'iteration {iteration} (epoch {runner.epoch + 1})'
+                     if runner.train_loop is not None else f'iteration {iteration}')
+            if bad:
+                tasks = sorted({_task_of(b) for b in bad if b != 'loss'})
+                what = (f"task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)}: "
+                        if tasks else 'the total loss: ')
+                what += ', '.join(f'{k}={hook._values[k]}' for k in bad)
+            else:
+                what = 'on another rank'
+            if hook.action == 'stop':
+                raise NonFiniteLossError(
+                    f'non-finite loss at {where}, {what}. Stopped before the optimizer '
+                    'step: no checkpoint of this state is written (lower the learning rate, '
+                    "or set nonfinite_loss='skip' to skip such steps)")
+            optim_wrapper.zero_grad()
+            hook.skipped += 1
+            runner.message_hub.update_info('nonfinite_skipped_steps', hook.skipped)
+            print_log(f'skipped the step of {where}: non-finite loss, {what} '
+                      f'({hook.skipped} step(s) skipped so far)', 'current', level=30)
+            return None
+
+        optim_wrapper.update_params = guarded_update_params
+
+    def after_train(self, runner) -> None:
+        if self.skipped:
+            print_log(f'{self.skipped} training step(s) skipped for a non-finite loss',
+                      'current', level=30)
+
+
+__all__ = ['NonFiniteLossError', 'NonFiniteLossHook', 'nonfinite_losses']
