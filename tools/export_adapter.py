@@ -11,9 +11,12 @@ those of that file (checked), so the small file reproduces the model bit for bit
 
 ``--no-optimizer`` also drops the optimizer state (a file for inference and sharing).
 
-``python tools/export_adapter.py --measure CONFIG...`` prints a table of full vs adapter-only
-checkpoint sizes (with Adam state, and without the optimizer), measured on files written from
-the configs' models (random weights, a stand-in backbone file: sizes do not depend on values).
+``python tools/export_adapter.py --measure [--json] CONFIG...`` prints a table of full vs
+adapter-only checkpoint sizes (with Adam state, and without the optimizer), measured on files
+written from the configs' models (random weights, a stand-in backbone file: sizes do not depend
+on values); ``--json`` prints the bytes instead, with the trainable parameter counts they were
+measured for (``docs/benchmarks/checkpoint_sizes.json``; ``size_table`` renders the README's
+table from it).
 """
 import argparse
 import os
@@ -31,7 +34,8 @@ from mmpoly.utils.adapter_checkpoint import (AdapterCheckpointError,  # noqa: E4
                                              frozen_backbone_keys, is_adapter_checkpoint,
                                              make_adapter_checkpoint, pretrained_backbones,
                                              sha256_tensor)
-from mmpoly.utils.param_count import build_model_without_weights  # noqa: E402
+from mmpoly.utils.param_count import (build_model_without_weights,  # noqa: E402
+                                      count_parameters)
 
 
 def export(full_ckpt: str, out: str, cfg: Config, keep_optimizer: bool = True) -> dict:
@@ -81,26 +85,51 @@ def export(full_ckpt: str, out: str, cfg: Config, keep_optimizer: bool = True) -
     return checkpoint
 
 
-def measure(configs) -> None:
+SIZE_HEADER = ('| config | full (MiB) | adapter-only (MiB) | ratio | without optimizer (MiB) '
+               '| ratio |\n|---|---:|---:|---:|---:|---:|')
+
+
+def size_row(config: str, s: dict) -> str:
+    """One row of the size table from the bytes of ``measure_sizes``."""
+    mib = {k: s[k] / 2**20 for k in ('full', 'adapter', 'adapter_no_optimizer')}
+    name = osp.splitext(osp.basename(config))[0]
+    return (f"| {name} | {mib['full']:.1f} | {mib['adapter']:.1f} | "
+            f"{s['adapter'] / s['full']:.3f} | {mib['adapter_no_optimizer']:.1f} | "
+            f"{s['adapter_no_optimizer'] / s['full']:.3f} |")
+
+
+def size_table(rows) -> str:
+    """The table of a ``--measure --json`` report (``[{config, full, adapter, ...}]``)."""
+    return '\n'.join([SIZE_HEADER] + [size_row(r['config'], r) for r in rows])
+
+
+def measure(configs, as_json: bool = False) -> None:
+    import json
     import tempfile
 
     from mmpoly.utils.adapter_checkpoint import measure_sizes
-    print('| config | full (MiB) | adapter-only (MiB) | ratio | without optimizer (MiB) '
-          '| ratio |\n|---|---:|---:|---:|---:|---:|')
+    rows = []
+    if not as_json:
+        print(SIZE_HEADER)
     for path in configs:
         with tempfile.TemporaryDirectory() as tmp:
             s = measure_sizes(path, tmp)
-        mib = {k: v / 2**20 for k, v in s.items()}
-        print(f"| {path} | {mib['full']:.1f} | {mib['adapter']:.1f} | "
-              f"{s['adapter'] / s['full']:.3f} | {mib['adapter_no_optimizer']:.1f} | "
-              f"{s['adapter_no_optimizer'] / s['full']:.3f} |", flush=True)
+        # what the sizes were measured for: a report whose counts differ is stale
+        counts = count_parameters(build_model_without_weights(Config.fromfile(path)))
+        rows.append(dict(config=path, **s, encoder_params=counts['encoder'],
+                         all_params=counts['all']))
+        if not as_json:
+            print(size_row(path, s), flush=True)
+    if as_json:
+        print(json.dumps(rows, indent=1))
 
 
 def main(argv=None):
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == '--measure':
-        return measure(argv[1:])
+        rest = argv[1:]
+        return measure([a for a in rest if a != '--json'], '--json' in rest)
     parser = argparse.ArgumentParser(description='Full checkpoint -> adapter-only checkpoint')
     parser.add_argument('checkpoint', help='full checkpoint (as CheckpointHook writes it)')
     parser.add_argument('out', help='output file')

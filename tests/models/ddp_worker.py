@@ -4,7 +4,8 @@ For every Table 1 method on the demo Swin, wrapped as the Runner wraps it (the r
 ``model_wrapper_cfg``: ``MMDistributedDataParallel``, ``find_unused_parameters=False``):
 1. one backward through DDP gives every trainable parameter a gradient equal to the mean
    over the ranks of the gradients each rank computes alone (all-reduced here by hand);
-2. two real ``train_step``s leave the parameters identical on every rank, and changed.
+2. two real ``train_step``s leave the parameters identical on every rank, and changed,
+   and the frozen weights (every method but full fine-tuning has some) bit-identical.
 Each rank trains on its own images. Prints ``OK <method>`` per method on rank 0.
 """
 import sys
@@ -54,8 +55,10 @@ def check(method: str, batch, world: int) -> None:
                                    msg=f'{method}: {name}')
     model.zero_grad(set_to_none=True)
 
-    # 2. real train steps keep the ranks in sync
+    # 2. real train steps keep the ranks in sync, and leave the frozen weights alone
     before = flat([p.detach() for _, p in trainable]).clone()
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters()
+              if not p.requires_grad}
     optim = build_optim_wrapper(model, dict(type='OptimWrapper',
                                             optimizer=dict(type='Adam', lr=1e-3)))
     for _ in range(2):
@@ -65,6 +68,10 @@ def check(method: str, batch, world: int) -> None:
     dist.all_gather(gathered, after)
     assert all(torch.equal(g, gathered[0]) for g in gathered), f'{method}: ranks differ'
     assert not torch.equal(after, before), f'{method}: nothing trained'
+    moved = [n for n, p in model.named_parameters() if n in frozen
+             and not torch.equal(p.detach(), frozen[n])]
+    assert not moved, f'{method}: frozen weights moved: {moved[:5]}'
+    assert bool(frozen) == (method not in ('single_task_ft', 'multi_task_ft')), method
 
 
 def main():

@@ -3,6 +3,7 @@ import os
 import os.path as osp
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -12,20 +13,49 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO = 'configs/demo/multi_task_ft_swin-tiny_synthetic.py'
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+    """A port that was free a moment ago (never the same one twice in this process).
+
+    Another process can still take it before the launcher binds it: ``run_tool`` retries a
+    run that failed because its port was in use."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError('no free port')
 
 
-def run_tool(*args, timeout=600, pythonpath=()):
+PORT_IN_USE = ('EADDRINUSE', 'Address already in use', 'address already in use')
+
+
+def run_tool(*args, timeout=600, pythonpath=(), retries=3):
     """Run a command from the repo root like a user would; fail with its output.
 
-    ``pythonpath``: more folders to import from (a user's own modules)."""
+    ``python`` is the interpreter running the tests (``sys.executable``), also for the
+    ``python`` that ``tools/dist_*.sh`` call (its folder leads ``PATH``). ``pythonpath``: more
+    folders to import from (a user's own modules). A run that failed because the port of the
+    distributed launcher (``PORT``, or a ``--master_port`` from ``free_port()``) was taken
+    in the meantime is retried on another port."""
+    args = [sys.executable if a == 'python' else str(a) for a in args]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, *map(str, pythonpath)]),
-               OMP_NUM_THREADS='1', PORT=str(free_port()))
-    proc = subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+               OMP_NUM_THREADS='1',
+               PATH=os.pathsep.join([osp.dirname(sys.executable), os.environ.get('PATH', '')]))
+    for attempt in range(retries):
+        env['PORT'] = str(free_port())
+        if attempt:  # a port given on the command line: a fresh one too
+            args = [str(free_port()) if i and args[i - 1] == '--master_port' else a
+                    for i, a in enumerate(args)]
+        proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+        if proc.returncode == 0 or not any(m in proc.stdout + proc.stderr
+                                           for m in PORT_IN_USE):
+            break
     if proc.returncode != 0:
         raise AssertionError(f'{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n'
                              f'{proc.stderr[-5000:]}')

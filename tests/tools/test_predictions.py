@@ -20,6 +20,7 @@ import os
 import os.path as osp
 import runpy
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ def test_writer_skips_the_padding_of_the_sampler(tmp_path, monkeypatch, world):
 def trained(tmp_path_factory, demo_data):
     """A briefly trained demo model (1 epoch of 16 images = 2 iterations)."""
     work = tmp_path_factory.mktemp('pred_train')
-    run_tool('python', 'tools/train.py', DEMO, '--work-dir', str(work),
+    run_tool(sys.executable, 'tools/train.py', DEMO, '--work-dir', str(work),
              *demo_options(demo_data, 1, 'train_cfg.val_interval=100',
                            'train_dataloader.dataset.indices=16'))
     return str(work / 'epoch_1.pth')
@@ -132,7 +133,7 @@ def trained(tmp_path_factory, demo_data):
 @pytest.fixture(scope='module')
 def one_rank(tmp_path_factory, demo_data, trained):
     work = tmp_path_factory.mktemp('pred_one')
-    run_tool('python', 'tools/test.py', DEMO, trained, '--work-dir', str(work / 'work'),
+    run_tool(sys.executable, 'tools/test.py', DEMO, trained, '--work-dir', str(work / 'work'),
              '--out', str(work / 'out'), '--show-dir', str(work / 'show'),
              *demo_options(demo_data, 1, *ONE_BY_ONE))
     return work
@@ -160,7 +161,7 @@ def test_out_writes_every_task_at_the_original_size(one_rank, demo_data):
 def test_eval_predictions_agrees_with_test_within_the_png_quantisation(
         one_rank, demo_data, tmp_path):
     from_test = read_json(one_rank / 'work' / 'test_metrics.json')
-    proc = run_tool('python', 'tools/eval_predictions.py', DEMO, str(one_rank / 'out'),
+    proc = run_tool(sys.executable, 'tools/eval_predictions.py', DEMO, str(one_rank / 'out'),
                     '--json', *demo_options(demo_data, 1, *ONE_BY_ONE))
     from_files = json.loads(proc.stdout)
     for key in ('semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'sal/maxF'):
@@ -206,3 +207,6 @@ def test_out_on_two_gloo_ranks_writes_the_same_files(one_rank, demo_data, traine
     assert len(one) == 4 * SUBSET
     assert sorted(two) == sorted(one)
     assert all(two[k] == one[k] for k in one)
+    # and the metrics of the uneven split are exactly the 1-rank ones
+    assert read_json(tmp_path / 'work' / 'test_metrics.json') == read_json(
+        one_rank / 'work' / 'test_metrics.json')

@@ -1,4 +1,5 @@
 """The user-facing commands, run as a user runs them: train, test, resume, 2 gloo ranks."""
+import os
 import os.path as osp
 
 import torch
@@ -54,18 +55,27 @@ def test_resume_continues_from_the_saved_iteration(tmp_path, demo_data, python):
     assert steps == {24}  # Adam's state came back: 16 steps before, 8 after
 
 
-def test_two_gloo_ranks_train_and_evaluate_like_one(tmp_path, demo_data):
+def test_two_gloo_ranks_train_and_three_evaluate_like_one(tmp_path, demo_data, python):
+    """Training on 2 ranks; evaluation and --out files on 3 ranks of an uneven split (16
+    images, batches of 8: 6 per rank, the last rank's batch ends in 2 padded repeats) equal
+    the 1-rank run exactly."""
     work = tmp_path / 'work'
     run_tool('bash', 'tools/dist_train.sh', DEMO, '2', '--work-dir', str(work),
              *demo_options(demo_data, 1))
     ckpt = str(work / 'epoch_1.pth')
     assert osp.isfile(ckpt)
-    one, two = tmp_path / 'one_rank', tmp_path / 'two_ranks'
-    run_tool('python', 'tools/test.py', DEMO, ckpt, '--work-dir', str(one),
-             *demo_options(demo_data, 1))
-    run_tool('bash', 'tools/dist_test.sh', DEMO, ckpt, '2', '--work-dir', str(two),
-             *demo_options(demo_data, 1))
-    assert read_json(one / 'test_metrics.json') == read_json(two / 'test_metrics.json')
+    one, three = tmp_path / 'one_rank', tmp_path / 'three_ranks'
+    run_tool(python, 'tools/test.py', DEMO, ckpt, '--work-dir', str(one), '--out',
+             str(one / 'out'), *demo_options(demo_data, 1))
+    run_tool('bash', 'tools/dist_test.sh', DEMO, ckpt, '3', '--work-dir', str(three),
+             '--out', str(three / 'out'), *demo_options(demo_data, 1))
+    assert read_json(one / 'test_metrics.json') == read_json(three / 'test_metrics.json')
+    files = {}
+    for name in (one, three):
+        files[name] = {osp.relpath(osp.join(d, f), name / 'out'): open(osp.join(d, f),
+                                                                       'rb').read()
+                       for d, _, fs in os.walk(name / 'out') for f in fs}
+    assert len(files[one]) == 4 * 16 and files[three] == files[one]
 
 
 def test_checkpoint_of_another_method_is_refused(tmp_path, demo_data, python):

@@ -193,11 +193,28 @@ def test_official_conversion_keys(tmp_path):
     torch.testing.assert_close(loaded.block2[1].attn.kv.weight, sd['block2.1.attn.kv.weight'])
 
 
+def official_resize(pos_embed, src, dst):
+    """The official PVT's ``_get_pos_embed``: (1, h*w, C) on an (h, w) grid, bilinear."""
+    C = pos_embed.shape[-1]
+    grid = pos_embed.reshape(1, src, src, C).permute(0, 3, 1, 2)
+    return F.interpolate(grid, size=(dst, dst), mode='bilinear').reshape(1, C, dst * dst) \
+        .permute(0, 2, 1)
+
+
 def test_pos_embed_resized_to_another_pretrain_size(tmp_path):
-    _, path = official_checkpoint(tmp_path)
+    official, path = official_checkpoint(tmp_path)
     model = build(pretrain_img_size=96, init_cfg=dict(type='Pretrained', checkpoint=path))
-    assert model.pos_embed1.shape == (1, 24 * 24, 16)
-    assert model.pos_embed4.shape == (1, 3 * 3, 128)
+    sd = official.state_dict()
+    # 64 px pretraining -> 96 px: grids 16 -> 24, 8 -> 12, 4 -> 6, 2 -> 3 (stage 4 without
+    # the cls token's row)
+    for i, (src, dst) in enumerate([(16, 24), (8, 12), (4, 6), (2, 3)], start=1):
+        table = sd[f'pos_embed{i}']
+        table = table[:, 1:] if i == 4 else table
+        got = getattr(model, f'pos_embed{i}')
+        assert got.shape == (1, dst * dst, TINY['embed_dims'][i - 1])
+        torch.testing.assert_close(got.data, official_resize(table, src, dst), rtol=0,
+                                   atol=1e-6, msg=f'pos_embed{i}')
+        assert not torch.equal(got.data[:, :src * src], table)  # really resampled
 
 
 def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
@@ -353,11 +370,31 @@ def test_with_cp_stages_same_gradients():
         build(with_cp=[5])
 
 
+def pvt_small_by_hand():
+    """PVT-Small (whai362/PVT ``pvt_small``) counted from its definition, 224 px, no head.
+
+    Stage i (width C, depth D, MLP ratio r, spatial reduction R, patch p, input width c):
+    patch embedding: p x p conv c -> C with bias + LayerNorm (2C); position embedding:
+    (224 / (4 * 2^i))^2 rows of C; per block: two LayerNorms (4C), q (C^2 + C), kv
+    (2C^2 + 2C), proj (C^2 + C), for R > 1 the reduction conv (R^2 C^2 + C) and its
+    LayerNorm (2C), MLP C -> rC -> C with biases (2 r C^2 + rC + C).
+    """
+    total, c, side = 0, 3, 224
+    for C, D, r, R, p in zip((64, 128, 320, 512), (3, 4, 6, 3), (8, 8, 4, 4), (8, 4, 2, 1),
+                             (4, 2, 2, 2)):
+        side //= p
+        attn = 4 * C * C + 4 * C + ((R * R * C * C + 3 * C) if R > 1 else 0)
+        block = 4 * C + attn + 2 * r * C * C + r * C + C
+        total += p * p * c * C + 3 * C + side * side * C + D * block
+        c = C
+    return total
+
+
 def test_pvt_small_size():
     model = MODELS.build(dict(type='PolyhistorPVT'))  # defaults: PVT-Small
     assert [l.scale for l in model.layer_infos] == [1] * 3 + [2] * 4 + [5] * 6 + [8] * 3
     backbone = sum(p.numel() for p in model.parameters())
-    assert backbone == 23_970_816
+    assert backbone == pvt_small_by_hand() == 23_970_816
     # + the classification parts of the official model: head, cls token (and its position
     # embedding row), final norm: PVT-Small's 24.5M
     assert backbone + (512 * 1000 + 1000) + 512 + 512 + 2 * 512 == 24_485_864

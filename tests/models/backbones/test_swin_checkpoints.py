@@ -130,10 +130,30 @@ def test_missing_pretrained_file_names_the_path():
 
 def test_window_size_change_resizes_relative_position_tables(tmp_path):
     source = MODELS.build(dict(type='PolyhistorSwin', **TINY))
+    torch.manual_seed(0)
+    with torch.no_grad():  # values that a resize can get wrong (the init leaves zeros)
+        for name, p in source.named_parameters():
+            p.copy_(torch.randn_like(p))
     path = str(tmp_path / 'w4.pth')
     torch.save(source.state_dict(), path)
     target = MODELS.build(dict(type='PolyhistorSwin', **dict(TINY, window_size=2),
                                init_cfg=dict(type='Pretrained', checkpoint=path)))
     target.init_weights()
-    table = target.state_dict()['stages.0.blocks.0.attn.w_msa.relative_position_bias_table']
-    assert table.shape == (9, 1)
+    got, source_sd = target.state_dict(), source.state_dict()
+    tables = [k for k in source_sd if k.endswith('relative_position_bias_table')]
+    assert len(tables) == sum(TINY['depths'])
+    for key in tables:
+        # the (2w - 1)^2 x heads table as a (2w - 1) x (2w - 1) image per head, bicubic, as
+        # mmseg's / mmpretrain's converters resize it: 7 x 7 -> 3 x 3
+        old = source_sd[key]
+        heads = old.shape[1]
+        expected = torch.stack([
+            F.interpolate(old[:, h].reshape(1, 1, 7, 7), size=(3, 3), mode='bicubic',
+                          align_corners=False).reshape(9) for h in range(heads)], dim=1)
+        assert got[key].shape == (9, heads)
+        torch.testing.assert_close(got[key], expected, rtol=0, atol=1e-6, msg=key)
+    assert got['stages.0.blocks.0.attn.w_msa.relative_position_bias_table'].shape == (9, 1)
+    # everything else is loaded as it is
+    for key, value in source_sd.items():
+        if key not in tables and 'relative_position_index' not in key:
+            assert torch.equal(got[key], value), key

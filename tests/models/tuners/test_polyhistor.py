@@ -223,9 +223,45 @@ def test_eval_cache_is_reused_and_refreshed():
     assert tuner.current_weights() is not tuner.current_weights()  # grad enabled
 
 
-def test_houlsby_position_adapts_both_sublayers():
+def test_houlsby_position_adapts_both_sublayers(monkeypatch):
+    """after_attn_and_mlp: in every layer the attention output and the MLP output each go
+    through their own generated adapter, out + scale * A(out), A written plainly (eq. 1 in
+    the tuner's LayerNorm form), and the blocks go on with what the adapters return."""
     model = build(tasks=TASKS[:1], position='after_attn_and_mlp')
-    keys = set(model.tuner.current_weights())
+    tuner = model.tuner
+    helpers.randomize_tuner(model, 0.1)  # the post-norm gains start at zero: make A act
+    keys = set(tuner.current_weights())
     assert keys == {(site, i) for i in range(8) for site in ('attn', 'mlp')}
+    calls = []
+    for site in ('attn', 'mlp'):
+        def record(layer, x, out, hook=getattr(tuner, f'{site}_branch'), site=site):
+            result = hook(layer, x, out)
+            calls.append((site, layer.index, out, result))
+            return result
+        monkeypatch.setattr(tuner, f'{site}_branch', record)
+    x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        model(torch.randn(1, 3, 64, 64))
+        adapted = model(x)
+        weights = tuner.current_weights()
+    assert sorted(c[:2] for c in calls) == sorted(keys)
+    post = getattr(tuner, 'adapter_norm', 'pre') == 'post'
+    for site, index, out, result in calls:
+        w = weights[(site, index)]
+        d = out.shape[-1]
+        down, up = w.down[0], w.up[0]
+        db = 0 if w.down_bias is None else w.down_bias[0]
+        ub = 0 if w.up_bias is None else w.up_bias[0]
+        if post:
+            a = F.layer_norm(tuner.act(out @ down + db) @ up + ub, (d, ), w.norm_weight[0],
+                             w.norm_bias[0])
+        else:
+            a = tuner.act(F.layer_norm(out, (d, ), w.norm_weight[0], w.norm_bias[0]) @ down
+                          + db) @ up + ub
+        expected = out + tuner.scale * a
+        torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-5,
+                                   msg=f'{site} adapter of layer {index}')
+        assert (result - out).abs().max() > 1e-3, (site, index)  # the adapter acts
+    # the blocks use the adapted outputs: the backbone's output moved off the frozen one
+    with torch.no_grad():
+        frozen = frozen_copy(model, TASKS[:1])(x)
+    assert not torch.allclose(adapted[0], frozen[0], atol=1e-3)

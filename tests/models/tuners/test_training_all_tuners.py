@@ -109,11 +109,15 @@ def test_every_tuner_runs_on_pvt(method):
     torch.manual_seed(0)
     model = MODELS.build(cfg)
     model.init_weights()
-    outs = model(torch.randn(2, 3, 64, 64))
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if method == 'decoder_ft':
         assert not trainable
         return
+    with torch.no_grad():  # zero-initialised parts (up-projections, LoRA's B) would hold the
+        for _, param in trainable:  # gradient of what comes before them at exactly zero
+            param.add_(0.1 * torch.randn_like(param))
+    outs = model(torch.randn(2, 3, 64, 64))
     sum(o.square().mean() for o in outs).backward()
-    for name, param in trainable:
-        assert param.grad is not None, name
+    zero = [name for name, param in trainable
+            if param.grad is None or not param.grad.abs().sum() > 0]
+    assert not zero, f'{method}: no or zero gradient for {zero[:8]} ({len(zero)})'
