@@ -11,8 +11,8 @@ EXACT = {
     'single_task_ft': 110_071_272, 'decoder_ft': 0, 'multi_task_ft': 27_517_818,
     'bitfit': 299_112, 'relative_bias': 93_288, 'vpt_shallow': 19_200, 'vpt_deep': 883_200,
     'phm': 593_264, 'compacter': 229_888, 'compacter_pp': 114_848, 'lora': 317_952,
-    'adapter': 8_688_000, 'low_rank_adapter': 335_616, 'shared_adapter': 2_198_496, 'hyperformer': 72_772_304,
-    'polyhistor': 6_410_684, 'polyhistor_lite': 413_552,
+    'adapter': 8_688_000, 'low_rank_adapter': 335_616, 'shared_adapter': 2_198_496,
+    'hyperformer': 72_772_304, 'polyhistor': 6_410_684, 'polyhistor_lite': 413_552,
 }
 #: Table 5 (Polyhistor's rank) and Table 2 (Polyhistor-Lite's k), same order as ABLATIONS
 EXACT_ABLATIONS = (2_379_644, 4_076_924, 6_410_684, 11_078_204, 225_248, 288_016, 413_552)
