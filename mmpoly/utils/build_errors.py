@@ -46,8 +46,26 @@ def accepted_arguments(cls) -> list:
     return names
 
 
-def explain(message: str) -> str:
-    """The message with close matches appended, or unchanged."""
+def built_class(error: BaseException, key: str):
+    """The class whose build got the unknown ``key``: the innermost registry build
+    (``build_from_cfg``) in the error's traceback whose arguments hold ``key``. The error
+    names the ``__init__`` that refused the key (often a base class, reached through
+    ``**kwargs``); the hint must be about the class the config asked for."""
+    found = None
+    tb = error.__traceback__ if error is not None else None
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == 'build_from_cfg':
+            obj_cls, args = frame.f_locals.get('obj_cls'), frame.f_locals.get('args')
+            if inspect.isclass(obj_cls) and isinstance(args, dict) and key in args:
+                found = obj_cls
+        tb = tb.tb_next
+    return found
+
+
+def explain(message: str, error: BaseException = None) -> str:
+    """The message with close matches appended, or unchanged. ``error``: the exception, whose
+    traceback tells which registered class was being built."""
     match = _NOT_REGISTERED.search(message)
     if match:
         name, registry_name = match.group(1), match.group(3)
@@ -58,11 +76,11 @@ def explain(message: str) -> str:
         return f"{message}\n{hint} (types from mmpoly are registered by custom_imports=['mmpoly'])"
     match = _UNEXPECTED_KEY.search(message)
     if match:
-        cls = _find_class(match.group(1))
+        cls = built_class(error, match.group(2)) or _find_class(match.group(1))
         if cls is not None:
             params = accepted_arguments(cls)
             close = difflib.get_close_matches(match.group(2), params, n=3, cutoff=0.5)
-            return (f'{message}\n{match.group(1)} accepts {params}'
+            return (f'{message}\n{cls.__name__} accepts {params}'
                     + (f'; did you mean {close}?' if close else ''))
     return message
 
@@ -74,7 +92,7 @@ def explain_build_errors():
         yield
     except (KeyError, TypeError) as error:
         message = str(error.args[0]) if error.args else ''
-        better = explain(message)
+        better = explain(message, error)
         if better == message:
             raise
         raise type(error)(better) from error

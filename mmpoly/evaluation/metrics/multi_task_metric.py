@@ -131,7 +131,8 @@ class MultiTaskMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix,
                          collect_dir=collect_dir)
         if kwargs:
-            raise TypeError(f'{self.__class__.__name__}: unexpected args {list(kwargs)}')
+            raise TypeError(f'{self.__class__.__name__}.__init__() got an unexpected keyword '
+                            f'argument {next(iter(kwargs))!r}')
         self.tasks = check_tasks(tasks, where=f'{self.__class__.__name__}.tasks')
         reference = dict(DEFAULT_REFERENCE if reference is None else reference)
         for task, value in reference.items():
