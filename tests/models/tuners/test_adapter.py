@@ -233,7 +233,8 @@ def test_shared_adapter_shares_weights_not_norms():
         assert (task_rows(before, t)[0] - task_rows(after, t)[0]).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize('name', ['Adapter', 'SharedAdapter', 'LowRankAdapter-r3-houlsby'])
+@pytest.mark.parametrize('name', ['Adapter', 'SharedAdapter', 'LowRankAdapter',
+                                  'LowRankAdapter-r3-houlsby'])
 def test_stacked_equals_loop(name):
     check_stacked_equals_loop(CASES[name][0])
 
