@@ -130,7 +130,7 @@ class LoRA(BaseTuner):
                 'not linear in x, so it cannot be folded into W_t = W + s B_t A_t. Merged '
                 'inference exists for input_norm=False only (--cfg-options '
                 'model.backbone.tuner.input_norm=False, a different model: train it so); '
-                'this model runs unmerged')
+                'the model stays unmerged')
         self._merged = {}
 
     def unmerge(self) -> None:

@@ -154,6 +154,32 @@ def swin_t_trainable(cfg, tasks=ALL_TASKS):
     return count
 
 
+def check_old_checkpoint_refused(tuner_type, old_keys, tasks=TASKS):
+    """A checkpoint of the pre-change default (rebuilt by ``old_keys``) does not fit the new
+    default: the checkpoint loader's check raises CheckpointMismatchError naming tuner keys
+    and a strict load fails (no partial load); it fits the model ``old_keys`` build. On the
+    tiny Swin at width 32 (every old and new form's PHM dimension divides its widths)."""
+    from mmpoly.utils.adapter_checkpoint import CheckpointMismatchError, check_fits
+
+    def on_swin(tuner, seed):
+        torch.manual_seed(seed)
+        cfg = dict(helpers.TINY, embed_dims=32)
+        model = MODELS.build(dict(type='PolyhistorSwin', tasks=tasks, tuner=tuner, **cfg))
+        model.init_weights()
+        return model
+
+    old = on_swin(dict(type=tuner_type, **old_keys), 0)
+    checkpoint = {'state_dict': old.state_dict()}
+    new = on_swin(dict(type=tuner_type), 1)
+    with pytest.raises(CheckpointMismatchError, match='tuner.'):
+        check_fits(new, checkpoint, 'old.pth')
+    with pytest.raises(RuntimeError):
+        new.load_state_dict(checkpoint['state_dict'])
+    again = on_swin(dict(type=tuner_type, **old_keys), 1)
+    check_fits(again, checkpoint, 'old.pth')
+    again.load_state_dict(checkpoint['state_dict'])
+
+
 # ------------------------------------------------------------------ oracles
 def adapter_oracle(tuner, site, layer, t):
     a = tuner.adapters[f'{site}_{layer.index}']
@@ -324,3 +350,8 @@ def test_per_backbone_adapter_configs():
     for name, count in expected.items():
         model = build_model_without_weights(Config.fromfile(f'configs/{name}.py'))
         assert count_parameters(model)['encoder'] == count, name
+
+
+def test_old_low_rank_checkpoint_does_not_load_into_the_new_default():
+    # the pre-change default: rank 1, beside the MLP
+    check_old_checkpoint_refused('LowRankAdapter', dict(rank=1, position='parallel_mlp'))

@@ -272,3 +272,9 @@ def test_lora_count_pvt_s():
     counts = count_parameters(build_model_without_weights(cfg))
     widths = [64] * 3 + [128] * 4 + [320] * 6 + [512] * 3
     assert counts['encoder'] == 4 * 24 * sum(widths) == 399_360
+
+
+def test_old_checkpoint_does_not_load_into_the_new_default():
+    """A checkpoint of the pre-change LoRA (no input norm) misses the norms' keys."""
+    from .test_adapter import check_old_checkpoint_refused
+    check_old_checkpoint_refused('LoRA', dict(input_norm=False))

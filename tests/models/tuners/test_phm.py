@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from .test_adapter import (SWIN_T_WIDTHS, build, check_branches_against_eq1,
+                           check_old_checkpoint_refused,
                            check_init_equals_frozen, check_one_step_trains_only_tuner,
                            check_stacked_equals_loop, check_task_isolation, swin_t_trainable)
 
@@ -168,3 +169,11 @@ def test_per_backbone_configs():
                 f'configs/{method}_{backbone}.py'))
             assert count_parameters(model)['encoder'] == phm_count(
                 lam, sites, factorized, k, w), (method, backbone)
+
+
+@pytest.mark.parametrize('tuner_type,old_keys', [
+    ('PHMAdapter', dict(phm_dim=4, reduction=8, position='after_attn_and_mlp')),
+    ('CompacterPP', dict(phm_dim=4)),
+])
+def test_old_checkpoint_does_not_load_into_the_new_default(tuner_type, old_keys):
+    check_old_checkpoint_refused(tuner_type, old_keys)
