@@ -273,9 +273,10 @@ class HypernetTunerBase(AdapterTunerBase):
         projector form (a shared one repeats its (T, k))."""
         if not self.per_layer_projector:
             return cond.expand(len(layers), -1, -1)
-        index = torch.tensor([self._layer_pos[layer.index] for layer in layers],
-                             device=cond.device)
-        return cond.index_select(0, index)
+        pos = [self._layer_pos[layer.index] for layer in layers]
+        if pos == list(range(pos[0], pos[0] + len(pos))):
+            return cond[pos[0]:pos[0] + len(pos)]  # consecutive layers (a stage): a view
+        return cond.index_select(0, torch.tensor(pos, device=cond.device))
 
     def reset_parameters(self) -> None:
         raise NotImplementedError
