@@ -124,10 +124,12 @@ class Adapter(LearnedAdapterTuner):
     Per adapter and task: LayerNorm (2d), W_down (d x n) + b_down (n), W_up (n x d) + b_up (d);
     d^2 + 3.5 d parameters with lambda = 2. W_up and both biases start at zero (the tuned
     backbone starts as the frozen one), W_down normal(0, 1 / sqrt(d)).
-    Swin-T, 4 tasks: 4 x 2,172,000 = 8,688,000 (Table 1: 8.69M).
+    Swin-T, 4 tasks: 4 x 2,172,000 = 8,688,000 (Table 1: 8.69M). The paper's rows on Swin-B,
+    Swin-B-22k and PVT-S use lambda = 16 (their configs say so): 3,637,184 / 790,288.
 
     Args:
-        reduction: lambda, the down-projection ratio: n = d / lambda (paper: 2; swept 1..16).
+        reduction: lambda, the down-projection ratio: n = d / lambda (paper: 2 on Swin-T and
+            MoBY-T, 16 on Swin-B and PVT-S; swept 1..16).
         position: 'parallel_mlp' (beside the MLP, He et al. 2022; default), 'after_mlp' or
             'after_attn_and_mlp'.
         scale: fixed output scale s of the adapter branch.
