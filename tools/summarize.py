@@ -163,6 +163,9 @@ def load_run(work_dir: str) -> Dict[str, object]:
         dm = delta_m(metrics, reference or DEFAULT_REFERENCE, tasks=tasks)
     row['delta_m'] = None if dm is None else float(dm)
     row['config'], row['metrics_file'] = cfg_path, source
+    checkpoint = metrics.get('checkpoint') if isinstance(metrics.get('checkpoint'), dict) else {}
+    row['checkpoint'] = checkpoint.get('path')
+    row['checkpoint_sha256'] = checkpoint.get('sha256')
     return row
 
 
@@ -186,14 +189,17 @@ def _md_cell(key: str, value) -> str:
 
 
 def format_table(rows: List[dict], fmt: str = 'md') -> str:
+    # which checkpoint produced the metrics (tools/test.py records it in test_metrics.json)
+    checkpoints = any(row.get('checkpoint') for row in rows)
     if fmt == 'csv':
+        columns = COLUMNS + (['checkpoint', 'checkpoint_sha256'] if checkpoints else [])
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator='\n')
-        writer.writerow(COLUMNS)
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow(['' if row[c] is None else
+            writer.writerow(['' if row.get(c) is None else
                              (repr(row[c]) if isinstance(row[c], float) else row[c])
-                             for c in COLUMNS])
+                             for c in columns])
         return buf.getvalue()
     if fmt != 'md':
         raise ValueError(f'unknown format {fmt!r}: md or csv')
@@ -202,6 +208,12 @@ def format_table(rows: List[dict], fmt: str = 'md') -> str:
                             for c in COLUMNS) + '|']
     for row in rows:
         lines.append('| ' + ' | '.join(_md_cell(c, row[c]) for c in COLUMNS) + ' |')
+    if checkpoints:
+        lines.append('')
+        lines += [f"- {row['run']}: metrics of checkpoint {row['checkpoint']} (sha256 "
+                  f"{row['checkpoint_sha256']})" if row.get('checkpoint') else
+                  f"- {row['run']}: metrics from {row.get('metrics_file')} (no checkpoint "
+                  'recorded)' for row in rows]
     return '\n'.join(lines) + '\n'
 
 

@@ -27,6 +27,8 @@ from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 from mmpoly.utils import explain_build_errors, finish_distributed  # noqa: E402
+from mmpoly.utils.adapter_checkpoint import sha256_file  # noqa: E402
+from mmpoly.utils.build_checks import check_task_agreement  # noqa: E402
 from mmpoly.utils.runtime import load_config  # noqa: E402
 
 
@@ -58,6 +60,7 @@ def main():
         if not osp.isfile(path):
             raise FileNotFoundError(f'{path} not found')
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    check_task_agreement(cfg, 'test')  # model, dataset, metric and losses: same tasks
     cfg.load_from = args.checkpoint
     # an adapter-only checkpoint is completed from the backbone file (a full one passes);
     # either must fit the model (the loader of the config's custom_hooks, else this one)
@@ -78,8 +81,12 @@ def main():
         metrics = runner.test()
     if is_main_process():
         out = osp.join(cfg.work_dir, 'test_metrics.json')
+        record = {k: float(v) for k, v in metrics.items()}
+        # which checkpoint produced these metrics (tools/summarize.py shows it)
+        record['checkpoint'] = dict(path=osp.abspath(args.checkpoint),
+                                    sha256=sha256_file(args.checkpoint))
         with open(out, 'w') as f:
-            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
+            json.dump(record, f, indent=2)
         print(f'metrics written to {out}')
     finish_distributed()
 

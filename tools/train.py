@@ -15,6 +15,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mmpoly.utils import explain_build_errors, finish_distributed  # noqa: E402
 from mmpoly.utils.atomic_checkpoint import (candidate_checkpoints, damage,  # noqa: E402
                                             resolve_resume)
+from mmpoly.utils.build_checks import check_task_agreement  # noqa: E402
 from mmpoly.utils.runtime import load_config  # noqa: E402
 
 
@@ -43,6 +44,7 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    check_task_agreement(cfg, 'train')  # model, datasets, metrics and losses: same tasks
 
     if args.amp:  # float16 + loss scaling on GPUs, bfloat16 on CPU (mmpoly/utils/amp.py)
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'

@@ -7,7 +7,9 @@ loss and the total before the optimizer step. The config key ``nonfinite_loss`` 
   task(s), before the backward pass and the optimizer step; the run ends there, so no
   checkpoint of that state is written;
 * ``'skip'``: drop the step (no backward, no optimizer update), log a warning with the count
-  of skipped steps so far, and go on.
+  of skipped steps so far, and go on. A step whose loss is finite but whose gradients are not
+  is skipped too (without a float16 loss scaler, which does that itself), and the buffers the
+  forward pass updated (BatchNorm statistics) are restored, so the weights stay finite.
 
 Under DDP the decision is taken by all ranks together (a NaN on one rank stops or skips the
 step on every rank).
@@ -76,7 +78,8 @@ class NonFiniteLossHook(Hook):
         def checked_parse_losses(losses):
             parsed, log_vars = parse_losses(losses)
             hook._bad = nonfinite_losses(log_vars)
-            hook._values = {k: float(log_vars[k]) for k in hook._bad}
+            hook._values = {k: float(log_vars[k].detach()) if isinstance(
+                log_vars[k], torch.Tensor) else float(log_vars[k]) for k in hook._bad}
             return parsed, log_vars
 
         model.parse_losses = checked_parse_losses
@@ -87,6 +90,30 @@ class NonFiniteLossHook(Hook):
     def _guard(self, runner, optim_wrapper) -> None:
         update_params = optim_wrapper.update_params
         hook = self
+        if self.action == 'skip' and getattr(optim_wrapper, 'loss_scaler', None) is None:
+            # a finite loss may still give non-finite gradients: skipping must keep the
+            # weights finite (a loss scaler, with float16, skips those steps itself)
+            step = optim_wrapper.step
+
+            def checked_step(*args, **kwargs):
+                params = [p for group in optim_wrapper.optimizer.param_groups
+                          for p in group['params'] if p.grad is not None]
+                finite = torch.tensor([float(all(bool(torch.isfinite(p.grad).all())
+                                                 for p in params))])
+                if torch_dist.is_available() and torch_dist.is_initialized():
+                    torch_dist.all_reduce(finite, op=torch_dist.ReduceOp.MIN)
+                if finite.item() == 1:
+                    return step(*args, **kwargs)
+                hook.skipped += 1
+                hook._restore_buffers()
+                optim_wrapper.zero_grad()
+                runner.message_hub.update_info('nonfinite_skipped_steps', hook.skipped)
+                print_log(f'skipped the step of iteration {runner.iter + 1}: finite loss but '
+                          f'non-finite gradients ({hook.skipped} step(s) skipped so far)',
+                          'current', level=30)
+                return None
+
+            optim_wrapper.step = checked_step
 
         def guarded_update_params(loss, *args, **kwargs):
             bad = list(hook._bad)
@@ -114,6 +141,7 @@ class NonFiniteLossHook(Hook):
                     'step: no checkpoint of this state is written (lower the learning rate, '
                     "or set nonfinite_loss='skip' to skip such steps)")
             optim_wrapper.zero_grad()
+            hook._restore_buffers()
             hook.skipped += 1
             runner.message_hub.update_info('nonfinite_skipped_steps', hook.skipped)
             print_log(f'skipped the step of {where}: non-finite loss, {what} '
@@ -121,6 +149,17 @@ class NonFiniteLossHook(Hook):
             return None
 
         optim_wrapper.update_params = guarded_update_params
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self.action == 'skip':  # a skipped step also undoes the forward's buffer updates
+            model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+            self._buffers = [(b, b.detach().clone()) for b in model.buffers()
+                             if b.is_floating_point()]
+
+    def _restore_buffers(self) -> None:
+        with torch.no_grad():
+            for buffer, saved in getattr(self, '_buffers', []):
+                buffer.copy_(saved)
 
     def after_train(self, runner) -> None:
         if self.skipped:

@@ -4,6 +4,7 @@ Every reader checks what it reads and raises ``ValueError`` / ``FileNotFoundErro
 the file, so a corrupt dataset fails loudly instead of training on wrong labels.
 """
 import os.path as osp
+import warnings
 from functools import lru_cache
 from typing import List, Tuple
 
@@ -87,6 +88,10 @@ def load_saliency(path: str) -> np.ndarray:
     if sal.ndim != 2 or sal.dtype != np.uint8:
         raise ValueError(f'saliency map {path} must be 8-bit gray, got {sal.dtype} '
                          f'of shape {sal.shape}')
+    if sal.max(initial=0) == 1:  # values only {0, 1}: a 0/1 map where 0/255 is expected
+        raise ValueError(f'saliency map {path} holds only the values 0 and 1, but saliency '
+                         'maps are stored as 0..255 (salient > 127): read as it is, every '
+                         'pixel would be background. Save it as 0/255 (multiply by 255)')
     return (sal > 127).astype(np.uint8)
 
 
@@ -155,6 +160,19 @@ def load_human_parts(path: str, shape: Tuple[int, int]) -> np.ndarray:
     return target
 
 
+_RESIZED_WARNED = set()
+
+
+def _warn_resized(path: str, label_shape, image_shape) -> None:
+    """Warn once per file (per process) that a label map is resized to its image."""
+    if path in _RESIZED_WARNED:
+        return
+    _RESIZED_WARNED.add(path)
+    warnings.warn(f'label map {path} is {label_shape[0]}x{label_shape[1]}, its image '
+                  f'{image_shape[0]}x{image_shape[1]}: resized to the image (as the reference '
+                  'loader does); check the file if this is unexpected', stacklevel=2)
+
+
 @TRANSFORMS.register_module()
 class LoadMultiTaskAnnotations(BaseTransform):
     """Load the label of every task of a sample.
@@ -179,6 +197,7 @@ class LoadMultiTaskAnnotations(BaseTransform):
             key = f'gt_{task}'
             label = self._load(task, results, shape)
             if label.shape[:2] != shape:
+                _warn_resized(results['label_paths'][task], label.shape[:2], shape)
                 label = warp_label(label, key, resize_warp(shape))
             results[key] = label
             results['task_fields'].append(key)

@@ -92,8 +92,8 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
                     path = sample.metainfo.get('img_path')
                     raise FloatingPointError(
                         f'non-finite {task} logits (NaN/Inf) for '
-                        f"{'image ' + str(path) if path else 'an input image'}: the model's "
-                        'weights are not finite (a diverged run?); use a checkpoint written '
+                        f"{'image ' + str(path) if path else 'an input image'}: the model "
+                        'diverged (non-finite or huge weights); use a checkpoint written '
                         'before the divergence')
                 sample.set_data({f'pred_{task}': PixelData(data=logits_to_prediction(task, x))})
         return data_samples

@@ -1,0 +1,106 @@
+"""Checks of a whole config before anything is built: the tasks of the model, the datasets,
+the metrics and the losses agree (else the run fails only at its first validation, or trains
+a decoder without labels)."""
+import inspect
+from typing import List, Optional, Tuple
+
+from mmengine.config import Config
+
+
+class ConfigMismatchError(ValueError):
+    """Parts of a config that must agree do not."""
+
+
+def _default_tasks(type_name) -> Optional[Tuple[str, ...]]:
+    """The default of ``tasks`` of the registered class ``type_name`` (None: unknown)."""
+    import mmseg.registry as registries
+    cls = type_name if inspect.isclass(type_name) else None
+    if cls is None:
+        for registry in (registries.MODELS, registries.DATASETS, registries.METRICS):
+            cls = registry.get(type_name)
+            if cls is not None:
+                break
+    if cls is None:
+        return None
+    param = inspect.signature(cls.__init__).parameters.get('tasks')
+    if param is None or param.default is inspect.Parameter.empty:
+        return None
+    return tuple(param.default)
+
+
+def _tasks_of(cfg: dict) -> Optional[Tuple[str, ...]]:
+    if not isinstance(cfg, dict):
+        return None
+    if cfg.get('tasks') is not None:
+        tasks = cfg['tasks']
+        return (tasks, ) if isinstance(tasks, str) else tuple(tasks)
+    return _default_tasks(cfg.get('type'))
+
+
+def _datasets(cfg) -> List[dict]:
+    """The innermost dataset configs of a (possibly wrapped) dataset config."""
+    if not isinstance(cfg, dict):
+        return []
+    if isinstance(cfg.get('datasets'), (list, tuple)):
+        return [d for sub in cfg['datasets'] for d in _datasets(sub)]
+    if isinstance(cfg.get('dataset'), dict):
+        return _datasets(cfg['dataset'])
+    return [cfg]
+
+
+def _metrics(cfg) -> List[dict]:
+    if isinstance(cfg, (list, tuple)):
+        return [m for sub in cfg for m in _metrics(sub)]
+    if isinstance(cfg, dict):
+        if 'metrics' in cfg and 'type' not in cfg:
+            return _metrics(cfg['metrics'])
+        return [cfg]
+    return []
+
+
+def task_mismatches(cfg: Config, phase: str = 'train') -> List[str]:
+    """What does not agree, one line each (empty: all agree). ``phase``: 'train' checks the
+    train and val parts, 'test' the test parts."""
+    model = cfg.get('model') or {}
+    model_tasks = _tasks_of(model)
+    if model_tasks is None:
+        return []
+    problems = []
+    model_set = set(model_tasks)
+    losses = (model.get('decode_head') or {}).get('losses') or {}
+    extra = sorted(set(losses) - model_set)
+    if extra:
+        problems.append(f'model.decode_head.losses has losses for {extra}, which are not '
+                        f'model tasks {list(model_tasks)}')
+    parts = ['train', 'val'] if phase == 'train' else ['test']
+    for part in parts:
+        loader = cfg.get(f'{part}_dataloader')
+        if not loader or (part == 'val' and not cfg.get('val_cfg')):
+            continue
+        for i, dataset in enumerate(_datasets(loader.get('dataset'))):
+            tasks = _tasks_of(dataset)
+            if tasks is not None and set(tasks) != model_set:
+                problems.append(
+                    f'{part}_dataloader.dataset{"" if i == 0 else f" #{i}"} has tasks '
+                    f'{list(tasks)}, the model {list(model_tasks)}')
+        if part == 'train':
+            continue
+        for metric in _metrics(cfg.get(f'{part}_evaluator')):
+            tasks = _tasks_of(metric)
+            if tasks is not None and set(tasks) != model_set:
+                problems.append(f"{part}_evaluator ({metric.get('type')}) evaluates tasks "
+                                f'{list(tasks)}, the model predicts {list(model_tasks)}')
+    return problems
+
+
+def check_task_agreement(cfg: Config, phase: str = 'train') -> None:
+    """Raise ConfigMismatchError listing every disagreement of tasks (see the module doc)."""
+    problems = task_mismatches(cfg, phase)
+    if problems:
+        raise ConfigMismatchError(
+            'the tasks of the config do not agree: ' + '; '.join(problems)
+            + '. Set the same tasks for model.tasks, the datasets (*_dataloader.dataset.tasks),'
+            ' the metrics (*_evaluator.tasks) and model.decode_head.losses')
+
+
+__all__ = ['ConfigMismatchError', 'check_task_agreement', 'task_mismatches']
