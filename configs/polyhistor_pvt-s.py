@@ -1,4 +1,5 @@
 # Polyhistor: decomposed lightweight hypernetworks per layer (lambda = 16, r = n/4, k = 64).
+# Authors' form (method.md section 8) by default; text-only forms: tuner docstring.
 # Backbone: PVT-Small (ImageNet-1k).
 _base_ = [
     '_base_/models/pvt-s_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',

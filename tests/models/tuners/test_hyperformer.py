@@ -11,7 +11,7 @@ from . import helpers
 from .helpers import SWIN_T, SWIN_T_WIDTHS
 from .hypernet_helpers import (assert_every_parameter_gets_a_gradient,
                                assert_init_equals_frozen, assert_old_checkpoint_refused,
-                               build_on, check_branches, layout_digest, plain_projector,
+                               check_branches, layout_digest, plain_projector,
                                wake_norm_generators)
 
 TASKS = ('semseg', 'human_parts')

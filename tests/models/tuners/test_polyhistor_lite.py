@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mmpoly.models.tuners.base import LayerInfo
 from mmseg.registry import MODELS
