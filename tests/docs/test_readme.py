@@ -1,0 +1,485 @@
+"""The README's tables of measured or counted numbers, held to their sources.
+
+* the benchmark tables: ``tools/benchmark.py --render docs/benchmarks/<table>.json`` (the
+  ``--json`` report each table was made from), cell by cell;
+* the targets table: the same reports (each row's numbers formatted from them);
+* the parameter table and the ablation tables (Tables 5 and 2): ``tools/count_params.py``,
+  counted live for each row's config (and options), read by column name;
+* the checkpoint-size table: ``docs/benchmarks/checkpoint_sizes.json``
+  (``tools/export_adapter.py --measure --json``), and that report against the live counts
+  (a report measured for other parameter counts is stale);
+* the main job's table: ``docs/benchmarks/main_job.json`` (the two runs' metrics, as
+  ``tools/summarize.py`` reads them), and its parameter count against the live one.
+
+A failure names the table, the row and the column. ``MMPOLY_README`` points the tests at
+another copy of the README (to try a changed number without touching the real one).
+"""
+import contextlib
+import functools
+import glob
+import json
+import os
+import os.path as osp
+import re
+import runpy
+
+import torch
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+README = os.environ.get('MMPOLY_README', osp.join(REPO, 'README.md'))
+BENCH = osp.join(REPO, 'docs', 'benchmarks')
+
+
+# ------------------------------------------------------------------ reading the README
+class Table:
+
+    def __init__(self, line, title, header, rows):
+        self.line, self.title, self.header, self.rows = line, title, header, rows
+
+    def __repr__(self):
+        return f'README table at line {self.line} ({self.header[0]!r} | {self.title[:50]!r})'
+
+    def col(self, row, name):
+        return row[self.header.index(name)]
+
+    def has(self, name):
+        return name in self.header
+
+
+def split_row(line):
+    return [c.strip() for c in line.strip().strip('|').split('|')]
+
+
+@functools.lru_cache()
+def tables(path=README):
+    """Every Markdown table: its first line, the text before it (its title), header, rows."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    out, i = [], 0
+    while i < len(lines):
+        if lines[i].startswith('|') and i + 1 < len(lines) and \
+                re.fullmatch(r'\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*', lines[i + 1]):
+            j = i - 1
+            while j >= 0 and not lines[j].strip():
+                j -= 1
+            title = []
+            while j >= 0 and lines[j].strip() and not lines[j].startswith('|'):
+                title.insert(0, lines[j])
+                j -= 1
+            header, rows, k = split_row(lines[i]), [], i + 2
+            while k < len(lines) and lines[k].startswith('|'):
+                rows.append(split_row(lines[k]))
+                k += 1
+            out.append(Table(i + 1, ' '.join(title), header, rows))
+            i = k
+        else:
+            i += 1
+    return tuple(out)
+
+
+def plain(cell):
+    return cell.replace('**', '').replace('`', '').strip()
+
+
+def compare(table, row_name, column, readme, expected, errors):
+    if plain(readme) != plain(expected):
+        errors.append(f'{table}, row {row_name!r}, column {column!r}: README says '
+                      f'{readme!r}, the source gives {expected!r}')
+
+
+def report_errors(errors):
+    assert not errors, f'{len(errors)} README numbers differ from their source:\n' + \
+        '\n'.join(errors)
+
+
+# ------------------------------------------------------------------ sources
+def benchmark_reports():
+    out = {}
+    for path in sorted(glob.glob(osp.join(BENCH, '*.json'))):
+        with open(path) as f:
+            text = f.read()
+        try:
+            report = json.loads(text.strip().splitlines()[-1])  # as --render reads it
+        except json.JSONDecodeError:
+            continue
+        if isinstance(report, dict) and 'results' in report and 'ratios' in report:
+            out[osp.basename(path)] = report
+    return out
+
+
+@functools.lru_cache()
+def count_tool():
+    return runpy.run_path(osp.join(REPO, 'tools', 'count_params.py'))
+
+
+@contextlib.contextmanager
+def no_random_init():
+    """Counting needs the shapes only: the random initialisation (most of the time a
+    Swin-T build takes) is skipped."""
+    names = ('uniform_', 'normal_', 'erfinv_', 'fill_', 'zero_', 'exponential_')
+    saved = {n: getattr(torch.Tensor, n) for n in names}
+    for n in names:
+        setattr(torch.Tensor, n, lambda self, *args, **kwargs: self)
+    try:
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(torch.Tensor, n, f)
+
+
+@functools.lru_cache(maxsize=None)
+def counts(config, options=()):
+    """``count_params`` of configs/<config> with ``options`` ((key, value) pairs)."""
+    with no_random_init():
+        return count_tool()['count_config'](osp.join(REPO, 'configs', config),
+                                            dict(options) or None)
+
+
+def millions(n):
+    return f'{n / 1e6:.2f}'
+
+
+def parse_options(cell):
+    """'`a.b=1 c=0.5`' -> (('a.b', 1), ('c', 0.5)); 'default' -> ()."""
+    import ast
+    text = plain(cell)
+    if text in ('default', ''):
+        return ()
+    out = []
+    for item in text.split():
+        key, value = item.split('=', 1)
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            pass
+        out.append((key, value))
+    return tuple(sorted(out))
+
+
+# ------------------------------------------------------------------ which table is which
+BENCH_HEADER = 'step (s, median) [min-max]'
+
+
+def is_benchmark(t):
+    return t.has(BENCH_HEADER)
+
+
+def is_param_table(t):
+    return t.header[0] == 'method' and t.has('config') and t.has('encoder')
+
+
+def is_ablation(t):
+    return t.has('option') and any(h.startswith('encoder') for h in t.header)
+
+
+def is_size_table(t):
+    return t.has('adapter-only (MiB)')
+
+
+def is_targets(t):
+    return t.header[:3] == ['target', 'measured', 'met?']
+
+
+def is_main_job(t):
+    return t.has('trainable encoder') and t.has('Δm')
+
+
+CHECKED = (is_benchmark, is_param_table, is_ablation, is_size_table, is_targets, is_main_job)
+
+
+def the(kind):
+    found = [t for t in tables() if kind(t)]
+    assert found, f'no README table found by {kind.__name__}'
+    return found
+
+
+def test_every_table_with_numbers_is_checked():
+    """A new table of numbers needs a source and a check here (the method table's digits
+    are the tuners' defaults, read from the code by other tests)."""
+    unchecked = [t for t in tables() if not any(kind(t) for kind in CHECKED)
+                 and any(re.search(r'\d', c) for r in t.rows for c in r)
+                 and t.header != ['method', 'tuner', 'main keys (defaults from the paper)']]
+    assert not unchecked, unchecked
+
+
+# ------------------------------------------------------------------ benchmark tables
+def test_benchmark_tables_are_their_reports():
+    from mmpoly.utils.benchmark import format_markdown
+    reports = benchmark_reports()
+    assert len(reports) >= 6, sorted(reports)
+    readme_tables, errors = the(is_benchmark), []
+    shown = set()
+    for name, report in reports.items():
+        rendered = format_markdown(report).splitlines()
+        header, rows = split_row(rendered[0]), [split_row(r) for r in rendered[2:]]
+        configs = [r[0] for r in rows]
+        matches = [t for t in readme_tables if [r[0] for r in t.rows] == configs]
+        if not matches:
+            errors.append(f'docs/benchmarks/{name}: no README table lists its configs '
+                          f'{configs}')
+            continue
+        table = matches[0]
+        shown.add(table.line)
+        label = f'{table} from docs/benchmarks/{name}'
+        if table.header != header:
+            errors.append(f'{label}: header {table.header} != {header}')
+            continue
+        for got, want in zip(table.rows, rows):
+            for column, a, b in zip(header[1:], got[1:], want[1:]):
+                compare(label, got[0], column, a, b, errors)
+    orphans = [t for t in readme_tables if t.line not in shown]
+    errors += [f'{t}: a benchmark table with no report in docs/benchmarks' for t in orphans]
+    report_errors(errors)
+
+
+# ------------------------------------------------------------------ targets
+def named(report, name):
+    for r, q in zip(report['results'], report['ratios']):
+        if r['name'] == name:
+            return r, q
+    raise KeyError(f'{name} not in the report ({[r["name"] for r in report["results"]]})')
+
+
+def spread(q, digits=2):
+    f = f'{{:.{digits}f}}'
+    return (f"{f.format(q['time_ratio_paired'])} [{f.format(q['time_ratio_paired_min'])}-"
+            f"{f.format(q['time_ratio_paired_max'])}]")
+
+
+def printed_ratio(a, b):
+    """a / b as the README computes it: from the ratios as the tables print them (3 d.p.)."""
+    return f"{round(a, 3) / round(b, 3):.2f}"
+
+
+def targets_from(reports):
+    """target -> the 'measured' cell, every number formatted from the reports; the words
+    (and the numbers no stored report holds, marked) are the README's."""
+    a, b = reports['a_every_method.json'], reports['b_floor.json']
+    b2, c, d = (reports[k] for k in ('b2_checkpointing.json', 'c_task_loop.json',
+                                     'd_inference.json'))
+    lite, cp = 'polyhistor_lite_swin-t', 'polyhistor_lite_swin-t with_cp='
+    b_lite, b_st = named(b, lite)[1], named(b, 'single_task_ft_swin-t')[1]
+    mem_st = named(b2, 'single_task_ft_swin-t')[0]['peak_mem_mb']
+
+    def mem(name):
+        return f"{named(b2, name)[0]['peak_mem_mb'] / mem_st:.2f}x"
+
+    hyper = named(b, lite)[0]
+    loop = {m: printed_ratio(named(c, f'{m}_swin-t task_batching=loop')[1]['time_ratio_paired'],
+                             named(c, f'{m}_swin-t')[1]['time_ratio_paired'])
+            for m in ('adapter', 'lora', 'polyhistor_lite')}
+    b_cp = named(b, f'{cp}[0, 1, 2]')[1]['time_ratio_paired']
+    st_mem = named(b, 'single_task_ft_swin-t')[0]['peak_mem_mb']
+    lite_mem = named(b, lite)[0]['peak_mem_mb']
+    return {
+        'Polyhistor-Lite step <= 0.85x single-task full FT':
+            f"{spread(named(a, lite)[1])} ((a)); "
+            f"{printed_ratio(b_lite['time_ratio_paired'], b_st['time_ratio_paired'])} "
+            f"({b_lite['time_ratio_paired']:.3f} / {b_st['time_ratio_paired']:.3f}, (b))",
+        'Polyhistor-Lite step <= 1.15x the floor':
+            f"{spread(b_lite)} ((b)); 1.09 [1.05-1.14] on a loaded run",  # no stored report
+        'cached inference <= 1.12x the frozen T-pass forward':
+            f"{spread(named(d, lite)[1])} ((d), quiet machine); 1.12 on the loaded machine",
+        'peak training memory <= 0.8x single-task full FT':
+            f"{lite_mem:.0f} / {st_mem:.0f} MB = {lite_mem / st_mem:.2f}",
+        'with activation checkpointing <= 0.4x, at <= 1.35x the time':
+            f"stages 0-1 (`with_cp=[0,1]`): {mem(cp + '[0, 1]')}, "
+            f"{spread(named(b2, cp + '[0, 1]')[1]).replace(' [', 'x [')}; stages 0-2: "
+            f"{mem(cp + '[0, 1, 2]')}, "
+            f"{named(b2, cp + '[0, 1, 2]')[1]['time_ratio_paired']:.2f}x and "
+            f"{printed_ratio(b_cp, b_lite['time_ratio_paired'])}x in two runs; every layer "
+            f"(`with_cp=True`): {mem(cp + 'True')}, "
+            f"{spread(named(b2, cp + 'True')[1]).replace(' [', 'x [')} ((b'), (b))",
+        'hypernetwork generation < 2% of a step':
+            f"forward + backward alone {hyper['hypernet_fwd_bwd_ms']:.0f} ms = "
+            f"{100 * hyper['hypernet_frac']:.1f}% of the step; its forward range "
+            f"{hyper['breakdown_ms']['hypernet']:.0f} ms = "
+            f"{100 * hyper['breakdown_frac']['hypernet']:.1f}% ((b))",
+        'task-stacked pass never slower than the per-task loop on CPU':
+            f"loop / stacked: Adapter {loop['adapter']}, LoRA {loop['lora']}, "
+            f"Polyhistor-Lite {loop['polyhistor_lite']} ((c))",
+        'task-stacked >= 1.3x faster than the loop on GPU': 'not measured (no GPU lent)',
+        'merged LoRA inference within 3% of the frozen forward':
+            f"{spread(named(d, 'lora_swin-t merge_lora=1')[1], 3)} ((d)); unmerged "
+            f"{named(d, 'lora_swin-t')[1]['time_ratio_paired']:.3f}",
+    }
+
+
+def test_targets_table_is_the_reports():
+    (table, ) = the(is_targets)
+    expected, errors = targets_from(benchmark_reports()), []
+    listed = [plain(r[0]) for r in table.rows]
+    if sorted(listed) != sorted(expected):
+        errors.append(f'{table}: rows {listed}, checked here {sorted(expected)}')
+    for row in table.rows:
+        if plain(row[0]) in expected:
+            compare(table, plain(row[0]), 'measured', table.col(row, 'measured'),
+                    expected[plain(row[0])], errors)
+    report_errors(errors)
+
+
+# ------------------------------------------------------------------ parameter counts
+def test_parameter_table_is_count_params():
+    from mmpoly.utils.paper_tables import TABLE1, TRUNCATED_IN_PAPER, printed
+    (table, ) = the(is_param_table)
+    errors = []
+    configs = [plain(table.col(r, 'config')) for r in table.rows]
+    expected_configs = [f'{m}_swin-t.py' for m in TABLE1]
+    if sorted(configs) != sorted(expected_configs):
+        errors.append(f'{table}: configs {configs} != the Table 1 rows {expected_configs}')
+    for row in table.rows:
+        config = plain(table.col(row, 'config'))
+        name = plain(row[0])
+        if not osp.isfile(osp.join(REPO, 'configs', config)):
+            errors.append(f'{table}, row {name!r}: configs/{config} does not exist')
+            continue
+        c = counts(config)
+        cells = {'encoder': f"{c['encoder']:,d}", 'encoder (M)': millions(c['encoder']),
+                 'all (M)': millions(c['all']), 'all': f"{c['all']:,d}"}
+        method = config[:-len('_swin-t.py')]
+        paper = TABLE1.get(method)
+        if paper is not None:
+            _, paper_encoder, paper_all = paper
+            cells['paper encoder'] = f'{paper_encoder:.2f}'
+            cells['paper all'] = f'{paper_all:.2f}'
+            cells['paper (printed) encoder / all'] = f'{paper_encoder:.2f} / {paper_all:.2f}'
+            ours = printed(c['encoder'])
+            if ours == paper_encoder:
+                cells['encoder vs paper'] = 'same at 2 decimals'
+                cells['equal at the printed digits'] = 'yes'
+            else:
+                change = 100 * (c['encoder'] / 1e6 / paper_encoder - 1)
+                cells['encoder vs paper'] = f'{change:+.1f}%'
+                truncated = (method in TRUNCATED_IN_PAPER
+                             and int(c['encoder'] / 1e4) / 100 == paper_encoder)
+                cells['equal at the printed digits'] = ('truncated in the paper' if truncated
+                                                        else 'no')
+        for column, value in cells.items():
+            if table.has(column):
+                readme = table.col(row, column)
+                if column == 'equal at the printed digits':  # may carry a reason after it
+                    readme = readme.split(' (')[0].split(':')[0]
+                compare(table, name, column, readme, value, errors)
+    report_errors(errors)
+
+
+ABLATION_CONFIGS = (('Polyhistor-Lite', 'polyhistor_lite_swin-t.py'),
+                    ('Polyhistor', 'polyhistor_swin-t.py'))
+
+
+def test_ablation_tables_are_count_params():
+    from mmpoly.utils.paper_tables import ABLATIONS, printed
+    found, errors = the(is_ablation), []
+    checked = set()
+    for table in found:
+        for row in table.rows:
+            name = plain(row[0])
+            if table.has('config'):
+                config = plain(table.col(row, 'config'))
+            else:
+                config = next(c for prefix, c in ABLATION_CONFIGS
+                              if table.header[0].startswith(prefix))
+            options = parse_options(table.col(row, 'option'))
+            c = counts(config, options)
+            checked.add((config, options))
+            encoder_cell = table.col(row, 'encoder')
+            match = re.fullmatch(r'([\d,]+)(?: \(([\d.]+)M\))?', plain(encoder_cell))
+            if not match:
+                errors.append(f'{table}, row {name!r}: encoder cell {encoder_cell!r}')
+                continue
+            compare(table, name, 'encoder', match.group(1), f"{c['encoder']:,d}", errors)
+            if match.group(2) is not None:
+                compare(table, name, 'encoder (M)', match.group(2), millions(c['encoder']),
+                        errors)
+            if table.has('encoder (M)'):
+                compare(table, name, 'encoder (M)', table.col(row, 'encoder (M)'),
+                        millions(c['encoder']), errors)
+            paper = [p for _, _, cfg, opts, p in ABLATIONS if f'{cfg}.py' == config
+                     and tuple(sorted(opts.items())) == options]
+            if not paper:
+                errors.append(f'{table}, row {name!r}: {config} {options} is not an ablation '
+                              'of mmpoly/utils/paper_tables.py')
+                continue
+            for column in ('paper', 'paper (printed)'):
+                if table.has(column):
+                    readme = table.col(row, column)
+                    compare(table, name, column, readme.rstrip('M'), f'{paper[0]:.2f}', errors)
+            if table.has('equal at the printed digits'):
+                compare(table, name, 'equal at the printed digits',
+                        table.col(row, 'equal at the printed digits'),
+                        'yes' if printed(c['encoder']) == paper[0] else 'no', errors)
+    missing = [(f'{cfg}.py', tuple(sorted(opts.items()))) for _, _, cfg, opts, _ in ABLATIONS
+               if (f'{cfg}.py', tuple(sorted(opts.items()))) not in checked]
+    errors += [f'ablation {m} of paper_tables.py is in no README table' for m in missing]
+    report_errors(errors)
+
+
+# ------------------------------------------------------------------ checkpoint sizes
+def test_checkpoint_size_table_is_the_measured_report():
+    export = runpy.run_path(osp.join(REPO, 'tools', 'export_adapter.py'))
+    with open(osp.join(BENCH, 'checkpoint_sizes.json')) as f:
+        report = json.load(f)
+    (table, ) = the(is_size_table)
+    rendered = export['size_table'](report).splitlines()
+    header, rows = split_row(rendered[0]), [split_row(r) for r in rendered[2:]]
+    errors = []
+    if table.header != header:
+        errors.append(f'{table}: header {table.header} != {header}')
+    if [r[0] for r in table.rows] != [r[0] for r in rows]:
+        errors.append(f'{table}: configs {[r[0] for r in table.rows]} != the report\'s '
+                      f'{[r[0] for r in rows]}')
+    by_name = {r[0]: r for r in rows}
+    for row in table.rows:
+        want = by_name.get(row[0])
+        if want is None:
+            continue
+        for i, column in enumerate(header[1:], start=1):
+            compare(table, row[0], f'{column} (#{i})', row[i], want[i], errors)
+    report_errors(errors)
+
+
+def test_checkpoint_size_report_is_not_stale():
+    """The report records the parameter counts it was measured for: a config whose count
+    changed since needs ``export_adapter.py --measure --json`` again."""
+    with open(osp.join(BENCH, 'checkpoint_sizes.json')) as f:
+        report = json.load(f)
+    stale = []
+    for row in report:
+        c = counts(osp.relpath(row['config'], 'configs'))
+        if (row['encoder_params'], row['all_params']) != (c['encoder'], c['all']):
+            stale.append(f"{row['config']}: measured for {row['encoder_params']:,d} / "
+                         f"{row['all_params']:,d} trainable (encoder / all), the config now "
+                         f"has {c['encoder']:,d} / {c['all']:,d}")
+    assert not stale, ('docs/benchmarks/checkpoint_sizes.json is stale (re-run python '
+                       'tools/export_adapter.py --measure --json CONFIGS):\n' + '\n'.join(stale))
+
+
+# ------------------------------------------------------------------ the main job
+MAIN_JOB_COLUMNS = {'semseg mIoU': 'semseg/mIoU', 'parts mIoU': 'human_parts/mIoU',
+                    'sal mIoU': 'sal/mIoU', 'normals mErr': 'normals/mErr'}
+
+
+def test_main_job_table_is_the_stored_runs():
+    with open(osp.join(BENCH, 'main_job.json')) as f:
+        runs = {r['method']: r for r in json.load(f)['runs']}
+    (table, ) = the(is_main_job)
+    errors = []
+    if sorted(plain(r[0]) for r in table.rows) != sorted(runs):
+        errors.append(f'{table}: rows {[r[0] for r in table.rows]} != runs {sorted(runs)}')
+    for row in table.rows:
+        run = runs.get(plain(row[0]))
+        if run is None:
+            continue
+        enc = run['encoder_params']
+        compare(table, row[0], 'trainable encoder', table.col(row, 'trainable encoder'),
+                '0' if enc == 0 else f'{millions(enc)}M', errors)
+        for column, key in MAIN_JOB_COLUMNS.items():
+            compare(table, row[0], column, table.col(row, column), f'{run[key]:.2f}', errors)
+        compare(table, row[0], 'Δm', table.col(row, 'Δm'), f"{run['delta_m']:.2f} %", errors)
+        # the stored run's count is the config's today
+        c = counts(osp.relpath(run['config'], 'configs'))
+        if c['encoder'] != enc:
+            errors.append(f"docs/benchmarks/main_job.json is stale for {row[0]}: run with "
+                          f"{enc:,d} trainable encoder parameters, {run['config']} has "
+                          f"{c['encoder']:,d} now")
+    report_errors(errors)
