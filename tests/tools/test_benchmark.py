@@ -12,6 +12,9 @@ import torch
 from mmpoly.utils.benchmark import Case, random_batch
 from .conftest import REPO, run_tool
 
+#: LoRA without the authors' input LayerNorm: the form that merges into the frozen weights
+MERGEABLE_LORA = '@model.backbone.tuner.input_norm=False'
+
 DEMOS = sorted(glob.glob(osp.join(REPO, 'configs', 'demo', '*.py')))
 FULL = sorted(glob.glob(osp.join(REPO, 'configs', '*.py')))
 RESULT_FIELDS = {'config', 'name', 'mode', 'device', 'amp', 'batch_size', 'img_size', 'iters',
@@ -85,13 +88,15 @@ def test_full_configs_train_step(python, config):
 
 def test_text_report_and_bench_options(python):
     demo = 'configs/demo/lora_swin-tiny_synthetic.py'
-    out = run_tool(python, 'tools/benchmark.py', demo, '--compare', demo + '@bench.merge_lora=1',
+    merged = demo + MERGEABLE_LORA + '@bench.merge_lora=1'
+    out = run_tool(python, 'tools/benchmark.py', demo, '--compare', merged,
                    f'{demo}@model.backbone.task_batching=loop', '--mode', 'test',
                    '--img-size', '32', '--iters', '1', '--warmup', '0').stdout
     assert 'ratios to the first' in out and 'merge_lora=1' in out and 'task_batching=loop' in out
 
 
 # ---------------------------------------------------------------- equal work
+
 def outputs(case: Case):
     """Per-task logits of the case's model on its batch (eval mode: no dropout)."""
     model = case.model.eval()
@@ -139,7 +144,7 @@ def test_task_loop_equals_stacked(method):
 
 
 def test_merged_lora_equals_unmerged():
-    demo = 'configs/demo/lora_swin-tiny_synthetic.py'
+    demo = 'configs/demo/lora_swin-tiny_synthetic.py' + MERGEABLE_LORA
     plain = Case(demo, img_size=64, batch_size=2, mode='test')
     merged = Case(demo + '@bench.merge_lora=1', img_size=64, batch_size=2, mode='test')
     with torch.no_grad():
@@ -149,6 +154,13 @@ def test_merged_lora_equals_unmerged():
     merged.model.load_state_dict(plain.model.state_dict())
     assert merged.model.backbone.tuner.merged and not plain.model.backbone.tuner.merged
     assert_same(outputs(plain), outputs(merged))
+
+
+def test_merge_refused_with_lora_input_norm():
+    # the authors' LoRA normalises the branch input: it cannot be folded into the weight
+    with pytest.raises(RuntimeError, match='input_norm=False'):
+        Case('configs/demo/lora_swin-tiny_synthetic.py@bench.merge_lora=1', img_size=32,
+             batch_size=1, mode='test')
 
 
 def test_random_batch_labels_in_range():
