@@ -246,6 +246,7 @@ def test_training_saves_adapter_only_and_resumes(backbone, demo_data, tmp_path):
     run_tool('python', 'tools/test.py', str(tmp_path / 'lora.py'), str(work / 'epoch_1.pth'),
              '--work-dir', str(tmp_path / 'test'), *demo_options(demo_data, 1))
     from_file = json.loads((tmp_path / 'test' / 'test_metrics.json').read_text())
+    assert from_file.pop('checkpoint')['path'] == str(work / 'epoch_1.pth')  # recorded
     # equal up to float summation order (bit-identical weights are checked above; a frozen
     # backbone left random would change every metric by far more)
     assert from_file == pytest.approx(in_memory, rel=1e-6)
