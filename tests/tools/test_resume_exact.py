@@ -24,7 +24,7 @@ from mmpoly.utils.atomic_checkpoint import damage
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/demo/lora_swin-tiny_synthetic.py'
-EPOCHS = 3
+EPOCHS = 2
 ITERS_PER_EPOCH = 4  # 16 images, batch 4
 
 
@@ -94,7 +94,7 @@ def data_root(tmp_path_factory):
 
 
 class Reference:
-    """The uninterrupted run (max_keep_ckpts=2: epoch_2.pth and epoch_3.pth remain), started
+    """The uninterrupted run (max_keep_ckpts=2: epoch_1.pth and epoch_2.pth remain), started
     at once and waited for when first needed (it runs beside the first killed run)."""
 
     def __init__(self, work_dir, data_root):
@@ -161,20 +161,20 @@ def test_damaged_latest_checkpoint_falls_back_to_the_newest_complete(reference, 
     ref_dir, expected = reference.get()
     work_dir = tmp_path / 'damaged'
     os.makedirs(work_dir)
-    for name in ('epoch_2.pth', 'epoch_3.pth'):
+    for name in ('epoch_1.pth', 'epoch_2.pth'):
         with open(ref_dir / name, 'rb') as src, open(work_dir / name, 'wb') as dst:
             dst.write(src.read())
     with open(work_dir / 'last_checkpoint', 'w') as f:
-        f.write(str(work_dir / 'epoch_3.pth'))
-    size = osp.getsize(work_dir / 'epoch_3.pth')
-    with open(work_dir / 'epoch_3.pth', 'r+b') as f:
+        f.write(str(work_dir / 'epoch_2.pth'))
+    size = osp.getsize(work_dir / 'epoch_2.pth')
+    with open(work_dir / 'epoch_2.pth', 'r+b') as f:
         f.truncate(size * 2 // 3)
 
     out = check_complete(run(work_dir, data_root, '--resume', keep=2))
-    assert f'{work_dir / "epoch_3.pth"} is damaged' in out
-    assert f'resuming from {work_dir / "epoch_2.pth"}' in out
+    assert f'{work_dir / "epoch_2.pth"} is damaged' in out
+    assert f'resuming from {work_dir / "epoch_1.pth"}' in out
     got = logged_losses(work_dir)
-    assert sorted(got) == list(range(2 * ITERS_PER_EPOCH + 1, 3 * ITERS_PER_EPOCH + 1))
+    assert sorted(got) == list(range(ITERS_PER_EPOCH + 1, 2 * ITERS_PER_EPOCH + 1))
     for step, runs in got.items():
         assert runs == [expected[step]], step
-    assert damage(str(work_dir / 'epoch_3.pth')) is None  # rewritten, complete
+    assert damage(str(work_dir / 'epoch_2.pth')) is None  # rewritten, complete
