@@ -70,7 +70,7 @@ def fsync_dir(path: str) -> None:
 
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = f'{path}{_TMP_MARK}{os.getpid()}'
+    tmp = osp.join(osp.dirname(path), f'.{osp.basename(path)}{_TMP_MARK}{os.getpid()}')
     with open(tmp, 'w') as f:
         f.write(text)
         f.flush()
