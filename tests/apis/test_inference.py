@@ -130,5 +130,11 @@ def test_image_demo(lite, demo_data, tmp_path, python):  # noqa: F811
     expected = inference_model(model, img)
     for task in TASKS:
         written = np.array(Image.open(prediction_path(str(tmp_path / 'preds'), task, name)))
-        assert np.array_equal(written,
-                              encode_prediction(task, expected.get(f'pred_{task}').data)), task
+        encoded = encode_prediction(task, expected.get(f'pred_{task}').data)
+        if task in ('semseg', 'human_parts'):  # class ids: exact
+            assert np.array_equal(written, encoded), task
+        else:
+            # saliency and normals are floor(255 x) of floats that another process computes
+            # with other float rounding (threads): a value on a level boundary may move by one
+            diff = np.abs(written.astype(int) - encoded.astype(int))
+            assert diff.max() <= 1 and (diff == 0).mean() > 0.99, (task, diff.max())
