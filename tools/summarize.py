@@ -1,4 +1,4 @@
-"""One results table for many runs: ``python tools/summarize.py WORK_DIR... [--format md|csv]
+"""One results table for many runs: ``python tools/summarize.py WORK_DIR... [--format md|csv|json]
 [--out FILE]``.
 
 One row per work dir: run name, method, backbone, trainable encoder and all parameters (as
@@ -201,8 +201,10 @@ def format_table(rows: List[dict], fmt: str = 'md') -> str:
                              (repr(row[c]) if isinstance(row[c], float) else row[c])
                              for c in columns])
         return buf.getvalue()
+    if fmt == 'json':  # every field of every row, unrounded (docs/benchmarks/main_job.json)
+        return json.dumps(rows, indent=1) + '\n'
     if fmt != 'md':
-        raise ValueError(f'unknown format {fmt!r}: md or csv')
+        raise ValueError(f'unknown format {fmt!r}: md, csv or json')
     lines = ['| ' + ' | '.join(HEADERS[c] for c in COLUMNS) + ' |',
              '|' + '|'.join('---' if c in ('run', 'method', 'backbone') else '---:'
                             for c in COLUMNS) + '|']
@@ -220,7 +222,7 @@ def format_table(rows: List[dict], fmt: str = 'md') -> str:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Summarize runs into one results table')
     parser.add_argument('work_dirs', nargs='+', help='work dirs of train / test runs')
-    parser.add_argument('--format', choices=['md', 'csv'], default='md')
+    parser.add_argument('--format', choices=['md', 'csv', 'json'], default='md')
     parser.add_argument('--out', help='also write the table to this file')
     return parser.parse_args(argv)
 

@@ -1,3 +1,4 @@
+import glob
 import json
 import os
 import os.path as osp
@@ -79,6 +80,25 @@ def demo_options(data_root, epochs, *extra):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def scalars(work_dir):
+    """The records of a run's ``WORK_DIR/<timestamp>/vis_data/scalars.json``."""
+    paths = glob.glob(osp.join(str(work_dir), '*', 'vis_data', 'scalars.json'))
+    assert len(paths) == 1, paths
+    with open(paths[0]) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def train_losses(work_dir):
+    """(iteration, loss) of every logged training iteration."""
+    return [(r['step'], r['loss']) for r in scalars(work_dir) if 'loss' in r]
+
+
+def last_validation(work_dir):
+    """The metrics of the run's last validation, as logged."""
+    return [{k: v for k, v in r.items() if '/' in k or k == 'delta_m'}
+            for r in scalars(work_dir) if 'delta_m' in r][-1]
 
 
 @pytest.fixture(scope='session')

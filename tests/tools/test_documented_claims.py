@@ -1,7 +1,8 @@
 """Claims of the README that each get a test failing when the claim breaks.
 
 * two seed-0 runs of the main job's command log identical losses (and save identical weights);
-* ``tools/test.py`` on the final checkpoint reproduces the last validation's metrics exactly;
+* (``tools/test.py`` on the final checkpoint reproduces the last validation's metrics exactly:
+  ``test_train_test.py::test_main_job_learns_and_test_writes_metrics``)
 * ``tools/train.py --amp`` trains the demo (bfloat16 on CPU, no loss scaler; float16 with
   dynamic loss scaling on a GPU, tested in-process where one is present);
 * ``tools/export_adapter.py --measure`` and ``--no-optimizer``;
@@ -10,6 +11,7 @@
 import json
 import os.path as osp
 import runpy
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -22,48 +24,28 @@ from mmpoly.utils.adapter_checkpoint import (frozen_backbone_keys, load_adapter_
 from tests.utils.test_adapter_checkpoint import (LORA, assert_same_model, backbone,  # noqa
                                                  build, config_on, pretend_training,
                                                  runner_cfg)
-from .conftest import REPO, demo_options, read_json, run_tool
+from .conftest import REPO, demo_options, run_tool, train_losses
 
 LITE = 'configs/demo/polyhistor_lite_swin-tiny_synthetic.py'
 EXPORT = osp.join(REPO, 'tools', 'export_adapter.py')
 
 
-def scalars(work_dir):
-    """The records of the run's ``vis_data/scalars.json``."""
-    import glob
-    paths = glob.glob(osp.join(str(work_dir), '*', 'vis_data', 'scalars.json'))
-    assert len(paths) == 1, paths
-    with open(paths[0]) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def train_losses(work_dir):
-    return [(r['step'], r['loss']) for r in scalars(work_dir) if 'loss' in r]
-
-
-def last_validation(work_dir):
-    return [{k: v for k, v in r.items() if '/' in k or k == 'delta_m'}
-            for r in scalars(work_dir) if 'delta_m' in r][-1]
-
-
 # --------------------------------------------------------------- runs of the tools
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory, demo_data):
-    """The main job's command (Polyhistor-Lite demo, seed 0) twice, once with --amp, on 16
-    training images (2 iterations, a loss logged at each) and 8 validation images."""
+    """The main job's command (Polyhistor-Lite demo, seed 0) twice, and once with --amp, on
+    16 training images (2 iterations, a loss logged at each), without validation."""
     root = tmp_path_factory.mktemp('claims')
     options = demo_options(demo_data, 1, 'randomness.seed=0', 'default_hooks.logger.interval=1',
-                           'train_dataloader.dataset.indices=16',
-                           'val_dataloader.dataset.indices=8',
-                           'test_dataloader.dataset.indices=8')
-    out = {}
-    for name, extra in (('a', ()), ('b', ()), ('amp', ('--amp', ))):
-        out[name] = root / name
-        run_tool('python', 'tools/train.py', LITE, '--work-dir', str(out[name]), *extra,
-                 *options)
-    out['test'] = root / 'test'
-    run_tool('python', 'tools/test.py', LITE, str(out['a'] / 'epoch_1.pth'), '--work-dir',
-             str(out['test']), *options)
+                           'train_dataloader.dataset.indices=16', 'train_cfg.val_interval=100')
+    out = {name: root / name for name in ('a', 'b', 'amp')}
+    # one thread each (run_tool): side by side, the three runs use both cores of the machine
+    with ThreadPoolExecutor(3) as pool:
+        done = [pool.submit(run_tool, 'python', 'tools/train.py', LITE, '--work-dir',
+                            str(out[name]), *(('--amp', ) if name == 'amp' else ()), *options)
+                for name in out]
+        for future in done:
+            future.result()
     return out
 
 
@@ -76,14 +58,6 @@ def test_two_seed_0_runs_are_identical(runs):
     assert ckpt_a.keys() == ckpt_b.keys()
     for key, value in ckpt_a.items():
         assert torch.equal(value, ckpt_b[key]), key
-    assert last_validation(runs['a']) == last_validation(runs['b'])
-
-
-def test_test_py_reproduces_the_last_validation(runs):
-    validation = last_validation(runs['a'])
-    tested = read_json(runs['test'] / 'test_metrics.json')
-    assert {'semseg/mIoU', 'human_parts/mIoU', 'sal/maxF', 'normals/mErr'} <= set(validation)
-    assert {k: tested[k] for k in validation} == validation
 
 
 def test_train_amp_on_the_demo(runs):
@@ -98,7 +72,6 @@ def test_train_amp_on_the_demo(runs):
     assert ('loss_scaler' in ckpt['optimizer']) == torch.cuda.is_available()
     assert all(v.isfinite().all() for v in ckpt['state_dict'].values()
                if v.is_floating_point())
-    assert 'delta_m' in last_validation(runs['amp'])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
@@ -234,7 +207,8 @@ def test_training_starts_from_an_adapter_only_load_from(full_checkpoint, demo_da
     torch.save(small, tmp_path / 'adapter.pth')
     cfg = runner_cfg(tmp_path / 'work', demo_data, backbone, 1,
                      load_from=str(tmp_path / 'adapter.pth'))
-    cfg.merge_from_dict({'train_dataloader.dataset.indices': 8})  # one iteration
+    cfg.merge_from_dict({'train_dataloader.dataset.indices': 2,  # one iteration of 2
+                         'train_dataloader.batch_size': 2})
     runner = Runner.from_cfg(cfg)
     snapshot = _Snapshot()
     runner.register_hook(snapshot, priority='LOWEST')

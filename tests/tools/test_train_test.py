@@ -7,7 +7,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmseg.registry import MODELS
-from .conftest import DEMO, demo_options, read_json, run_tool
+from .conftest import DEMO, demo_options, last_validation, read_json, run_tool
 
 
 def untrained_checkpoint(path):
@@ -33,6 +33,10 @@ def test_main_job_learns_and_test_writes_metrics(tmp_path, demo_data, python):
              '--work-dir', str(untrained_dir), *demo_options(demo_data, 10))
     trained = read_json(trained_dir / 'test_metrics.json')
     untrained = read_json(untrained_dir / 'test_metrics.json')
+    # tools/test.py on the final checkpoint reproduces the last validation exactly
+    validation = last_validation(work)
+    assert {'semseg/mIoU', 'sal/maxF', 'normals/mErr', 'delta_m'} <= set(validation)
+    assert {k: trained[k] for k in validation} == validation
     for key in ('semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'normals/mErr', 'delta_m'):
         assert key in trained
     assert trained['semseg/mIoU'] > untrained['semseg/mIoU'] + 10, (trained, untrained)
