@@ -1,12 +1,41 @@
-"""The dense tasks of PASCAL-Context multi-task and what every module needs to know about them.
+"""Tasks are data: what every module needs to know about a dense task, by its *kind*.
 
-One table, read by the dataset (label encodings), the data preprocessor (padding values), the
-heads (output channels, loss), the segmentor (turning outputs into predictions) and the metric.
+A dataset class declares its tasks in ``METAINFO['task_specs']`` (task name -> a dict of
+``TaskSpec`` fields); a config picks the tasks it trains (``model.tasks``, the dataset's
+``tasks``) and may override any field (``model.task_specs``). Every component reads the
+resolved ``TaskSpec`` of a task and branches on its ``kind``, never on its name:
+
+- dataset / transforms: ``results['task_specs']`` (label format, padding, interpolation);
+- data preprocessor: ``pad_value`` per ``gt_<task>`` field;
+- head: ``num_outputs`` channels and the loss (``loss``, else the kind's default);
+- segmentor: logits -> prediction by kind;
+- metric / visualiser / prediction writer: statistics, colours and files by kind, from the
+  ``dataset_meta`` the runner gives them.
+
 Data samples carry one ``PixelData`` field per task: ``gt_<task>`` for the label and
 ``pred_<task>`` for the prediction.
+
+Without task specs (a model or metric built by hand from task names) the specs of the
+default dataset, PASCAL-Context multi-task (``PascalContextMTDataset.METAINFO``), are used.
 """
-from dataclasses import dataclass
-from typing import Sequence, Tuple
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+# kind -> (prediction, main metric, lower is better, default loss)
+KINDS = {
+    # logits of ``num_outputs`` classes -> class ids; mIoU; pixel cross-entropy
+    'class': dict(main_metric='mIoU', lower_is_better=False,
+                  loss=dict(type='PixelCrossEntropyLoss')),
+    # one logit -> probability; mIoU / maxF over thresholds; balanced BCE
+    'binary': dict(main_metric='mIoU', lower_is_better=False,
+                   loss=dict(type='BalancedBCELoss')),
+    # 3 outputs -> unit vector; mean angular error; L1 on normalised vectors
+    'normal': dict(main_metric='mErr', lower_is_better=True,
+                   loss=dict(type='NormalL1Loss')),
+    # ``num_outputs`` values (depth: 1) as predicted; RMSE; L1 on valid pixels
+    'regression': dict(main_metric='rmse', lower_is_better=True,
+                       loss=dict(type='RegressionL1Loss')),
+}
 
 
 @dataclass(frozen=True)
@@ -14,40 +43,159 @@ class TaskSpec:
     """How one task is encoded.
 
     Args:
-        num_outputs: channels the decoder predicts.
-        kind: 'class' (argmax over logits), 'binary' (sigmoid probability) or
-            'normal' (3-vector normalised to unit length).
-        pad_value: label value for pixels without a label (padding, ignored pixels).
-        lower_is_better: direction of the task's main metric (for delta_m).
+        kind: 'class', 'binary', 'normal' or 'regression' (see ``KINDS``).
+        num_outputs: channels the decoder predicts (classes; 1 for binary and depth; 3 for
+            normals).
+        label_format: name of the label reader (``LABEL_READERS`` in
+            ``mmpoly.datasets.transforms.loading``: 'class_png', 'binary_png',
+            'normals_png', 'human_parts_mat', 'npy', or one a dataset module registers).
+        ignore_index: label value without a label (class / binary maps: 255; normals: the
+            zero vector, given as 0; regression: e.g. 0 for depth, passed to its loss).
+        pad_value: label value of padded pixels; defaults to ``ignore_index``.
+        lower_is_better: direction of the main metric (for delta_m); defaults to the
+            kind's.
+        classes: class names (class kind), for tables and pictures.
+        palette: class colours (class kind).
+        skip_single_value_labels: the metric skips an image whose label holds one value
+            that is 0 or ``ignore_index`` (PASCAL human parts: no person).
+        loss: loss config (with ``loss_weight``); defaults to the kind's loss, weight 1.
     """
-    num_outputs: int
     kind: str
-    pad_value: float
-    lower_is_better: bool = False
+    num_outputs: int
+    label_format: str = ''
+    ignore_index: float = 255
+    pad_value: Optional[float] = None
+    lower_is_better: Optional[bool] = None
+    classes: Tuple[str, ...] = ()
+    palette: Tuple[Tuple[int, int, int], ...] = ()
+    skip_single_value_labels: bool = False
+    loss: Optional[Mapping[str, Any]] = field(default=None, compare=False, hash=False)
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f'unknown task kind {self.kind!r}; known kinds: {list(KINDS)}')
+        if self.pad_value is None:
+            object.__setattr__(self, 'pad_value', self.ignore_index)
+        if self.lower_is_better is None:
+            object.__setattr__(self, 'lower_is_better', KINDS[self.kind]['lower_is_better'])
+        object.__setattr__(self, 'classes', tuple(self.classes))
+        object.__setattr__(self, 'palette', tuple(tuple(c) for c in self.palette))
+        if self.kind == 'class' and self.classes and len(self.classes) != self.num_outputs:
+            raise ValueError(f'{len(self.classes)} class names for {self.num_outputs} classes')
+
+    @property
+    def main_metric(self) -> str:
+        return KINDS[self.kind]['main_metric']
+
+    @property
+    def default_loss(self) -> dict:
+        if self.loss is not None:
+            return dict(self.loss)
+        loss = dict(KINDS[self.kind]['loss'])
+        if self.kind == 'regression':
+            loss['ignore_index'] = self.ignore_index
+        return loss
+
+    @classmethod
+    def from_any(cls, spec, where: str = 'task spec') -> 'TaskSpec':
+        if isinstance(spec, TaskSpec):
+            return spec
+        if not isinstance(spec, Mapping):
+            raise TypeError(f'{where}: expected a dict of TaskSpec fields, got {spec!r}')
+        known = {f.name for f in fields(cls)}
+        unknown = set(spec) - known
+        if unknown:
+            raise ValueError(f'{where}: unknown field(s) {sorted(unknown)}; '
+                             f'known: {sorted(known)}')
+        try:
+            return cls(**dict(spec))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f'{where}: {e}') from e
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        if out['loss'] is not None:
+            out['loss'] = dict(out['loss'])
+        return out
 
 
-TASK_SPECS = {
-    'semseg': TaskSpec(num_outputs=21, kind='class', pad_value=255),
-    'human_parts': TaskSpec(num_outputs=7, kind='class', pad_value=255),
-    'sal': TaskSpec(num_outputs=1, kind='binary', pad_value=255),
-    # Normals use the zero vector for "no label": it is never a valid unit normal.
-    'normals': TaskSpec(num_outputs=3, kind='normal', pad_value=0, lower_is_better=True),
-}
+def default_task_specs() -> Dict[str, dict]:
+    """The specs of the default dataset (PASCAL-Context multi-task)."""
+    from mmpoly.datasets.pascal_context_mt import PascalContextMTDataset
+    return PascalContextMTDataset.METAINFO['task_specs']
 
-ALL_TASKS: Tuple[str, ...] = tuple(TASK_SPECS)
+
+def task_names(tasks) -> Tuple[str, ...]:
+    """A config's task list (names, or a dict name -> spec) -> names."""
+    if isinstance(tasks, str):
+        return (tasks, )
+    if isinstance(tasks, Mapping):
+        return tuple(tasks)
+    return tuple(tasks)
+
+
+def resolve_task_specs(tasks,
+                       task_specs: Optional[Mapping[str, Any]] = None,
+                       where: str = 'tasks') -> Dict[str, TaskSpec]:
+    """Task names (in order) -> their ``TaskSpec``.
+
+    Args:
+        tasks: task names, or a dict name -> spec (dict of ``TaskSpec`` fields).
+        task_specs: name -> spec for (at least) those tasks (default: the default
+            dataset's specs); a spec without a ``kind`` only overrides fields of the
+            default dataset's spec of that task.
+    """
+    names = check_tasks(task_names(tasks), where)
+    given = dict(tasks) if isinstance(tasks, Mapping) else {}
+    default = default_task_specs()
+    specs = dict(default) if task_specs is None and not given else {}
+    for source in (task_specs or {}), given:
+        for name, spec in source.items():
+            spec = spec.to_dict() if isinstance(spec, TaskSpec) else dict(spec or {})
+            if name not in specs and 'kind' not in spec and name in default:
+                specs[name] = default[name]  # a partial spec overrides the default's
+            specs[name] = dict(specs.get(name, {}), **spec)
+    missing = [t for t in names if t not in specs]
+    if missing:
+        raise ValueError(f'{where}: unknown task(s) {missing}; known tasks are '
+                         f'{list(specs)} (declare a task in the dataset\'s '
+                         "METAINFO['task_specs'] or in model.task_specs)")
+    return {t: TaskSpec.from_any(specs[t], f'{where}[{t!r}]') for t in names}
+
+
+def specs_of(obj) -> Optional[Mapping[str, Any]]:
+    """``task_specs`` of a dataset metainfo / results dict, or None."""
+    if not obj:
+        return None
+    return obj.get('task_specs')
+
+
+def task_spec_of(results: Mapping[str, Any], task: str) -> TaskSpec:
+    """The ``TaskSpec`` of ``task`` for a sample: ``results['task_specs']`` (set by the
+    dataset), else the default dataset's."""
+    specs = results.get('task_specs') if results else None
+    if specs is not None and task in specs:
+        return TaskSpec.from_any(specs[task], task)
+    return resolve_task_specs((task, ))[task]
 
 
 def check_tasks(tasks: Sequence[str], where: str = 'tasks') -> Tuple[str, ...]:
-    """Validate a task list from a config and return it as a tuple."""
-    if isinstance(tasks, str):
-        tasks = (tasks, )
-    tasks = tuple(tasks)
-    unknown = [t for t in tasks if t not in TASK_SPECS]
-    if unknown:
-        raise ValueError(f'{where}: unknown task(s) {unknown}; '
-                         f'known tasks are {list(TASK_SPECS)}')
+    """Validate a task list from a config and return it as a tuple of names."""
+    tasks = task_names(tasks)
     if len(set(tasks)) != len(tasks):
         raise ValueError(f'{where}: duplicate task in {list(tasks)}')
     if not tasks:
         raise ValueError(f'{where}: at least one task is needed')
     return tasks
+
+
+# The task names of the default dataset (PASCAL-Context), for default arguments only.
+ALL_TASKS: Tuple[str, ...] = ('semseg', 'human_parts', 'sal', 'normals')
+
+
+def __getattr__(name):
+    # ``TASK_SPECS`` (the default dataset's resolved specs) for code written before tasks
+    # were data; components take their specs from the config / dataset metainfo instead.
+    if name == 'TASK_SPECS':
+        return resolve_task_specs(ALL_TASKS)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

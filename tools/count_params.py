@@ -16,6 +16,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
+from mmpoly.engine import load_config  # noqa: E402
 from mmpoly.utils import explain_build_errors  # noqa: E402
 from mmpoly.utils.param_count import (build_model_without_weights, count_parameters,  # noqa
                                       format_counts)
@@ -26,11 +27,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def count_config(path, cfg_options=None):
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'config file {path} not found')
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = load_config(path, cfg_options)
     with explain_build_errors():
         model = build_model_without_weights(cfg)
     return count_parameters(model)

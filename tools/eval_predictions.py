@@ -28,7 +28,10 @@ from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmpoly  # noqa: E402,F401  (registration)
-from mmpoly.evaluation.metrics.functional import is_human_parts_evaluated  # noqa: E402
+from mmpoly.engine import load_config  # noqa: E402
+from mmpoly.tasks import resolve_task_specs  # noqa: E402
+from mmpoly.evaluation.metrics.functional import \
+    is_single_value_label_evaluated  # noqa: E402
 from mmpoly.evaluation.prediction_writer import (prediction_path,  # noqa: E402
                                                  read_prediction, sample_id)
 from mmpoly.utils import explain_build_errors  # noqa: E402
@@ -67,23 +70,25 @@ def evaluate_folder(cfg: Config, pred_dir: str) -> dict:
         dataset = DATASETS.build(cfg.test_dataloader.dataset)
         evaluator = Evaluator(evaluator_config(cfg))
     evaluator.dataset_meta = dataset.metainfo
+    specs = resolve_task_specs(dataset.metainfo['tasks'], dataset.metainfo.get('task_specs'))
     for index in range(len(dataset)):
         sample = dataset[index]['data_samples']
         img_id = sample_id(sample)
         for key in list(sample.keys()):
             if key.startswith('gt_'):
                 task = key[len('gt_'):]
-                if (task == 'human_parts'
-                        and not is_human_parts_evaluated(sample.get(key).data)
-                        and not osp.isfile(prediction_path(pred_dir, task, img_id))):
-                    delattr(sample, key)  # no person: not scored, a file is not needed
+                spec = specs[task]
+                if (spec.skip_single_value_labels and not is_single_value_label_evaluated(
+                        sample.get(key).data, spec.ignore_index)
+                        and not osp.isfile(prediction_path(pred_dir, task, img_id, spec))):
+                    delattr(sample, key)  # e.g. no person: not scored, a file is not needed
                     continue
                 sample.set_data({f'pred_{task}': _pixel_data(read_prediction(
-                    pred_dir, task, img_id))})
+                    pred_dir, task, img_id, spec))})
         try:
             evaluator.process(data_samples=[sample])
         except ValueError as e:
-            files = [prediction_path(pred_dir, k[len('gt_'):], img_id)
+            files = [prediction_path(pred_dir, k[len('gt_'):], img_id, specs[k[len('gt_'):]])
                      for k in sample.keys() if k.startswith('gt_')]
             raise ValueError(f'image {img_id!r} ({files}): {e}') from e
     return evaluator.evaluate(len(dataset))
@@ -96,11 +101,7 @@ def _pixel_data(data):
 
 def main(argv=None):
     args = parse_args(argv)
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file {args.config} not found')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     # with --json, stdout carries only the JSON: the logger is created writing to stderr
     quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with quiet:

@@ -29,6 +29,7 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint  # noqa: E402
 
 import mmpoly  # noqa: E402,F401  (registration)
+from mmpoly.engine import load_config  # noqa: E402
 from mmpoly.utils import explain_build_errors  # noqa: E402
 from mmpoly.utils.adapter_checkpoint import (AdapterCheckpointError,  # noqa: E402
                                              frozen_backbone_keys, is_adapter_checkpoint,
@@ -115,7 +116,7 @@ def measure(configs, as_json: bool = False) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             s = measure_sizes(path, tmp)
         # what the sizes were measured for: a report whose counts differ is stale
-        counts = count_parameters(build_model_without_weights(Config.fromfile(path)))
+        counts = count_parameters(build_model_without_weights(load_config(path)))
         rows.append(dict(config=path, **s, encoder_params=counts['encoder'],
                          all_params=counts['all']))
         if not as_json:
@@ -139,11 +140,7 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys')
     args = parser.parse_args(argv)
-    if not osp.isfile(args.config):
-        raise FileNotFoundError(f'config file {args.config} not found')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     try:
         checkpoint = export(args.checkpoint, args.out, cfg, not args.no_optimizer)
     except (AdapterCheckpointError, FileNotFoundError) as e:

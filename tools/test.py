@@ -29,7 +29,7 @@ from mmengine.runner import Runner  # noqa: E402
 from mmpoly.utils import explain_build_errors, finish_distributed  # noqa: E402
 from mmpoly.utils.adapter_checkpoint import sha256_file  # noqa: E402
 from mmpoly.utils.build_checks import check_task_agreement  # noqa: E402
-from mmpoly.utils.runtime import load_config  # noqa: E402
+from mmpoly.engine import load_config, prepare_run  # noqa: E402
 
 
 def parse_args():
@@ -59,7 +59,8 @@ def main():
     for path in (args.config, args.checkpoint):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{path} not found')
-    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    cfg = prepare_run(load_config(args.config, args.cfg_options), args.launcher,
+                      args.work_dir)
     check_task_agreement(cfg, 'test')  # model, dataset, metric and losses: same tasks
     cfg.load_from = args.checkpoint
     # an adapter-only checkpoint is completed from the backbone file (a full one passes);

@@ -16,7 +16,7 @@ from mmpoly.utils import explain_build_errors, finish_distributed  # noqa: E402
 from mmpoly.utils.atomic_checkpoint import (candidate_checkpoints, damage,  # noqa: E402
                                             resolve_resume)
 from mmpoly.utils.build_checks import check_task_agreement  # noqa: E402
-from mmpoly.utils.runtime import load_config  # noqa: E402
+from mmpoly.engine import load_config, prepare_run  # noqa: E402
 
 
 def parse_args():
@@ -43,7 +43,8 @@ def parse_args():
 
 def main():
     args = parse_args()
-    cfg = load_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    cfg = prepare_run(load_config(args.config, args.cfg_options), args.launcher,
+                      args.work_dir)
     check_task_agreement(cfg, 'train')  # model, datasets, metrics and losses: same tasks
 
     if args.amp:  # float16 + loss scaling on GPUs, bfloat16 on CPU (mmpoly/utils/amp.py)

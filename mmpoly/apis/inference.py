@@ -19,6 +19,7 @@ from torch import nn
 
 from mmseg.structures import SegDataSample
 from ..datasets import PascalContextMTDataset
+from ..engine.config import fill_task_specs, load_config
 from ..utils.adapter_checkpoint import load_adapter_checkpoint
 from ..utils.build_errors import explain_build_errors
 from ..utils.param_count import build_model_without_weights
@@ -46,13 +47,13 @@ def init_model(config: Union[str, Config],
         from the checkpoint when it has them) attached.
     """
     if isinstance(config, str):
-        if not osp.isfile(config):
-            raise FileNotFoundError(f'config {config} not found')
-        config = Config.fromfile(config)
-    elif not isinstance(config, Config):
+        config = load_config(config, cfg_options)
+    elif isinstance(config, Config):
+        if cfg_options:
+            config.merge_from_dict(cfg_options)
+        fill_task_specs(config)
+    else:
         raise TypeError(f'config must be a file name or a Config, got {type(config).__name__}')
-    if cfg_options:
-        config.merge_from_dict(cfg_options)
     if checkpoint is not None and not osp.isfile(checkpoint):
         raise FileNotFoundError(f'checkpoint {checkpoint} not found')
     with explain_build_errors():

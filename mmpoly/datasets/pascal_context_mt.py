@@ -6,12 +6,11 @@ import shutil
 import tempfile
 from typing import Dict, List, Optional, Sequence
 
-from mmengine.dataset import BaseDataset
 from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
-from mmpoly.tasks import ALL_TASKS, check_tasks
-from mmpoly.utils.exact_resume import EpochSeededDataset
+from mmpoly.tasks import ALL_TASKS
+from .base_multi_task import MultiTaskDataset
 from .synthetic import VOC_CLASSES, make_synthetic_pascal_mt
 from .transforms.loading import PERSON_CLASS, read_object_classes
 
@@ -21,6 +20,23 @@ VOC_PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], 
                [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0], [0, 64, 128]]
 HUMAN_PARTS_CLASSES = ('background', 'head', 'torso', 'upper arm', 'lower arm', 'upper leg',
                        'lower leg')
+
+# The four tasks (``mmpoly.tasks.TaskSpec`` fields). The losses are the reference's weights.
+PASCAL_TASK_SPECS = dict(
+    semseg=dict(kind='class', num_outputs=21, label_format='class_png', ignore_index=255,
+                classes=VOC_CLASSES, palette=VOC_PALETTE,
+                loss=dict(type='PixelCrossEntropyLoss', loss_weight=1.0)),
+    human_parts=dict(kind='class', num_outputs=7, label_format='human_parts_mat',
+                     ignore_index=255, classes=HUMAN_PARTS_CLASSES,
+                     palette=VOC_PALETTE[:len(HUMAN_PARTS_CLASSES)],
+                     skip_single_value_labels=True,
+                     loss=dict(type='PixelCrossEntropyLoss', loss_weight=2.0)),
+    sal=dict(kind='binary', num_outputs=1, label_format='binary_png', ignore_index=255,
+             loss=dict(type='BalancedBCELoss', loss_weight=5.0)),
+    # Normals use the zero vector for "no label": it is never a valid unit normal.
+    normals=dict(kind='normal', num_outputs=3, label_format='normals_png', ignore_index=0,
+                 loss=dict(type='NormalL1Loss', loss_weight=10.0)),
+)
 
 
 def _require(path: str, what: str) -> str:
@@ -55,7 +71,7 @@ def _generate_once(data_root: str, **kwargs) -> None:
 
 
 @DATASETS.register_module()
-class PascalContextMTDataset(EpochSeededDataset, BaseDataset):
+class PascalContextMTDataset(MultiTaskDataset):
     """PASCAL-Context multi-task (PASCAL_MT): semseg, human parts, saliency, normals.
 
     Reads the layout of shared/spec/benchmark.md. Every file a sample needs is checked when
@@ -90,6 +106,7 @@ class PascalContextMTDataset(EpochSeededDataset, BaseDataset):
 
     METAINFO = dict(
         tasks=ALL_TASKS,
+        task_specs=PASCAL_TASK_SPECS,
         semseg_classes=VOC_CLASSES,
         semseg_palette=VOC_PALETTE,
         human_parts_classes=HUMAN_PARTS_CLASSES,
@@ -108,7 +125,6 @@ class PascalContextMTDataset(EpochSeededDataset, BaseDataset):
                  metainfo: Optional[dict] = None,
                  **kwargs):
         self.split = split
-        self.tasks = check_tasks(tasks, where=f'{self.__class__.__name__}.tasks')
         if auto_generate is not None and not osp.exists(data_root):
             auto_generate = dict(auto_generate)
             own_root = auto_generate.pop('root', None)
@@ -121,8 +137,9 @@ class PascalContextMTDataset(EpochSeededDataset, BaseDataset):
                     f'root={data_root}) to generate it there')
             _generate_once(data_root, **auto_generate)
         super().__init__(
+            tasks=tasks,
             data_root=data_root,
-            metainfo=dict(metainfo or {}, tasks=self.tasks),
+            metainfo=metainfo,
             pipeline=list(pipeline),
             test_mode=test_mode,
             **kwargs)

@@ -34,7 +34,7 @@ from mmengine.logging import print_log
 from PIL import Image
 
 from mmseg.registry import HOOKS
-from mmpoly.tasks import ALL_TASKS, TASK_SPECS
+from mmpoly.tasks import ALL_TASKS, TaskSpec, resolve_task_specs
 from .metrics.functional import quantize_normals, quantize_probability, to_numpy
 
 
@@ -45,15 +45,23 @@ def _map(data) -> np.ndarray:
     return x
 
 
-def encode_prediction(task: str, data) -> np.ndarray:
-    """A ``pred_<task>`` tensor -> the uint8 array of its PNG (HxW or HxWx3)."""
-    kind = TASK_SPECS[task].kind
+def _spec(task: str, spec: Optional[TaskSpec]) -> TaskSpec:
+    return spec if spec is not None else resolve_task_specs((task, ))[task]
+
+
+def encode_prediction(task: str, data, spec: Optional[TaskSpec] = None) -> np.ndarray:
+    """A ``pred_<task>`` tensor -> the uint8 array of its PNG (HxW or HxWx3); for a
+    regression task, the float32 array (C, H, W) of its ``.npy`` file."""
+    spec = _spec(task, spec)
+    kind = spec.kind
+    if kind == 'regression':
+        return to_numpy(data).astype(np.float32)
     if kind == 'class':
         ids = _map(data)
         if ids.ndim != 2:
             raise ValueError(f'{task}: expected (1, H, W) class ids, got {ids.shape}')
-        if ids.min() < 0 or ids.max() >= TASK_SPECS[task].num_outputs:
-            raise ValueError(f'{task}: class ids outside 0..{TASK_SPECS[task].num_outputs - 1}')
+        if ids.min() < 0 or ids.max() >= spec.num_outputs:
+            raise ValueError(f'{task}: class ids outside 0..{spec.num_outputs - 1}')
         return ids.astype(np.uint8)
     if kind == 'binary':
         prob = _map(data)
@@ -68,20 +76,28 @@ def encode_prediction(task: str, data) -> np.ndarray:
     return v.astype(np.uint8).transpose(1, 2, 0)
 
 
-def prediction_path(out_dir: str, task: str, img_id: str) -> str:
-    return osp.join(out_dir, task, f'{img_id}.png')
+def prediction_path(out_dir: str, task: str, img_id: str,
+                    spec: Optional[TaskSpec] = None) -> str:
+    ext = '.npy' if spec is not None and spec.kind == 'regression' else '.png'
+    return osp.join(out_dir, task, f'{img_id}{ext}')
 
 
-def write_prediction(out_dir: str, task: str, img_id: str, data) -> str:
+def write_prediction(out_dir: str, task: str, img_id: str, data,
+                     spec: Optional[TaskSpec] = None) -> str:
     """Write one prediction atomically (a rank writing the same file twice is harmless)."""
-    array = encode_prediction(task, data)
-    path = prediction_path(out_dir, task, img_id)
+    spec = _spec(task, spec)
+    array = encode_prediction(task, data, spec)
+    path = prediction_path(out_dir, task, img_id, spec)
     folder = osp.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{img_id}.', suffix='.png', dir=folder)
+    ext = osp.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=f'.{img_id}.', suffix=ext, dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
-            Image.fromarray(array).save(f, format='PNG')
+            if ext == '.npy':
+                np.save(f, array, allow_pickle=False)
+            else:
+                Image.fromarray(array).save(f, format='PNG')
         os.replace(tmp, path)
     finally:
         if osp.exists(tmp):
@@ -89,23 +105,28 @@ def write_prediction(out_dir: str, task: str, img_id: str, data) -> str:
     return path
 
 
-def read_prediction(out_dir: str, task: str, img_id: str) -> torch.Tensor:
+def read_prediction(out_dir: str, task: str, img_id: str,
+                    spec: Optional[TaskSpec] = None) -> torch.Tensor:
     """Read a prediction PNG back as a ``pred_<task>`` tensor.
 
     Class maps: (1, H, W) int64; saliency: (1, H, W) uint8 (the metric takes uint8 as
     already quantised); normals: (3, H, W) float64 ``2 v / 255 - 1`` (the metric
-    normalises). A missing or malformed file raises an error naming it.
+    normalises); regression: the float32 array of its ``.npy``. A missing or malformed
+    file raises an error naming it.
     """
-    path = prediction_path(out_dir, task, img_id)
+    spec = _spec(task, spec)
+    path = prediction_path(out_dir, task, img_id, spec)
     if not osp.isfile(path):
         raise FileNotFoundError(f'prediction file missing: {path} (task {task!r}, image '
                                 f'{img_id!r})')
     try:
+        if spec.kind == 'regression':
+            return torch.from_numpy(np.load(path, allow_pickle=False))
         with Image.open(path) as img:
             array = np.array(img)
     except (OSError, ValueError) as e:
         raise ValueError(f'cannot read prediction file {path}: {e}') from e
-    kind = TASK_SPECS[task].kind
+    kind = spec.kind
     if kind == 'normal':
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise ValueError(f'prediction file {path}: normals must be 8-bit RGB, got '
@@ -116,10 +137,10 @@ def read_prediction(out_dir: str, task: str, img_id: str) -> torch.Tensor:
         raise ValueError(f'prediction file {path}: {task} must be 8-bit gray, got '
                          f'{array.dtype} of shape {array.shape}')
     if kind == 'class':
-        bad = array >= TASK_SPECS[task].num_outputs
+        bad = array >= spec.num_outputs
         if bad.any():
             raise ValueError(f'prediction file {path}: class ids {np.unique(array[bad])} '
-                             f'outside 0..{TASK_SPECS[task].num_outputs - 1}')
+                             f'outside 0..{spec.num_outputs - 1}')
         return torch.from_numpy(array[None].astype(np.int64))
     return torch.from_numpy(array[None])
 
@@ -161,6 +182,10 @@ class MultiTaskPredictionWriter(Hook):
         self._dataset_len = len(loader.dataset)
         self._skip_padding = isinstance(loader.sampler, DefaultSampler)
         self._rank, self._world = get_dist_info()
+        # the dataset's task specs (kind: how to write a prediction); default dataset's else
+        specs = (getattr(loader.dataset, 'metainfo', None) or {}).get('task_specs')
+        names = self.tasks or (tuple(specs) if specs else ALL_TASKS)
+        self._specs = resolve_task_specs(names, specs)
 
     def _is_padding(self, position: int) -> bool:
         # DefaultSampler gives rank r the positions r, r + N, r + 2N, ... of the padded list
@@ -175,9 +200,10 @@ class MultiTaskPredictionWriter(Hook):
             if self._is_padding(position):
                 continue
             img_id = sample_id(sample)
-            tasks = self.tasks or [t for t in ALL_TASKS if f'pred_{t}' in sample]
+            tasks = self.tasks or [t for t in self._specs if f'pred_{t}' in sample]
             for task in tasks:
-                write_prediction(self.out_dir, task, img_id, getattr(sample, f'pred_{task}').data)
+                write_prediction(self.out_dir, task, img_id,
+                                 getattr(sample, f'pred_{task}').data, self._specs[task])
             self._written += 1
 
     def after_test(self, runner) -> None:

@@ -1,12 +1,12 @@
 """Normalise a batch of images and pad them, with every task map padded by its own value."""
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor
 
 from mmseg.registry import MODELS
-from ..tasks import TASK_SPECS
+from ..tasks import ALL_TASKS, resolve_task_specs
 
 
 @MODELS.register_module()
@@ -18,7 +18,10 @@ class MultiTaskDataPreProcessor(BaseDataPreprocessor):
         bgr_to_rgb: swap channels (images are loaded BGR, weights expect RGB).
         size: pad every image (and label) to this (h, w), bottom/right; or None.
         size_divisor: pad to a multiple of this; or None (same size within the batch).
-        pad_val: image padding value. Label padding comes from ``TASK_SPECS``.
+        pad_val: image padding value.
+        tasks, task_specs: the tasks (filled in by ``MultiTaskEncoderDecoder``); each
+            ``gt_<task>`` map is padded with its spec's ``pad_value``. Default: the
+            default dataset's tasks.
     """
 
     def __init__(self,
@@ -27,8 +30,14 @@ class MultiTaskDataPreProcessor(BaseDataPreprocessor):
                  bgr_to_rgb: bool = True,
                  size: Optional[Tuple[int, int]] = None,
                  size_divisor: Optional[int] = None,
-                 pad_val: float = 0):
+                 pad_val: float = 0,
+                 tasks: Optional[Sequence[str]] = None,
+                 task_specs: Optional[Mapping[str, Any]] = None):
         super().__init__()
+        if tasks is None:
+            tasks = tuple(task_specs) if task_specs else ALL_TASKS
+        specs = resolve_task_specs(tasks, task_specs, where='data_preprocessor.tasks')
+        self.label_pad_values = {f'gt_{t}': s.pad_value for t, s in specs.items()}
         self.register_buffer('mean', torch.tensor(mean).view(-1, 1, 1), False)
         self.register_buffer('std', torch.tensor(std).view(-1, 1, 1), False)
         self.bgr_to_rgb = bgr_to_rgb
@@ -59,12 +68,11 @@ class MultiTaskDataPreProcessor(BaseDataPreprocessor):
             if data_samples is None:
                 continue
             sample = data_samples[i]
-            for task, spec in TASK_SPECS.items():
-                field = f'gt_{task}'
+            for field, pad_value in self.label_pad_values.items():
                 if field in sample:
                     gt = getattr(sample, field)
                     label = gt.data
                     del gt.data  # PixelData refuses a field of another size
-                    gt.data = F.pad(label, pad, value=spec.pad_value)
+                    gt.data = F.pad(label, pad, value=pad_value)
             sample.set_metainfo(dict(pad_shape=(h, w), batch_input_shape=(h, w)))
         return dict(inputs=torch.stack(padded), data_samples=data_samples)

@@ -1,5 +1,5 @@
 from . import amp  # noqa: F401  (registers MixedPrecisionOptimWrapper)
 from .build_errors import explain_build_errors
-from .runtime import finish_distributed, setup_runtime
+from ..engine.runtime import finish_distributed, setup_runtime
 
 __all__ = ['explain_build_errors', 'finish_distributed', 'setup_runtime']

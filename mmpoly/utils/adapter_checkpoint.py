@@ -391,10 +391,9 @@ def measure_sizes(config: str, work_dir: str) -> Dict[str, int]:
     parameters); adapter-only is the same through ``make_adapter_checkpoint``, with and
     without the optimizer state.
     """
-    from mmengine.config import Config
-
+    from mmpoly.engine.config import load_config
     from mmpoly.utils.param_count import build_model_without_weights
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     model = build_model_without_weights(cfg)
     os.makedirs(work_dir, exist_ok=True)
     for prefix, backbone, path in pretrained_backbones(model):

@@ -28,7 +28,7 @@ from mmengine.visualization import Visualizer
 
 from mmseg.registry import HOOKS, VISUALIZERS
 from mmseg.visualization import SegLocalVisualizer
-from mmpoly.tasks import ALL_TASKS, TASK_SPECS
+from mmpoly.tasks import ALL_TASKS, TaskSpec, resolve_task_specs
 
 IGNORE_COLOUR = (255, 255, 255)
 TITLE_HEIGHT = 14
@@ -46,10 +46,23 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def task_to_rgb(task: str, data, is_label: bool, palette=None) -> np.ndarray:
-    """A label or prediction tensor of ``task`` -> HxWx3 uint8 RGB."""
+def task_to_rgb(task: str, data, is_label: bool, palette=None,
+                spec: Optional[TaskSpec] = None) -> np.ndarray:
+    """A label or prediction tensor of ``task`` -> HxWx3 uint8 RGB (by the task's kind;
+    ``spec`` default: the default dataset's spec of ``task``)."""
     x = _numpy(data)
-    kind = TASK_SPECS[task].kind
+    if spec is None:
+        spec = resolve_task_specs((task, ))[task]
+    kind = spec.kind
+    if kind == 'regression':  # first channel, grey from its min (black) to its max
+        m = (x[0] if x.ndim == 3 else x).astype(np.float64)
+        valid = np.isfinite(m) & (m != spec.ignore_index) if is_label else np.isfinite(m)
+        lo, hi = (m[valid].min(), m[valid].max()) if valid.any() else (0.0, 1.0)
+        grey = np.clip((m - lo) / max(hi - lo, 1e-12) * 255, 0, 255)
+        rgb = np.repeat(np.where(valid, grey, 0).astype(np.uint8)[..., None], 3, axis=2)
+        if is_label:
+            rgb[~valid] = IGNORE_COLOUR
+        return rgb
     if kind == 'normal':
         n = x.astype(np.float32)
         rgb = np.clip(np.floor((n + 1.0) * 255.0 / 2.0), 0, 255).astype(np.uint8)
@@ -101,9 +114,12 @@ def draw_multi_task(image: np.ndarray, data_sample, dataset_meta: Optional[dict]
         tasks: tasks to draw; default: every task the sample has a field for.
     """
     meta = dataset_meta or {}
+    specs = meta.get('task_specs')
+    known = tuple(specs) if specs else ALL_TASKS
+    specs = resolve_task_specs(known, specs)
     h, w = image.shape[:2]
     if tasks is None:
-        tasks = [t for t in ALL_TASKS
+        tasks = [t for t in known
                  if _field(data_sample, f'gt_{t}') is not None
                  or _field(data_sample, f'pred_{t}') is not None]
     blank = np.full((h, w, 3), 255, dtype=np.uint8)
@@ -118,8 +134,10 @@ def draw_multi_task(image: np.ndarray, data_sample, dataset_meta: Optional[dict]
             if data is None:
                 rgb = blank
             else:
-                rgb = task_to_rgb(task, data, is_label=kind == 'gt',
-                                  palette=meta.get(f'{task}_palette'))
+                spec = specs[task]
+                palette = meta.get(f'{task}_palette') or spec.palette or None
+                rgb = task_to_rgb(task, data, is_label=kind == 'gt', palette=palette,
+                                  spec=spec)
                 if rgb.shape[:2] != (h, w):  # e.g. a label not at the original size
                     rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_NEAREST)
             row.append(_panel(rgb, f"{task} {'GT' if kind == 'gt' else 'pred'}"))

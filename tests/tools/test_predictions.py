@@ -103,7 +103,7 @@ def test_writer_skips_the_padding_of_the_sampler(tmp_path, monkeypatch, world):
     import mmpoly.evaluation.prediction_writer as writer_mod
     size, writes = 15, []
     monkeypatch.setattr(writer_mod, 'write_prediction',
-                        lambda out, task, img_id, data: writes.append(img_id))
+                        lambda out, task, img_id, data, *spec: writes.append(img_id))
     for rank in range(world):
         monkeypatch.setattr(sampler_mod, 'get_dist_info', lambda: (rank, world))
         monkeypatch.setattr(writer_mod, 'get_dist_info', lambda: (rank, world))

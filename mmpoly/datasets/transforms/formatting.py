@@ -5,7 +5,7 @@ from mmengine.structures import PixelData
 from mmseg.registry import TRANSFORMS
 from mmseg.structures import SegDataSample
 
-from mmpoly.tasks import TASK_SPECS
+from mmpoly.tasks import task_spec_of
 
 
 @TRANSFORMS.register_module()
@@ -19,7 +19,8 @@ class PackMultiTaskInputs(BaseTransform):
     Returns:
         dict: ``inputs``, the image as a CHW uint8 tensor (BGR, as loaded); and
         ``data_samples``, a ``SegDataSample`` with one ``PixelData`` field ``gt_<task>`` per
-        label: (1, H, W) int64 for class maps and saliency, (3, H, W) float32 for normals.
+        label: (1, H, W) int64 for class and binary maps, (3, H, W) float32 for normals,
+        (C, H, W) float32 for regression maps (depth: C = 1).
     """
 
     def __init__(self,
@@ -40,8 +41,11 @@ class PackMultiTaskInputs(BaseTransform):
         for key in results.get('task_fields', []):
             task = key[len('gt_'):]
             label = results[key]
-            if TASK_SPECS[task].kind == 'normal':
+            kind = task_spec_of(results, task).kind
+            if kind == 'normal' or (kind == 'regression' and label.ndim == 3):
                 data = label.transpose(2, 0, 1).astype(np.float32)
+            elif kind == 'regression':
+                data = label[None].astype(np.float32)
             else:
                 data = label[None].astype(np.int64)
             data_sample.set_data({key: PixelData(data=torch.from_numpy(data))})

@@ -2,9 +2,10 @@
 
 Each transform acts on ``results['img']`` (when present) and on every key listed in
 ``results['task_fields']`` (``gt_<task>``). How a label is moved depends on its task
-(``mmpoly.tasks.TASK_SPECS``):
+kind (``results['task_specs']``, see ``mmpoly.tasks``):
 
-- class maps and saliency: nearest interpolation, ``pad_value`` (255) outside the image;
+- class maps, binary maps and regression maps (depth): nearest interpolation, the task's
+  ``pad_value`` outside the image;
 - normals: bilinear interpolation, then re-normalisation; a validity mask moved with nearest
   interpolation keeps invalid (zero) pixels invalid. The vectors are turned with the geometry:
   a horizontal flip negates x, a rotation turns (x, y) by the same angle.
@@ -20,7 +21,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
-from mmpoly.tasks import TASK_SPECS
+from mmpoly.tasks import TaskSpec, task_spec_of
 
 # warp(array, cv2 interpolation flag, fill value) -> moved array
 Warp = Callable[[np.ndarray, int, float], np.ndarray]
@@ -31,12 +32,12 @@ def _task_fields(results: dict) -> list:
     return [key for key in results.get('task_fields', []) if key in results]
 
 
-def _is_normals(key: str) -> bool:
-    return TASK_SPECS[key[len('gt_'):]].kind == 'normal'
+def _spec(results: dict, key: str) -> TaskSpec:
+    return task_spec_of(results, key[len('gt_'):])
 
 
-def _pad_value(key: str) -> float:
-    return TASK_SPECS[key[len('gt_'):]].pad_value
+def _is_normals(results: dict, key: str) -> bool:
+    return _spec(results, key).kind == 'normal'
 
 
 def normalize_normals(normals: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -47,14 +48,14 @@ def normalize_normals(normals: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid[..., None], unit, 0).astype(np.float32)
 
 
-def warp_label(label: np.ndarray, key: str, warp: Warp) -> np.ndarray:
-    """Move one task label with ``warp`` using the interpolation its task needs."""
-    if _is_normals(key):
+def warp_label(label: np.ndarray, key: str, warp: Warp, spec: TaskSpec) -> np.ndarray:
+    """Move one task label with ``warp`` using the interpolation its task's kind needs."""
+    if spec.kind == 'normal':
         valid = np.any(label != 0, axis=2).astype(np.uint8)
         moved = warp(label.astype(np.float32), cv2.INTER_LINEAR, 0)
         moved_valid = warp(valid, cv2.INTER_NEAREST, 0).astype(bool)
         return normalize_normals(moved, moved_valid)
-    return warp(label, cv2.INTER_NEAREST, _pad_value(key))
+    return warp(label, cv2.INTER_NEAREST, spec.pad_value)
 
 
 def resize_warp(size_hw: Tuple[int, int]) -> Warp:
@@ -80,7 +81,7 @@ def _apply(results: dict, warp: Warp) -> None:
         results['img'] = warp(results['img'], cv2.INTER_LINEAR, 0)
         results['img_shape'] = results['img'].shape[:2]
     for key in _task_fields(results):
-        results[key] = warp_label(results[key], key, warp)
+        results[key] = warp_label(results[key], key, warp, _spec(results, key))
 
 
 def _update_scale_factor(results: dict, w_scale: float, h_scale: float) -> None:
@@ -119,7 +120,7 @@ class MTRandomFlip(BaseTransform):
                 results['img'] = np.ascontiguousarray(results['img'][:, ::-1])
             for key in _task_fields(results):
                 label = np.ascontiguousarray(results[key][:, ::-1])
-                if _is_normals(key):
+                if _is_normals(results, key):
                     label[..., 0] *= -1
                 results[key] = label
         results['flip'] = flip
@@ -204,7 +205,7 @@ class MTRandomRotate(BaseTransform):
         matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degree, 1.0)
         _apply(results, _affine_warp(matrix, (h, w)))
         cos, sin = math.cos(math.radians(degree)), math.sin(math.radians(degree))
-        for key in filter(_is_normals, _task_fields(results)):
+        for key in [k for k in _task_fields(results) if _is_normals(results, k)]:
             x, y = results[key][..., 0].copy(), results[key][..., 1].copy()
             results[key][..., 0] = x * cos + y * sin
             results[key][..., 1] = -x * sin + y * cos
@@ -304,7 +305,7 @@ class MTPad(BaseTransform):
         for key in _task_fields(results):
             label = results[key]
             results[key] = np.pad(label, pad + ((0, 0), ) * (label.ndim - 2),
-                                  constant_values=_pad_value(key))
+                                  constant_values=_spec(results, key).pad_value)
         results['pad_shape'] = self.size
         return results
 

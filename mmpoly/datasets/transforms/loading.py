@@ -6,7 +6,7 @@ the file, so a corrupt dataset fails loudly instead of training on wrong labels.
 import os.path as osp
 import warnings
 from functools import lru_cache
-from typing import List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import scipy.io as sio
@@ -14,7 +14,7 @@ from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 from PIL import Image
 
-from mmpoly.tasks import TASK_SPECS
+from mmpoly.tasks import TaskSpec, task_spec_of
 from .geometric import normalize_normals, resize_warp, warp_label
 
 # VOC class id of 'person' in the Pascal-Part annotations (human_parts/<id>.mat).
@@ -198,22 +198,66 @@ class LoadMultiTaskAnnotations(BaseTransform):
             label = self._load(task, results, shape)
             if label.shape[:2] != shape:
                 _warn_resized(results['label_paths'][task], label.shape[:2], shape)
-                label = warp_label(label, key, resize_warp(shape))
+                label = warp_label(label, key, resize_warp(shape), task_spec_of(results, task))
             results[key] = label
             results['task_fields'].append(key)
         return results
 
     @staticmethod
     def _load(task: str, results: dict, shape: Tuple[int, int]) -> np.ndarray:
-        path = results['label_paths'][task]
-        if task == 'semseg':
-            return load_class_map(path, TASK_SPECS[task].num_outputs)
-        if task == 'human_parts':
-            if not results.get('has_human_parts', True):
-                return np.full(shape, 255, dtype=np.uint8)
-            return load_human_parts(path, shape)
-        if task == 'sal':
-            return load_saliency(path)
-        if task == 'normals':
-            return load_normals(path, results['context_label_path'])
-        raise ValueError(f'no label loader for task {task!r}')
+        spec = task_spec_of(results, task)
+        reader = LABEL_READERS.get(spec.label_format)
+        if reader is None:
+            raise ValueError(f'no label reader {spec.label_format!r} for task {task!r}; '
+                             f'known: {sorted(LABEL_READERS)} (register_label_reader)')
+        return reader(results['label_paths'][task], results, spec, shape)
+
+
+# label_format -> reader(path, results, spec, shape) -> label array at its stored size
+LabelReader = Callable[[str, dict, TaskSpec, Tuple[int, int]], np.ndarray]
+LABEL_READERS: Dict[str, LabelReader] = {}
+
+
+def register_label_reader(name: str):
+    """Register a label reader under ``name`` (a ``TaskSpec.label_format``)."""
+
+    def register(fn: LabelReader) -> LabelReader:
+        LABEL_READERS[name] = fn
+        return fn
+
+    return register
+
+
+@register_label_reader('class_png')
+def _read_class_png(path, results, spec, shape):
+    return load_class_map(path, spec.num_outputs)
+
+
+@register_label_reader('human_parts_mat')
+def _read_human_parts(path, results, spec, shape):
+    if not results.get('has_human_parts', True):
+        return np.full(shape, spec.ignore_index, dtype=np.uint8)
+    return load_human_parts(path, shape)
+
+
+@register_label_reader('binary_png')
+def _read_binary_png(path, results, spec, shape):
+    return load_saliency(path)
+
+
+@register_label_reader('normals_png')
+def _read_normals_png(path, results, spec, shape):
+    return load_normals(path, results['context_label_path'])
+
+
+@register_label_reader('npy')
+def _read_npy(path, results, spec, shape):
+    """A ``.npy`` array: HxW (one channel) or HxWxC, kept as float32 for regression."""
+    _check_exists(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f'cannot read numpy file {path}: {e}') from e
+    if spec.kind in ('regression', 'normal'):
+        return array.astype(np.float32)
+    return array.astype(np.uint8)

@@ -18,7 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from mmpoly.tasks import TASK_SPECS
+from mmpoly.tasks import TaskSpec, default_task_specs, resolve_task_specs
 
 # Class names of the class-map tasks (the order of the label ids).
 SEMSEG_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
@@ -28,7 +28,8 @@ SEMSEG_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle'
 HUMAN_PARTS_CLASSES = ('background', 'head', 'torso', 'uarm', 'larm', 'uleg', 'lleg')
 CLASS_NAMES = dict(semseg=SEMSEG_CLASSES, human_parts=HUMAN_PARTS_CLASSES)
 
-# The main metric of each task (used by delta_m) and its direction.
+# The main metric of each task of the default dataset (PASCAL-Context), for tools; components
+# take it from the task's kind (``TaskSpec.main_metric``).
 MAIN_METRICS = dict(semseg='mIoU', human_parts='mIoU', sal='mIoU', normals='mErr')
 
 # Single-task full fine-tuning, Swin-T ImageNet-1k (paper Table 1).
@@ -95,15 +96,20 @@ def confusion_image_stats(pred, gt, num_classes: int,
     return np.stack([tp, pred_count - tp, gt_count - tp]).astype(np.int64)
 
 
-def is_human_parts_evaluated(gt) -> bool:
-    """Whether the reference evaluates this human_parts label.
+def is_single_value_label_evaluated(gt, ignore_index: int = 255) -> bool:
+    """Whether an image whose task has ``skip_single_value_labels`` is evaluated.
 
-    The reference skips an image whose label holds a single value that is 0 or 255
-    (all background or all ignore: no person with parts).
+    The reference (human parts) skips an image whose label holds a single value that is 0
+    or ``ignore_index`` (all background or all ignore: no person with parts).
     """
     gt = to_numpy(gt)
     lo, hi = gt.min(), gt.max()
-    return not (lo == hi and lo in (0, 255))
+    return not (lo == hi and lo in (0, ignore_index))
+
+
+def is_human_parts_evaluated(gt) -> bool:
+    """``is_single_value_label_evaluated`` with the PASCAL ignore value 255."""
+    return is_single_value_label_evaluated(gt, 255)
 
 
 def iou_scores(stats: Sequence[np.ndarray]) -> Dict[str, object]:
@@ -334,10 +340,49 @@ def normals_scores(stats: Sequence[dict], bin_width: float = 0.05) -> Dict[str, 
     return out
 
 
+# ------------------------------------------------------------------- regression
+def regression_image_stats(pred, gt, ignore_index: float = 0.0) -> Optional[dict]:
+    """Squared and absolute errors of one image over its labelled elements.
+
+    Args:
+        pred: predicted values, (C, H, W) or (H, W).
+        gt: labels, same shape; ``ignore_index`` (depth: 0) or a non-finite value = no
+            label.
+
+    Returns:
+        dict with ``count``, ``sq_sum`` and ``abs_sum`` (exact float64 sums), or None when
+        the image has no labelled element.
+    """
+    pred = to_numpy(pred).astype(np.float64)
+    gt = to_numpy(gt).astype(np.float64)
+    if pred.ndim == 2:
+        pred = pred[None]
+    if gt.ndim == 2:
+        gt = gt[None]
+    _check_same_shape(pred, gt, 'regression')
+    valid = (gt != ignore_index) & np.isfinite(gt)
+    if not valid.any():
+        return None
+    err = pred[valid] - gt[valid]
+    return dict(count=int(valid.sum()), sq_sum=math.fsum((err * err).tolist()),
+                abs_sum=math.fsum(np.abs(err).tolist()))
+
+
+def regression_scores(stats: Sequence[dict]) -> Dict[str, float]:
+    """RMSE and mean absolute error pooled over every labelled element of the split."""
+    n = sum(s['count'] for s in stats)
+    if n == 0:
+        return dict(rmse=float('nan'), mae=float('nan'), num_images=0, num_pixels=0)
+    return dict(rmse=math.sqrt(math.fsum(s['sq_sum'] for s in stats) / n),
+                mae=math.fsum(s['abs_sum'] for s in stats) / n,
+                num_images=len(stats), num_pixels=n)
+
+
 # ------------------------------------------------------------------------ delta_m
 def delta_m(results: Mapping[str, float],
             reference: Mapping[str, float],
-            tasks: Optional[Sequence[str]] = None) -> Optional[float]:
+            tasks: Optional[Sequence[str]] = None,
+            task_specs: Optional[Mapping[str, object]] = None) -> Optional[float]:
     r"""Multi-task performance :math:`\Delta_m` in percent.
 
     :math:`\Delta_m = \frac{1}{T} \sum_t (-1)^{l_t} (M_t - M^{ref}_t) / M^{ref}_t \times 100`
@@ -349,17 +394,20 @@ def delta_m(results: Mapping[str, float],
         reference: single-task value of the main metric per task, same units.
         tasks: tasks to average over; default: every task with both a finite result
             and a reference value.
+        task_specs: task -> ``TaskSpec`` (main metric and direction by kind); default:
+            the default dataset's tasks.
 
     Returns:
         Δm in percent (e.g. 2.23 for +2.23 %), or None when no task can be compared.
     """
+    specs = _specs(task_specs)
     values = {}
-    for task, metric in MAIN_METRICS.items():
-        for key in (task, f'{task}/{metric}'):
+    for task, spec in specs.items():
+        for key in (task, f'{task}/{spec.main_metric}'):
             if key in results and results[key] is not None:
                 values[task] = float(results[key])
     if tasks is None:
-        tasks = [t for t in MAIN_METRICS if t in values and t in reference]
+        tasks = [t for t in specs if t in values and t in reference]
     tasks = [t for t in tasks if t in values and t in reference
              and math.isfinite(values[t])]
     if not tasks:
@@ -367,20 +415,31 @@ def delta_m(results: Mapping[str, float],
     total = 0.0
     for t in tasks:
         ref = float(reference[t])
-        sign = -1.0 if TASK_SPECS[t].lower_is_better else 1.0
+        sign = -1.0 if specs[t].lower_is_better else 1.0
         total += sign * (values[t] - ref) / ref
     return total / len(tasks) * 100
 
 
-def main_metric_key(task: str) -> str:
-    """'semseg' -> 'semseg/mIoU', 'normals' -> 'normals/mErr'."""
-    return f'{task}/{MAIN_METRICS[task]}'
+def _specs(task_specs) -> Dict[str, TaskSpec]:
+    if task_specs is None:
+        task_specs = default_task_specs()
+        return resolve_task_specs(tuple(task_specs), task_specs)
+    return {t: TaskSpec.from_any(s, t) for t, s in task_specs.items()}
+
+
+def main_metric_key(task: str, spec: Optional[TaskSpec] = None) -> str:
+    """'semseg' -> 'semseg/mIoU', 'normals' -> 'normals/mErr' (the main metric of the
+    task's kind; ``spec`` default: the default dataset's spec of ``task``)."""
+    if spec is None:
+        spec = _specs(None)[task]
+    return f'{task}/{spec.main_metric}'
 
 
 __all__: List[str] = [
     'SEMSEG_CLASSES', 'HUMAN_PARTS_CLASSES', 'CLASS_NAMES', 'MAIN_METRICS',
     'DEFAULT_REFERENCE', 'DEFAULT_SAL_THRESHOLDS', 'NORMAL_THRESHOLDS', 'to_numpy',
-    'confusion_image_stats', 'is_human_parts_evaluated', 'iou_scores',
+    'confusion_image_stats', 'is_human_parts_evaluated', 'is_single_value_label_evaluated',
+    'iou_scores', 'regression_image_stats', 'regression_scores',
     'quantize_probability', 'sal_image_stats', 'sal_scores', 'normalize_normals',
     'quantize_normals', 'normal_angles', 'normals_image_stats', 'normals_scores',
     'delta_m', 'main_metric_key'

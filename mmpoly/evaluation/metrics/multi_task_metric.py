@@ -1,18 +1,20 @@
 """One metric for all PASCAL-Context multi-task tasks, plus the multi-task Δm."""
 import logging
 import math
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger, print_log
 from prettytable import PrettyTable
 
 from mmseg.registry import METRICS
-from mmpoly.tasks import ALL_TASKS, TASK_SPECS, check_tasks
-from .functional import (CLASS_NAMES, DEFAULT_REFERENCE, DEFAULT_SAL_THRESHOLDS,
-                         confusion_image_stats, delta_m, iou_scores,
-                         is_human_parts_evaluated, main_metric_key, normals_image_stats,
-                         normals_scores, sal_image_stats, sal_scores)
+from mmpoly.tasks import (ALL_TASKS, TaskSpec, check_tasks, default_task_specs,
+                          resolve_task_specs)
+from .functional import (DEFAULT_REFERENCE, DEFAULT_SAL_THRESHOLDS, confusion_image_stats,
+                         delta_m, iou_scores, is_single_value_label_evaluated,
+                         main_metric_key, normals_image_stats, normals_scores,
+                         regression_image_stats, regression_scores, sal_image_stats,
+                         sal_scores)
 
 
 def _get_data(sample, name: str):
@@ -29,11 +31,14 @@ def _get_data(sample, name: str):
     return getattr(field, 'data', field)
 
 
-def check_prediction(task: str, pred, data_sample=None, who: str = 'MultiTaskMetric') -> None:
+def check_prediction(task: str, pred, data_sample=None, who: str = 'MultiTaskMetric',
+                     spec: Optional[TaskSpec] = None) -> None:
     """Refuse a non-finite prediction (or a class id out of range) with a clear error, instead
     of a crash elsewhere (``np.bincount`` of negative ids) or a silent score."""
     import numpy as np
     import torch
+    if spec is None:
+        spec = resolve_task_specs((task, ))[task]
     values = pred if isinstance(pred, torch.Tensor) else torch.as_tensor(np.asarray(pred))
     where = ''
     if data_sample is not None:
@@ -48,17 +53,37 @@ def check_prediction(task: str, pred, data_sample=None, who: str = 'MultiTaskMet
                 f'{who}: the {task} prediction{where} has {bad} non-finite values (NaN/Inf): '
                 'the model diverged (non-finite weights); evaluate a checkpoint written '
                 'before the divergence')
-        if TASK_SPECS[task].kind != 'class':
-            return
-    num = TASK_SPECS[task].num_outputs
+    if spec.kind != 'class':
+        return
+    num = spec.num_outputs
     if values.numel() and (int(values.min()) < 0 or int(values.max()) >= num):
         raise ValueError(f'{who}: the {task} prediction{where} has class ids outside '
                          f'[0, {num}): min {int(values.min())}, max {int(values.max())}')
 
 
+# the metrics reported per task kind (the first one is the kind's main metric)
+METRIC_KEYS = {
+    'class': ('mIoU', ),
+    'binary': ('mIoU', 'maxF'),
+    'normal': ('mErr', 'median', 'rmse', '11.25', '22.5', '30'),
+    'regression': ('rmse', 'mae'),
+}
+
+
+def _as_dict(spec) -> dict:
+    if spec is None:
+        return {}
+    return spec.to_dict() if isinstance(spec, TaskSpec) else dict(spec)
+
+
 @METRICS.register_module()
 class MultiTaskMetric(BaseMetric):
-    """Reference evaluation of PASCAL-Context multi-task, and Δm.
+    """Reference evaluation of PASCAL-Context multi-task (and any dataset's tasks), and Δm.
+
+    Each task is evaluated by its kind (``TaskSpec``, from the ``task_specs`` argument,
+    else the ``dataset_meta['task_specs']`` the runner gives, else the default dataset's):
+    'class' as semseg / human_parts, 'binary' as sal, 'normal' as normals, 'regression'
+    (depth) by RMSE (main, lower is better) and mean absolute error over labelled pixels.
 
     Follows Multi-Task-Learning-PyTorch's offline evaluation
     (``evaluation/eval_*.py``) on predictions at the original image size:
@@ -110,7 +135,9 @@ class MultiTaskMetric(BaseMetric):
             predicted normals. Default: False.
         normals_bin_width (float): histogram bin (degrees) for the median. Default:
             0.05 (about 10 KB per image; 0.01 would need about 40 KB).
-        ignore_index (int): ignore label of class maps and saliency. Default: 255.
+        ignore_index (int, optional): ignore label of class maps and saliency. Default
+            (None): each task's ``ignore_index``.
+        task_specs (dict, optional): task -> ``TaskSpec`` fields overriding the dataset's.
         collect_device (str): 'cpu' or 'gpu', see ``BaseMetric``. Default: 'cpu'.
         prefix (str, optional): prefix of the metric names. Default: None.
         collect_dir (str, optional): temporary directory for ``collect_device='cpu'``.
@@ -123,7 +150,8 @@ class MultiTaskMetric(BaseMetric):
                  sal_thresholds: Sequence[float] = DEFAULT_SAL_THRESHOLDS,
                  quantize_normals: bool = False,
                  normals_bin_width: float = 0.05,
-                 ignore_index: int = 255,
+                 ignore_index: Optional[int] = None,
+                 task_specs: Optional[Mapping[str, Any]] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None,
@@ -136,8 +164,6 @@ class MultiTaskMetric(BaseMetric):
         self.tasks = check_tasks(tasks, where=f'{self.__class__.__name__}.tasks')
         reference = dict(DEFAULT_REFERENCE if reference is None else reference)
         for task, value in reference.items():
-            if task not in TASK_SPECS:
-                raise ValueError(f'reference: unknown task {task!r}')
             if not value > 0:
                 raise ValueError(f'reference[{task!r}] must be positive, got {value}')
         self.reference = reference
@@ -150,6 +176,38 @@ class MultiTaskMetric(BaseMetric):
                              f'{normals_bin_width}')
         self.normals_bin_width = float(normals_bin_width)
         self.ignore_index = ignore_index
+        self._task_specs_arg = dict(task_specs) if task_specs else None
+        self._specs: Optional[Dict[str, TaskSpec]] = None
+        self.task_specs  # noqa: B018  (an unknown task is an error now, not at evaluation)
+
+    @BaseMetric.dataset_meta.setter
+    def dataset_meta(self, dataset_meta: dict) -> None:
+        BaseMetric.dataset_meta.fset(self, dataset_meta)
+        self._specs = None  # resolved again with the dataset's task specs
+
+    @property
+    def task_specs(self) -> Dict[str, TaskSpec]:
+        """The ``TaskSpec`` of every evaluated task (resolved on first use, once the runner
+        has set ``dataset_meta``)."""
+        if self._specs is None:
+            meta = self.dataset_meta or {}
+            base = meta.get('task_specs')
+            given = self._task_specs_arg
+            if base is not None or given is not None:
+                merged = {t: dict(_as_dict((base or {}).get(t)), **_as_dict((given or {}).get(t)))
+                          for t in {**(base or {}), **(given or {})}}
+            else:
+                merged = None
+            self._specs = resolve_task_specs(self.tasks, merged,
+                                             where=f'{self.__class__.__name__}.tasks')
+            known = set(merged) if merged is not None else set(default_task_specs())
+            unknown = sorted(set(self.reference) - known - set(self._specs))
+            if unknown:
+                raise ValueError(f'reference: unknown task(s) {unknown}')
+        return self._specs
+
+    def _ignore(self, spec: TaskSpec):
+        return spec.ignore_index if self.ignore_index is None else self.ignore_index
 
     # ---------------------------------------------------------------- per image
     def image_stats(self, data_sample) -> dict:
@@ -163,17 +221,20 @@ class MultiTaskMetric(BaseMetric):
             if pred is None:
                 raise KeyError(f'{self.__class__.__name__}: sample has gt_{task} but no '
                                f'pred_{task}; restrict the metric with tasks=[...]')
-            check_prediction(task, pred, data_sample, self.__class__.__name__)
-            if task in CLASS_NAMES:
-                if task == 'human_parts' and not is_human_parts_evaluated(gt):
+            spec = self.task_specs[task]
+            check_prediction(task, pred, data_sample, self.__class__.__name__, spec)
+            if spec.kind == 'class':
+                if spec.skip_single_value_labels and not is_single_value_label_evaluated(
+                        gt, self._ignore(spec)):
                     continue
-                stats = confusion_image_stats(pred, gt, TASK_SPECS[task].num_outputs,
-                                              self.ignore_index)
-            elif task == 'sal':
-                stats = sal_image_stats(pred, gt, self.sal_thresholds, self.ignore_index)
-            else:
+                stats = confusion_image_stats(pred, gt, spec.num_outputs, self._ignore(spec))
+            elif spec.kind == 'binary':
+                stats = sal_image_stats(pred, gt, self.sal_thresholds, self._ignore(spec))
+            elif spec.kind == 'normal':
                 stats = normals_image_stats(pred, gt, quantize=self.quantize_normals,
                                             bin_width=self.normals_bin_width)
+            else:
+                stats = regression_image_stats(pred, gt, spec.ignore_index)
             if stats is not None:
                 record[task] = stats
         return record
@@ -189,12 +250,15 @@ class MultiTaskMetric(BaseMetric):
         scores = {}
         for task in self.tasks:
             stats = [r[task] for r in results if task in r]
-            if task in CLASS_NAMES:
+            kind = self.task_specs[task].kind
+            if kind == 'class':
                 scores[task] = iou_scores(stats)
-            elif task == 'sal':
+            elif kind == 'binary':
                 scores[task] = sal_scores(stats)
-            else:
+            elif kind == 'normal':
                 scores[task] = normals_scores(stats, self.normals_bin_width)
+            else:
+                scores[task] = regression_scores(stats)
         return scores
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
@@ -207,15 +271,9 @@ class MultiTaskMetric(BaseMetric):
             if s['num_images'] == 0:
                 print_log(f'{self.__class__.__name__}: no image evaluated for {task}; '
                           'its metrics are NaN', logger=logger, level=logging.WARNING)
-            if task in CLASS_NAMES:
-                metrics[f'{task}/mIoU'] = s['mIoU']
-            elif task == 'sal':
-                metrics['sal/mIoU'] = s['mIoU']
-                metrics['sal/maxF'] = s['maxF']
-            else:
-                for k in ('mErr', 'median', 'rmse', '11.25', '22.5', '30'):
-                    metrics[f'normals/{k}'] = s[k]
-        dm = delta_m(metrics, self.reference, tasks=self.tasks)
+            for k in METRIC_KEYS[self.task_specs[task].kind]:
+                metrics[f'{task}/{k}'] = s[k]
+        dm = delta_m(metrics, self.reference, tasks=self.tasks, task_specs=self.task_specs)
         if dm is not None:
             metrics['delta_m'] = dm
         self._log_tables(scores, metrics, logger)
@@ -224,17 +282,19 @@ class MultiTaskMetric(BaseMetric):
     def _log_tables(self, scores: dict, metrics: dict, logger) -> None:
         """Print per-class IoU tables and one summary table with Δm."""
         for task in self.tasks:
-            if task not in CLASS_NAMES or scores[task]['num_images'] == 0:
+            spec = self.task_specs[task]
+            if spec.kind != 'class' or scores[task]['num_images'] == 0:
                 continue
             table = PrettyTable(field_names=['Class', 'IoU'])
-            for name, iou in zip(CLASS_NAMES[task], scores[task]['IoU']):
+            names = spec.classes or [str(i) for i in range(spec.num_outputs)]
+            for name, iou in zip(names, scores[task]['IoU']):
                 table.add_row([name, f'{iou:.2f}'])
             print_log(f'{task} per-class IoU:\n' + table.get_string(), logger=logger)
 
         table = PrettyTable(field_names=['Task', 'Metric', 'Value', 'Reference',
                                          'Rel. diff %', 'Images'])
         for task in self.tasks:
-            main = main_metric_key(task)
+            main = main_metric_key(task, self.task_specs[task])
             for key, value in metrics.items():
                 if not key.startswith(task + '/'):
                     continue
@@ -243,7 +303,7 @@ class MultiTaskMetric(BaseMetric):
                     ref_v = self.reference[task]
                     ref = f'{ref_v:.2f}'
                     if math.isfinite(value):
-                        sign = -1 if TASK_SPECS[task].lower_is_better else 1
+                        sign = -1 if self.task_specs[task].lower_is_better else 1
                         rel = f'{sign * (value - ref_v) / ref_v * 100:+.2f}'
                 table.add_row([task, key.split('/', 1)[1], f'{value:.2f}', ref, rel,
                                scores[task]['num_images']])

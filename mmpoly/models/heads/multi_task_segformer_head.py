@@ -1,5 +1,5 @@
 """One SegFormer All-MLP decoder per task, each with its own output norms and loss."""
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from mmengine.model import BaseModule
@@ -8,14 +8,9 @@ from torch import Tensor, nn
 from mmseg.models.decode_heads import SegformerHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
-from ...tasks import ALL_TASKS, TASK_SPECS, check_tasks
+from ...tasks import ALL_TASKS, resolve_task_specs
 from ...utils.benchmark import profile_range
 
-DEFAULT_LOSSES = dict(
-    semseg=dict(type='PixelCrossEntropyLoss', loss_weight=1.0),
-    human_parts=dict(type='PixelCrossEntropyLoss', loss_weight=2.0),
-    sal=dict(type='BalancedBCELoss', loss_weight=5.0),
-    normals=dict(type='NormalL1Loss', loss_weight=10.0))
 
 
 class ChannelLayerNorms(nn.ModuleList):
@@ -35,9 +30,12 @@ class MultiTaskSegformerHead(BaseModule):
     Args:
         in_channels: widths of the four backbone stages.
         channels: decoder width (256 in the paper).
-        tasks: task names; each gets ``TASK_SPECS[task].num_outputs`` outputs.
-        losses: task -> loss config (with its ``loss_weight``); defaults to the reference
-            weights for PASCAL (1, 2, 5, 10).
+        tasks: task names; each gets its spec's ``num_outputs`` outputs.
+        task_specs: task -> ``TaskSpec`` fields (filled in by the segmentor from
+            ``model.tasks`` / the dataset's metainfo); default: the default dataset's.
+        losses: task -> loss config (with its ``loss_weight``) or fields overriding the
+            spec's loss (``TaskSpec.loss``, else the kind's default loss); entries of tasks
+            the head does not have are ignored (the tools' build check reports them).
         output_norms: add per-task LayerNorms on the backbone outputs.
         dropout_ratio, norm_cfg, act_cfg, align_corners: as in ``SegformerHead``.
     """
@@ -47,6 +45,7 @@ class MultiTaskSegformerHead(BaseModule):
                  channels: int = 256,
                  tasks: Sequence[str] = ALL_TASKS,
                  losses: Optional[Dict[str, dict]] = None,
+                 task_specs: Optional[Mapping[str, Any]] = None,
                  output_norms: bool = True,
                  dropout_ratio: float = 0.1,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
@@ -54,11 +53,10 @@ class MultiTaskSegformerHead(BaseModule):
                  align_corners: bool = False,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        self.tasks = check_tasks(tasks, where='MultiTaskSegformerHead.tasks')
-        losses = dict(DEFAULT_LOSSES, **(losses or {}))
-        unknown = set(losses) - set(TASK_SPECS)
-        if unknown:
-            raise ValueError(f'MultiTaskSegformerHead.losses: unknown task(s) {sorted(unknown)}')
+        self.task_specs = resolve_task_specs(tasks, task_specs,
+                                             where='MultiTaskSegformerHead.tasks')
+        self.tasks = tuple(self.task_specs)
+        losses = losses or {}
         self.align_corners = align_corners
         self.norms = nn.ModuleDict(
             {t: ChannelLayerNorms(in_channels) for t in self.tasks} if output_norms else {})
@@ -68,13 +66,13 @@ class MultiTaskSegformerHead(BaseModule):
                 in_channels=list(in_channels),
                 in_index=list(range(len(in_channels))),
                 channels=channels,
-                num_classes=TASK_SPECS[task].num_outputs,
+                num_classes=self.task_specs[task].num_outputs,
                 threshold=0.5,  # unused; silences mmseg's one-channel warning
                 dropout_ratio=dropout_ratio,
                 norm_cfg=norm_cfg,
                 act_cfg=act_cfg,
                 align_corners=align_corners,
-                loss_decode=losses[task])
+                loss_decode=_task_loss(self.task_specs[task].default_loss, losses.get(task)))
 
     def forward(self, feats: Dict[str, List[Tensor]]) -> Dict[str, Tensor]:
         """task -> that task's feature pyramid  =>  task -> logits at 1/4 resolution."""
@@ -119,3 +117,13 @@ class MultiTaskSegformerHead(BaseModule):
                            mode='bilinear', align_corners=self.align_corners)[0])
             results[task] = per_image
         return results
+
+
+def _task_loss(default: dict, given: Optional[dict]) -> dict:
+    """A task's loss config: ``given`` when it names a type, else ``default`` with the
+    fields of ``given`` (e.g. only a ``loss_weight``)."""
+    if not given:
+        return default
+    if 'type' in given:
+        return dict(given)
+    return dict(default, **given)

@@ -1,6 +1,6 @@
 """A segmentor with one shared (or per-task) encoder and one decoder per task."""
 import copy
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch.nn.functional as F
 from mmengine.structures import PixelData
@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
-from ...tasks import ALL_TASKS, TASK_SPECS, check_tasks
+from ...tasks import ALL_TASKS, TaskSpec, resolve_task_specs
 from ...utils.benchmark import profile_range
 
 
@@ -20,7 +20,10 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
     Args:
         backbone: backbone config; ``tasks`` is filled in from this segmentor.
         decode_head: ``MultiTaskSegformerHead`` config; ``tasks`` filled in likewise.
-        tasks: task names, in order.
+        tasks: task names, in order (or a dict task -> ``TaskSpec`` fields).
+        task_specs: task -> ``TaskSpec`` fields, overriding the default dataset's (the
+            tools fill it in from the dataset's ``METAINFO['task_specs']``, see
+            ``mmpoly.tasks``); passed on to the head and the data preprocessor.
         backbone_per_task: build one backbone per task (single-task full fine-tuning);
             otherwise one backbone serves all tasks, once per task if its tuner is
             task-specific (on a task-stacked batch) and once in total if not.
@@ -31,13 +34,20 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
                  backbone: dict,
                  decode_head: dict,
                  tasks: Sequence[str] = ALL_TASKS,
+                 task_specs: Optional[Mapping[str, Any]] = None,
                  backbone_per_task: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg=None):
+        self.task_specs = resolve_task_specs(tasks, task_specs, where='model.tasks')
+        specs = {t: s.to_dict() for t, s in self.task_specs.items()}
+        if (isinstance(data_preprocessor, dict)
+                and data_preprocessor.get('type') == 'MultiTaskDataPreProcessor'
+                and data_preprocessor.get('tasks') is None):
+            data_preprocessor = dict(data_preprocessor, tasks=tuple(specs), task_specs=specs)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.tasks = check_tasks(tasks, where='model.tasks')
+        self.tasks = tuple(self.task_specs)
         self.backbone_per_task = backbone_per_task
         if backbone_per_task:
             self.backbones = nn.ModuleDict({
@@ -46,7 +56,7 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
             })
         else:
             self.backbone = MODELS.build(dict(backbone, tasks=self.tasks))
-        self.decode_head = MODELS.build(dict(decode_head, tasks=self.tasks))
+        self.decode_head = MODELS.build(dict(decode_head, tasks=self.tasks, task_specs=specs))
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
 
@@ -95,15 +105,19 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
                         f"{'image ' + str(path) if path else 'an input image'}: the model "
                         'diverged (non-finite or huge weights); use a checkpoint written '
                         'before the divergence')
-                sample.set_data({f'pred_{task}': PixelData(data=logits_to_prediction(task, x))})
+                sample.set_data({f'pred_{task}': PixelData(
+                    data=logits_to_prediction(self.task_specs[task], x))})
         return data_samples
 
 
-def logits_to_prediction(task: str, logits: Tensor) -> Tensor:
-    """(C, H, W) logits -> class ids (1, H, W), probability (1, H, W) or unit normals."""
-    kind = TASK_SPECS[task].kind
+def logits_to_prediction(spec: TaskSpec, logits: Tensor) -> Tensor:
+    """(C, H, W) logits -> by the task's kind: class ids (1, H, W), probability (1, H, W),
+    unit normals (3, H, W) or the regressed values themselves (C, H, W)."""
+    kind = spec.kind
     if kind == 'class':
         return logits.argmax(dim=0, keepdim=True)
     if kind == 'binary':
         return logits.sigmoid()
-    return F.normalize(logits, dim=0)
+    if kind == 'normal':
+        return F.normalize(logits, dim=0)
+    return logits

@@ -1,5 +1,5 @@
-"""What tools/train.py and tools/test.py do before building a Runner: load the config,
-choose the backend."""
+"""What tools/train.py and tools/test.py do before building a Runner once the config is
+loaded: choose the backend and the work dir."""
 import os.path as osp
 from typing import Optional
 
@@ -29,26 +29,19 @@ def setup_runtime(cfg: Config, launcher: str = 'none') -> Config:
     return cfg
 
 
-def load_config(config_path: str, cfg_options: Optional[dict] = None, launcher: str = 'none',
-                work_dir: Optional[str] = None) -> Config:
-    """The config of a tools/train.py or tools/test.py run, ready for ``Runner.from_cfg``.
+def prepare_run(cfg: Config, launcher: str = 'none', work_dir: Optional[str] = None) -> Config:
+    """Make a loaded config (``mmpoly.engine.load_config``) ready for ``Runner.from_cfg``.
 
-    Reads ``config_path`` (``FileNotFoundError`` when it is missing), merges ``cfg_options``
-    (``--cfg-options``) into it, records the launcher and sets up its backend
-    (:func:`setup_runtime`). ``work_dir`` overrides the config's; without either it is
-    ``./work_dirs/<config name>``.
+    Records the launcher and sets up its backend (:func:`setup_runtime`). ``work_dir``
+    overrides the config's; without either it is ``./work_dirs/<config name>``.
     """
-    if not osp.isfile(config_path):
-        raise FileNotFoundError(f'config file {config_path} not found')
-    cfg = Config.fromfile(config_path)
     cfg.launcher = launcher
-    if cfg_options is not None:
-        cfg.merge_from_dict(cfg_options)
     setup_runtime(cfg, launcher)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+        name = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
+        cfg.work_dir = osp.join('./work_dirs', name)
     return cfg
 
 
