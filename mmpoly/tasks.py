@@ -119,10 +119,15 @@ class TaskSpec:
         return out
 
 
+#: the dataset whose task specs are used when none are given
+DEFAULT_DATASET = 'PascalContextMTDataset'
+
+
 def default_task_specs() -> Dict[str, dict]:
-    """The specs of the default dataset (PASCAL-Context multi-task)."""
-    from mmpoly.datasets.pascal_context_mt import PascalContextMTDataset
-    return PascalContextMTDataset.METAINFO['task_specs']
+    """The specs of the default dataset (PASCAL-Context multi-task), from its ``METAINFO``
+    (looked up in the registry, which importing mmpoly fills: no import of the datasets)."""
+    from mmseg.registry import DATASETS
+    return DATASETS.get(DEFAULT_DATASET).METAINFO['task_specs']
 
 
 def task_names(tasks) -> Tuple[str, ...]:
