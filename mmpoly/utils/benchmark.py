@@ -1,7 +1,7 @@
 """Timing, profiling and memory measurement of training / inference steps (tools/benchmark.py).
 
-Reading order: the profiler ranges the model code opens (:func:`profile_range`), the random
-batch, building one benchmark case from a config (:class:`Case`), one step, the timed and
+Reading order: the profiler ranges (the model code opens its own,
+:mod:`mmpoly.models.profiling`; the step opens the others), the random batch, building one benchmark case from a config (:class:`Case`), one step, the timed and
 interleaved runs (:func:`run_cases`), memory, the data pipeline, and the report.
 
 Peak memory. On CUDA it is ``torch.cuda.max_memory_allocated``. On CPU it is resident memory
@@ -28,20 +28,13 @@ from contextlib import contextmanager, nullcontext
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from torch.autograd.profiler import record_function
+
+from ..models.profiling import PREFIX, profile_range
+from ..models.tuners.base import BaseTuner
 
 #: profiler ranges, in step order; the model opens hypernet, backbone, decoders, losses
 RANGES = ('data_preprocessor', 'hypernet', 'backbone', 'decoders', 'losses', 'backward',
           'optimizer')
-PREFIX = 'mmpoly::'
-
-
-def profile_range(name: str):
-    """A ``torch.profiler`` range named ``mmpoly::<name>`` while a profiler records, else a
-    no-op context (so the ranges cost nothing in training and never break ``torch.compile``)."""
-    if torch.compiler.is_compiling() or not torch.autograd._profiler_enabled():
-        return nullcontext()
-    return record_function(PREFIX + name)
 
 
 # ------------------------------------------------------------------ inputs
@@ -165,8 +158,7 @@ class Case:
             else None
         if self.mode == 'train':
             self.optim_wrapper = build_optim_wrapper(self.model, ow_cfg)
-        self.tuners = [m for m in self.model.modules() if hasattr(m, 'before_forward')
-                       and hasattr(m, 'task_specific')]
+        self.tuners = [m for m in self.model.modules() if isinstance(m, BaseTuner)]
         if self.merge_lora:
             merged = [t for t in self.tuners if hasattr(t, 'merge')]
             if not merged:
@@ -212,8 +204,7 @@ class Case:
         model.eval()
         if not self.eval_cache:  # regenerate the hypernetworks' weights every batch
             for t in self.tuners:
-                if hasattr(t, '_cache'):
-                    t._cache = None
+                t.clear_cache()
         with torch.no_grad(), self._autocast():
             with profile_range('data_preprocessor'):
                 data = model.data_preprocessor(self.batch, False)
@@ -245,8 +236,7 @@ class Case:
             for st in self.optim_wrapper.optimizer.state.values():
                 tensors += [v for v in st.values() if torch.is_tensor(v)]
         for t in self.tuners:  # cached generated / merged weights
-            tensors += _tensors_in(getattr(t, '_cache', None))
-            tensors += _tensors_in(getattr(t, '_merged', None))
+            tensors += t.cached_tensors()
         for t in tensors:
             key = (t.data_ptr(), t.numel())
             if key not in seen:
@@ -286,8 +276,7 @@ class Case:
     def hypernet_cost_ms(self, iters: int = 3) -> Optional[float]:
         """Generation of every adapter's weights, forward and backward, in isolation (the
         whole cost of the hypernetworks in a training step); None without hypernetworks."""
-        tuners = [t for t in self.tuners
-                  if getattr(type(t), 'generate_weights', None) not in (None, _base_generate())]
+        tuners = [t for t in self.tuners if getattr(t, 'generates_weights', False)]
         if not tuners or self.mode != 'train':
             return None
         times = []
@@ -342,11 +331,6 @@ def _quiet_logs():
         yield
     finally:
         logger.setLevel(level)
-
-
-def _base_generate():
-    from ..models.tuners.adapter_base import AdapterTunerBase
-    return AdapterTunerBase.generate_weights
 
 
 def _tensors_in(obj) -> List[torch.Tensor]:

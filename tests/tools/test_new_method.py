@@ -28,10 +28,10 @@ TUNER = textwrap.dedent('''
             self.shift = nn.ParameterList(
                 [new_task_param(self.num_tasks, l.dim) for l in self.layers])
 
-        def mlp_branch(self, layer, x, mlp_out):
-            out = self.per_task(mlp_out)  # (T', M, C)
-            scale = self.active(self.scale[layer.index])[:, None]
-            shift = self.active(self.shift[layer.index])[:, None]
+        def mlp_branch(self, ctx, layer, x, mlp_out):
+            out = ctx.per_task(mlp_out)  # (T', M, C)
+            scale = ctx.select(self.scale[layer.index])[:, None]
+            shift = ctx.select(self.shift[layer.index])[:, None]
             return (out * (1 + scale) + shift).reshape(mlp_out.shape)
 ''')
 

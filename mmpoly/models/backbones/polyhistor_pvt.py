@@ -11,8 +11,10 @@ official detection / segmentation backbones, the classification model's cls toke
 only), final norm and head are dropped, and the four stage outputs come without output
 norms (every task's decoder has its own).
 
-Every layer calls the tuner at the same points as :class:`PolyhistorSwin`, with these
-differences (PVT attention is global and has no relative position bias):
+The modules hold the weights; the backbone's ``_layer`` and ``_attention`` run them and call
+the tuner at the same points, the same way, as :class:`PolyhistorSwin` (every hook gets the
+pass's :class:`~..tuners.base.TaskContext` first), with these differences (PVT attention is
+global and has no relative position bias):
 
 - ``linear`` is called with ``'q'`` (every token), ``'kv'`` (the reduced tokens) and
   ``'proj'``; there is no fused ``'qkv'`` (``LayerInfo.projections``).
@@ -22,8 +24,8 @@ differences (PVT attention is global and has no relative position bias):
 - ``layer_prompts``: prompts join the global token sequence; they are queries and keys /
   values, and the spatial reduction acts on the image tokens only.
 
-Reading order: the blocks (patch embedding, attention, MLP, layer), the model, its forward,
-weights, then the official checkpoint conversion.
+Reading order: the blocks (patch embedding, attention, MLP, layer), the model, its forward
+(one layer, the attention), weights, then the official checkpoint conversion.
 """
 import math
 import re
@@ -32,7 +34,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
@@ -41,7 +42,7 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS
-from ..tuners.base import BaseTuner, LayerInfo
+from ..tuners.base import LayerInfo, TaskContext
 from .tuned_backbone import TunedBackboneMixin, check_checkpoint_path
 
 
@@ -64,9 +65,8 @@ class SpatialReductionAttention(nn.Module):
     """PVT's attention: keys and values come from the tokens reduced ``sr_ratio`` times per
     side (strided conv ``sr`` + LayerNorm ``norm``); queries from every token.
 
-    With tuner hooks: q = linear('q', x), kv = linear('kv', [prompts; reduce(x)]), out =
-    linear('proj', attention). ``prompts`` (B, P, C), already normed, join the queries and the
-    keys / values; the reduction acts on the image tokens only.
+    Run by :meth:`PolyhistorPVT._attention` with the tuner's hooks: q = linear('q', x),
+    kv = linear('kv', [prompts; reduce(x)]), out = linear('proj', attention).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.,
@@ -86,38 +86,6 @@ class SpatialReductionAttention(nn.Module):
             self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
             self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: Tensor, hw_shape: Tuple[int, int], tuner: BaseTuner,
-                layer: LayerInfo, prompts: Optional[Tensor] = None):
-        """Returns the attention output of the image tokens and of the prompts (or None)."""
-        B, N, C = x.shape
-        heads = self.num_heads
-        if tuner.attn_bias(layer) is not None:
-            raise NotImplementedError(
-                f'{type(tuner).__name__}.attn_bias returned a bias for {layer.name}; PVT has '
-                f'global spatial-reduction attention with no relative position bias and no '
-                f'windows, so it cannot add one (declare `needs` on the tuner)')
-        x_kv = x
-        if self.sr_ratio > 1:
-            x_kv = self.sr(x.transpose(1, 2).reshape(B, C, *hw_shape))
-            x_kv = self.norm(x_kv.flatten(2).transpose(1, 2))
-        P = 0 if prompts is None else prompts.shape[1]
-        if P:
-            x = torch.cat([prompts, x], dim=1)
-            x_kv = torch.cat([prompts, x_kv], dim=1)
-        L = N + P
-
-        q = tuner.linear(layer, 'q', self.q, x).reshape(B, L, heads, C // heads).transpose(1, 2)
-        kv = tuner.linear(layer, 'kv', self.kv, x_kv)
-        k, v = kv.reshape(B, -1, 2, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
-        attn = ((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-        attn = self.attn_drop(attn)
-
-        x = (attn @ v).transpose(1, 2).reshape(B, L, C)
-        x = self.proj_drop(tuner.linear(layer, 'proj', self.proj, x))
-        if P:
-            return x[:, P:], x[:, :P]
-        return x, None
-
 
 class Mlp(nn.Module):
     """fc1 - GELU - dropout - fc2 - dropout."""
@@ -134,7 +102,8 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """A pre-norm PVT layer: x + attn(norm1(x)), then x + mlp(norm2(x)), with drop path."""
+    """A pre-norm PVT layer: x + attn(norm1(x)), then x + mlp(norm2(x)), with drop path (run
+    by :meth:`PolyhistorPVT._layer`)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int,
                  qkv_bias: bool = True, drop: float = 0., attn_drop: float = 0.,
@@ -146,23 +115,6 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
-
-    def forward(self, x: Tensor, hw_shape: Tuple[int, int], tuner: BaseTuner,
-                layer: LayerInfo, carried: Optional[Tensor] = None):
-        """The layer with the tuner's hooks; returns the tokens and the prompts to carry to
-        the next layer of the stage (None unless the tuner carries prompts)."""
-        prompts = tuner.layer_prompts(layer, carried, x.shape[0])
-        p = None if prompts is None else self.norm1(prompts)
-        attn_out, p_attn = self.attn(self.norm1(x), hw_shape, tuner, layer, p)
-        x = x + tuner.attn_branch(layer, x, self.drop_path(attn_out))
-        mlp_out = self.drop_path(self.mlp(self.norm2(x)))
-        x = x + tuner.mlp_branch(layer, x, mlp_out)
-
-        if prompts is None or not tuner.carries_prompts:
-            return x, None
-        prompts = prompts + self.drop_path(p_attn)
-        prompts = prompts + self.drop_path(self.mlp(self.norm2(prompts)))
-        return x, prompts
 
 
 @MODELS.register_module()
@@ -279,7 +231,7 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
         return infos
 
     # ------------------------------------------------------------------ forward
-    def _forward_once(self, x: Tensor) -> List[Tensor]:
+    def _forward_once(self, ctx: TaskContext, x: Tensor) -> List[Tensor]:
         outs = []
         layers = iter(self.layer_infos)
         for i in range(self.num_stages):
@@ -288,7 +240,7 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
             x = getattr(self, f'pos_drop{i + 1}')(x)
             prompts = None  # prompts never cross a patch embedding
             for block in getattr(self, f'block{i + 1}'):
-                x, prompts = self._run_layer(block, next(layers), x, hw_shape, prompts)
+                x, prompts = self._run_layer(ctx, next(layers), block, x, hw_shape, prompts)
             x = x.reshape(-1, *hw_shape, x.shape[-1]).permute(0, 3, 1, 2).contiguous()
             if i in self.out_indices:
                 outs.append(x)
@@ -301,12 +253,60 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
             return pos_embed
         return resize_pos_embed(pos_embed, self.pos_shapes[stage], hw_shape)
 
-    def _run_layer(self, block: Block, layer: LayerInfo, x: Tensor,
-                   hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
-        if self._checkpoints(layer):
-            return cp.checkpoint(
-                block, x, hw_shape, self.tuner, layer, prompts, use_reentrant=False)
-        return block(x, hw_shape, self.tuner, layer, prompts)
+    def _layer(self, ctx: TaskContext, layer: LayerInfo, block: Block, x: Tensor,
+               hw_shape: Tuple[int, int],
+               carried: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """One PVT layer with the tuner's hooks; returns the tokens and the prompts to carry
+        to the next layer of the stage (None unless the tuner carries prompts)."""
+        tuner = self.tuner
+        prompts = tuner.layer_prompts(ctx, layer, carried, x.shape[0])
+        p = None if prompts is None else block.norm1(prompts)
+        attn_out, p_attn = self._attention(ctx, layer, block.attn, block.norm1(x), hw_shape, p)
+        x = x + tuner.attn_branch(ctx, layer, x, block.drop_path(attn_out))
+        mlp_out = block.drop_path(block.mlp(block.norm2(x)))
+        x = x + tuner.mlp_branch(ctx, layer, x, mlp_out)
+
+        if prompts is None or not tuner.carries_prompts:
+            return x, None
+        prompts = prompts + block.drop_path(p_attn)
+        prompts = prompts + block.drop_path(block.mlp(block.norm2(prompts)))
+        return x, prompts
+
+    def _attention(self, ctx: TaskContext, layer: LayerInfo, attn: SpatialReductionAttention,
+                   x: Tensor, hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
+        """Spatial-reduction attention with the tuner's hooks. ``prompts`` (B, P, C), already
+        normed, join the queries and the keys / values; the reduction acts on the image
+        tokens only. Returns the output of the image tokens and of the prompts (or None)."""
+        tuner = self.tuner
+        B, N, C = x.shape
+        heads = attn.num_heads
+        if tuner.attn_bias(ctx, layer) is not None:
+            raise NotImplementedError(
+                f'{type(tuner).__name__}.attn_bias returned a bias for {layer.name}; PVT has '
+                f'global spatial-reduction attention with no relative position bias and no '
+                f'windows, so it cannot add one (declare `needs` on the tuner)')
+        x_kv = x
+        if attn.sr_ratio > 1:
+            x_kv = attn.sr(x.transpose(1, 2).reshape(B, C, *hw_shape))
+            x_kv = attn.norm(x_kv.flatten(2).transpose(1, 2))
+        P = 0 if prompts is None else prompts.shape[1]
+        if P:
+            x = torch.cat([prompts, x], dim=1)
+            x_kv = torch.cat([prompts, x_kv], dim=1)
+        L = N + P
+
+        q = tuner.linear(ctx, layer, 'q', attn.q, x)
+        q = q.reshape(B, L, heads, C // heads).transpose(1, 2)
+        kv = tuner.linear(ctx, layer, 'kv', attn.kv, x_kv)
+        k, v = kv.reshape(B, -1, 2, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        weights = ((q @ k.transpose(-2, -1)) * attn.scale).softmax(dim=-1)
+        weights = attn.attn_drop(weights)
+
+        x = (weights @ v).transpose(1, 2).reshape(B, L, C)
+        x = attn.proj_drop(tuner.linear(ctx, layer, 'proj', attn.proj, x))
+        if P:
+            return x[:, P:], x[:, :P]
+        return x, None
 
     # ------------------------------------------------------------- weights
     def init_weights(self) -> None:

@@ -6,6 +6,9 @@ which a Swin layer calls them (``_layer``, ``_shifted_window_attention``,
 default (identity) tuner the output equals upstream ``SwinTransformer`` before its output norms
 (a test checks it). The output norms live in the decoders: every task has its own.
 
+Every hook gets the pass's :class:`~..tuners.base.TaskContext` as its first argument, as in
+:class:`PolyhistorPVT` (both run their layers through ``TunedBackboneMixin._run_layer``).
+
 Reading order: the model, its forward, one layer, the windowed attention, then checkpoint
 conversion from the official release and from mmpretrain.
 """
@@ -15,14 +18,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmengine.runner import CheckpointLoader
 from torch import Tensor
 
 from mmseg.models.backbones import SwinTransformer
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS
-from ..tuners.base import LayerInfo
+from ..tuners.base import LayerInfo, TaskContext
 from .tuned_backbone import TunedBackboneMixin, check_checkpoint_path
 
 
@@ -88,7 +90,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         return infos
 
     # ------------------------------------------------------------------ forward
-    def _forward_once(self, x: Tensor) -> List[Tensor]:
+    def _forward_once(self, ctx: TaskContext, x: Tensor) -> List[Tensor]:
         x, hw_shape = self.patch_embed(x)
         if self.use_abs_pos_embed:
             x = x + self.absolute_pos_embed
@@ -99,7 +101,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         for i, stage in enumerate(self.stages):
             prompts = None  # prompts never cross a patch merging
             for block in stage.blocks:
-                x, prompts = self._run_layer(block, next(layers), x, hw_shape, prompts)
+                x, prompts = self._run_layer(ctx, next(layers), block, x, hw_shape, prompts)
             out, out_hw_shape = x, hw_shape
             if stage.downsample is not None:
                 x, hw_shape = stage.downsample(x, hw_shape)
@@ -108,26 +110,22 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
                     out.view(-1, *out_hw_shape, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
         return outs
 
-    def _run_layer(self, block, layer, x, hw_shape, prompts):
-        if self._checkpoints(layer):
-            return cp.checkpoint(
-                self._layer, block, layer, x, hw_shape, prompts, use_reentrant=False)
-        return self._layer(block, layer, x, hw_shape, prompts)
-
-    def _layer(self, block, layer: LayerInfo, x: Tensor, hw_shape: Tuple[int, int],
+    def _layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
+               hw_shape: Tuple[int, int],
                carried: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
         """One Swin layer (upstream ``SwinBlock.forward``) with the tuner's hooks."""
         tuner = self.tuner
-        prompts = tuner.layer_prompts(layer, carried, x.shape[0])
+        prompts = tuner.layer_prompts(ctx, layer, carried, x.shape[0])
 
         h = block.norm1(x)
         p = None if prompts is None else block.norm1(prompts)
-        attn_out, p_attn = self._shifted_window_attention(block.attn, layer, h, hw_shape, p)
-        x = x + tuner.attn_branch(layer, x, attn_out)
+        attn_out, p_attn = self._shifted_window_attention(ctx, layer, block.attn, h, hw_shape,
+                                                          p)
+        x = x + tuner.attn_branch(ctx, layer, x, attn_out)
 
         ffn = block.ffn
         mlp_out = ffn.dropout_layer(ffn.gamma2(ffn.layers(block.norm2(x))))
-        x = x + tuner.mlp_branch(layer, x, mlp_out)
+        x = x + tuner.mlp_branch(ctx, layer, x, mlp_out)
 
         if prompts is None or not tuner.carries_prompts:
             return x, None
@@ -135,7 +133,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         prompts = prompts + ffn.dropout_layer(ffn.gamma2(ffn.layers(block.norm2(prompts))))
         return x, prompts
 
-    def _shifted_window_attention(self, msa, layer: LayerInfo, x: Tensor,
+    def _shifted_window_attention(self, ctx: TaskContext, layer: LayerInfo, msa, x: Tensor,
                                   hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
         """Upstream ``ShiftWindowMSA.forward``; prompts join every window unshifted."""
         B, L, C = x.shape
@@ -156,7 +154,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         num_windows = (H_pad // ws) * (W_pad // ws)
         if prompts is not None:
             prompts = prompts.repeat_interleave(num_windows, dim=0)
-        windows, prompts = self._window_attention(msa.w_msa, layer, windows, mask,
+        windows, prompts = self._window_attention(ctx, layer, msa.w_msa, windows, mask,
                                                   num_windows, prompts)
 
         x = msa.window_reverse(windows.view(-1, ws, ws, C), H_pad, W_pad)
@@ -169,8 +167,8 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
             prompts = msa.drop(prompts.view(B, num_windows, *prompts.shape[1:]).mean(1))
         return x, prompts
 
-    def _window_attention(self, wmsa, layer: LayerInfo, x: Tensor, mask: Optional[Tensor],
-                          num_windows: int, prompts: Optional[Tensor]):
+    def _window_attention(self, ctx: TaskContext, layer: LayerInfo, wmsa, x: Tensor,
+                          mask: Optional[Tensor], num_windows: int, prompts: Optional[Tensor]):
         """Upstream ``WindowMSA.forward`` with tuner hooks and optional prompt tokens.
 
         Prompt tokens get no relative position bias and no shift mask: they attend to, and
@@ -183,14 +181,14 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
             x = torch.cat([prompts, x], dim=1)
         L = N + P
         heads = wmsa.num_heads
-        qkv = tuner.linear(layer, 'qkv', wmsa.qkv, x)
+        qkv = tuner.linear(ctx, layer, 'qkv', wmsa.qkv, x)
         q, k, v = qkv.reshape(Bw, L, 3, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
         attn = (q * wmsa.scale) @ k.transpose(-2, -1)
 
         # all additive terms as one (tasks, 1, windows, heads, N, N) tensor
         bias = wmsa.relative_position_bias_table[wmsa.relative_position_index.view(-1)]
         bias = bias.view(N, N, heads).permute(2, 0, 1)[None, None, None]
-        task_bias = tuner.attn_bias(layer)
+        task_bias = tuner.attn_bias(ctx, layer)
         if task_bias is not None:
             bias = bias + task_bias[:, None, None]
         if mask is not None:
@@ -203,7 +201,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         attn = wmsa.attn_drop(attn)
 
         x = (attn @ v).transpose(1, 2).reshape(Bw, L, C)
-        x = wmsa.proj_drop(tuner.linear(layer, 'proj', wmsa.proj, x))
+        x = wmsa.proj_drop(tuner.linear(ctx, layer, 'proj', wmsa.proj, x))
         if P:
             return x[:, P:], x[:, :P]
         return x, None

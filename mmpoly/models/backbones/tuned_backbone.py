@@ -1,23 +1,33 @@
 """What every backbone with a tuner shares: building and checking its tuner, freezing, the
-task-stacked (or per-task loop) forward, and strict loading of pretrained weights."""
+task-stacked (or per-task loop) forward with its task contexts, per-layer activation
+checkpointing, and strict loading of pretrained weights."""
 import os
 from collections import OrderedDict
-from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Union
+from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
 from torch import Tensor
 
 from mmseg.registry import MODELS
-from ..tuners.base import BaseTuner, LayerInfo
+from ..tuners.base import BaseTuner, LayerInfo, TaskContext
 
 
 class TunedBackboneMixin:
     """Mixed into a backbone class before its upstream base.
 
     The backbone describes its layers, calls :meth:`_setup_tuner` at the end of its
-    ``__init__``, implements ``_forward_once(x)`` (one pass over a batch, calling the tuner's
-    hooks) and may call :meth:`_load_pretrained_weights` from ``init_weights``.
+    ``__init__``, implements ``_forward_once(ctx, x)`` (one pass over a batch, running every
+    layer through :meth:`_run_layer`) and ``_layer(ctx, layer, block, x, hw_shape, carried)``
+    (one layer, calling the tuner's hooks with ``ctx``), and may call
+    :meth:`_load_pretrained_weights` from ``init_weights``.
+
+    Task contexts: :meth:`forward` asks the tuner for what it prepares once per forward
+    (``before_forward``, e.g. generated weights) and makes one :class:`TaskContext` per pass
+    carrying it; every hook of the pass gets that context. A checkpointed layer is recomputed
+    from the same context (the checkpointed function takes it as an argument), so the
+    recomputation sees exactly what the forward saw, in the stacked pass and in the loop.
     """
     #: features a tuner may declare in ``BaseTuner.needs`` that this backbone has
     provides: FrozenSet[str] = frozenset()
@@ -80,22 +90,42 @@ class TunedBackboneMixin:
     def forward(self, x: Tensor) -> List[Tensor]:
         """Stage outputs; ``T * B`` rows (task-major) when the tuner is task-specific."""
         tuner = self.tuner
-        tuner.before_forward()
+        T = tuner.num_tasks
+        prepared = tuner.before_forward()
         if not tuner.task_specific:
-            tuner.set_active_task(None)
-            return self._forward_once(x)
+            return self._pass(TaskContext.shared_batch(T, prepared), x)
         if self.task_batching == 'stacked':
-            tuner.set_active_task(None)
-            return self._forward_once(x.repeat(tuner.num_tasks, 1, 1, 1))
-        per_task = []
-        for t in range(tuner.num_tasks):
-            tuner.set_active_task(t)
-            per_task.append(self._forward_once(x))
-        tuner.set_active_task(None)
+            return self._pass(TaskContext.all_tasks(T, prepared), x.repeat(T, 1, 1, 1))
+        per_task = [self._pass(TaskContext.one_task(t, T, prepared), x) for t in range(T)]
         return [torch.cat(level, dim=0) for level in zip(*per_task)]
 
-    def _forward_once(self, x: Tensor) -> List[Tensor]:
+    def _pass(self, ctx: TaskContext, x: Tensor) -> List[Tensor]:
+        with self.tuner.bind(ctx):  # for the tuner's forward hooks on backbone modules
+            return self._forward_once(ctx, x)
+
+    def _forward_once(self, ctx: TaskContext, x: Tensor) -> List[Tensor]:
         raise NotImplementedError
+
+    def _layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
+               hw_shape: Tuple[int, int], carried: Optional[Tensor]):
+        """One layer with the tuner's hooks -> (tokens, prompts to carry or None)."""
+        raise NotImplementedError
+
+    def _run_layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
+                   hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
+        """:meth:`_layer`, checkpointed if its stage is (``with_cp``)."""
+        if self._checkpoints(layer):
+            return cp.checkpoint(self._recomputable_layer, ctx, layer, block, x, hw_shape,
+                                 prompts, use_reentrant=False)
+        return self._layer(ctx, layer, block, x, hw_shape, prompts)
+
+    def _recomputable_layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
+                            hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
+        """The checkpointed function: everything it reads comes in its arguments, and it
+        binds ``ctx`` itself for the tuner's module forward hooks, so its recomputation in
+        the backward (after the pass, or the loop, has moved on) is the same computation."""
+        with self.tuner.bind(ctx):
+            return self._layer(ctx, layer, block, x, hw_shape, prompts)
 
     def _load_pretrained_weights(self, path: str, state_dict: Dict[str, Tensor],
                                  adapt: Callable[[str, Tensor, Tensor], Tensor]) -> None:

@@ -9,7 +9,7 @@ from mmseg.models.decode_heads import SegformerHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS, resolve_task_specs
-from ...utils.benchmark import profile_range
+from ..profiling import profile_range
 
 
 

@@ -10,7 +10,7 @@ from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from ...tasks import ALL_TASKS, TaskSpec, resolve_task_specs
-from ...utils.benchmark import profile_range
+from ..profiling import profile_range
 
 
 @MODELS.register_module()

@@ -1,4 +1,4 @@
-from .base import BaseTuner, FullFineTuning, LayerInfo
+from .base import BaseTuner, FullFineTuning, LayerInfo, TaskContext
 from .bitfit import BitFit  # noqa: F401
 from .lora import LoRA  # noqa: F401
 from .relative_bias import RelativeBias  # noqa: F401
@@ -9,4 +9,4 @@ from .phm import Compacter, CompacterPP, PHMAdapter  # noqa: F401
 from .hyperformer import Hyperformer  # noqa: F401
 from .floor import FrozenTaskStacked  # noqa: F401
 
-__all__ = ['BaseTuner', 'FullFineTuning', 'LayerInfo']
+__all__ = ['BaseTuner', 'FullFineTuning', 'LayerInfo', 'TaskContext']

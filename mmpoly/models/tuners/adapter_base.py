@@ -7,7 +7,10 @@ token h to ``A(h) = act(LN(h) W_down + b_down) W_up + b_up`` and the layer adds 
 adapter's output.
 The methods (Adapter, Low-rank adapter, Shared Adapter, PHM, Compacter, Hyperformer,
 Polyhistor, Polyhistor-Lite) differ only in how they produce the weights, so a method
-implements :meth:`AdapterTunerBase.adapter_weights` and nothing else of the forward.
+implements :meth:`AdapterTunerBase.adapter_weights` (or :meth:`~AdapterTunerBase.generate_weights`)
+and nothing else of the forward. Generated weights are produced once per backbone forward by
+``before_forward`` and reach the hooks in the pass's context (``ctx.prepared``), never through
+the module.
 """
 from dataclasses import dataclass, fields
 from typing import Dict, List, Optional, Tuple
@@ -17,8 +20,8 @@ import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer
 from torch import Tensor
 
-from ...utils.benchmark import profile_range
-from .base import BaseTuner, LayerInfo
+from ..profiling import profile_range
+from .base import BaseTuner, LayerInfo, TaskContext
 
 POSITIONS = {
     # position -> (sites, form): 'parallel' reads the sub-block's input, 'sequential' its output
@@ -124,7 +127,8 @@ class AdapterTunerBase(BaseTuner):
         layers, tasks, init_cfg: see :class:`BaseTuner`.
 
     Subclasses implement :meth:`adapter_weights`; if their weights are generated, they
-    generate them in :meth:`generate_weights`, which runs once per backbone forward.
+    generate them in :meth:`generate_weights`, which runs once per backbone forward (in
+    :meth:`before_forward`, whose result every hook of the forward reads from its context).
     """
     task_specific = True
     #: 'pre' or 'post' (see :func:`apply_adapter`); the hypernetwork tuners make it a key
@@ -148,7 +152,6 @@ class AdapterTunerBase(BaseTuner):
         self.form = POSITIONS[position][1]
         self.scale = scale
         self.act = build_activation_layer(act_cfg)
-        self._generated: Optional[Dict[Tuple[str, int], AdapterWeights]] = None
 
     def hidden(self, layer: LayerInfo) -> int:
         return hidden_width(layer.dim, self.reduction)
@@ -163,30 +166,45 @@ class AdapterTunerBase(BaseTuner):
         """Generated methods: every adapter's weights at once, keyed (site, layer index)."""
         return None
 
-    # -------------------------------------------------------------- hooks
-    def before_forward(self) -> None:
-        with profile_range('hypernet'):
-            self._generated = self.generate_weights()
+    @property
+    def generates_weights(self) -> bool:
+        """Whether the method overrides :meth:`generate_weights` (a hypernetwork)."""
+        return type(self).generate_weights is not AdapterTunerBase.generate_weights
 
-    def _weights(self, layer: LayerInfo, site: str) -> AdapterWeights:
-        if self._generated is not None:
-            w = self._generated[(site, layer.index)]
+    # -------------------------------------------------------------- hooks
+    def before_forward(self) -> Optional[Dict[Tuple[str, int], AdapterWeights]]:
+        """Generated methods: every adapter's weights for all tasks, once per forward (they
+        reach the hooks as ``ctx.prepared``); learned ones: None."""
+        if not self.generates_weights:
+            return None
+        with profile_range('hypernet'):
+            return self.generate_weights()
+
+    def weights_for(self, ctx: TaskContext, layer: LayerInfo, site: str) -> AdapterWeights:
+        """The adapter's weights for the tasks of ``ctx``'s pass (shared rows stay shared)."""
+        if ctx.prepared is not None:
+            w = ctx.prepared[(site, layer.index)]
         else:
             w = self.adapter_weights(layer, site)
-        return w.map(lambda t: t if t.shape[0] == 1 else self.active(t))
+        if ctx.selects_all:
+            return w
+        return w.map(lambda t: t if t.shape[0] == 1 else ctx.select(t))
 
-    def _branch(self, site: str, layer: LayerInfo, x: Tensor, out: Tensor) -> Tensor:
+    def _branch(self, ctx: TaskContext, site: str, layer: LayerInfo, x: Tensor,
+                out: Tensor) -> Tensor:
         if site not in self.sites:
             return out
         source = x if self.form == 'parallel' else out
-        return apply_adapter(source, self._weights(layer, site), self.act, self.num_active,
+        return apply_adapter(source, self.weights_for(ctx, layer, site), self.act, ctx.groups,
                              self.scale, out, self.adapter_norm)
 
-    def attn_branch(self, layer: LayerInfo, x: Tensor, attn_out: Tensor) -> Tensor:
-        return self._branch('attn', layer, x, attn_out)
+    def attn_branch(self, ctx: TaskContext, layer: LayerInfo, x: Tensor,
+                    attn_out: Tensor) -> Tensor:
+        return self._branch(ctx, 'attn', layer, x, attn_out)
 
-    def mlp_branch(self, layer: LayerInfo, x: Tensor, mlp_out: Tensor) -> Tensor:
-        return self._branch('mlp', layer, x, mlp_out)
+    def mlp_branch(self, ctx: TaskContext, layer: LayerInfo, x: Tensor,
+                   mlp_out: Tensor) -> Tensor:
+        return self._branch(ctx, 'mlp', layer, x, mlp_out)
 
     def adapter_sites(self) -> List[Tuple[str, LayerInfo]]:
         """Every (site, layer) that holds an adapter."""

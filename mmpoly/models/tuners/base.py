@@ -5,14 +5,21 @@ tuner with that list and the task names. While it runs it calls the tuner's hook
 points of every layer; a tuner overrides only the hooks its method needs. The backbone never
 knows which method is active, and a tuner never copies the backbone.
 
+Every hook receives a :class:`TaskContext` as its first argument: which tasks the current
+pass holds (all ``T`` stacked, one task of the per-task loop, or one shared batch for a tuner
+without task-specific parts) and what the tuner prepared for this forward
+(:meth:`BaseTuner.before_forward`, e.g. generated adapter weights). Nothing a hook computes
+depends on module state set before the call, so activation checkpointing, which re-runs a
+layer in the backward, sees exactly what the forward saw.
+
 Task-specific tuners see a task-stacked batch: every tensor a hook receives has the task axis
-outermost (``T' * M`` rows, ``T'`` the number of tasks in this pass: all of them for the
-stacked pass, one for the per-task loop). :meth:`BaseTuner.per_task` views such a tensor as
-``(T', M, ...)`` and :meth:`BaseTuner.active` picks the rows of a ``(T, ...)`` parameter for
-the tasks in the pass, so every hook is one batched op over the task axis.
+outermost (``T' * M`` rows, ``T'`` = ``ctx.groups``, the number of tasks in this pass).
+:meth:`TaskContext.per_task` views such a tensor as ``(T', M, ...)`` and
+:meth:`TaskContext.select` picks the rows of a ``(T, ...)`` parameter for the tasks in the
+pass, so every hook is one batched op over the task axis.
 """
-from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Any, ContextManager, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -52,6 +59,77 @@ class LayerInfo:
     projections: Tuple[Tuple[str, int], ...] = (('qkv', 3), ('proj', 1))
 
 
+@dataclass(frozen=True)
+class TaskContext:
+    """What one backbone pass holds, given to every hook of every layer of the pass.
+
+    The backbone makes one per pass (:meth:`all_tasks` for the task-stacked pass,
+    :meth:`one_task` for each pass of the per-task loop, :meth:`shared_batch` when the tuner
+    has no task-specific part) and hands the same object to every hook, also when a
+    checkpointed layer is recomputed in the backward.
+
+    Args:
+        tasks: indices of the tasks whose rows the pass holds, task-major, in row order.
+        num_tasks: T, the model's number of tasks (rows of a ``(T, ...)`` parameter).
+        shared: one batch serves every task in ``tasks`` (no task axis on the rows).
+        prepared: what the tuner's :meth:`BaseTuner.before_forward` returned for this
+            forward (e.g. every adapter's generated weights, for all T tasks), or None.
+    """
+    tasks: Tuple[int, ...]
+    num_tasks: int
+    shared: bool = False
+    prepared: Any = field(default=None, compare=False, repr=False)
+    #: task groups along the batch axis: len(tasks), or 1 for a shared batch (derived)
+    groups: int = field(init=False, compare=False, repr=False)
+    #: the pass holds every task, in order: :meth:`select` returns its argument (derived)
+    selects_all: bool = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        tasks = tuple(int(t) for t in self.tasks)
+        if not tasks or any(not 0 <= t < self.num_tasks for t in tasks) \
+                or len(set(tasks)) != len(tasks):
+            raise ValueError(f'TaskContext: tasks must be distinct indices in '
+                             f'[0, {self.num_tasks}), got {self.tasks!r}')
+        object.__setattr__(self, 'tasks', tasks)
+        # derived once, so the hooks' per-layer work is an attribute read
+        object.__setattr__(self, 'groups', 1 if self.shared else len(tasks))
+        everything = tasks == tuple(range(self.num_tasks))
+        object.__setattr__(self, 'selects_all', everything)
+        if not everything and tasks == tuple(range(tasks[0], tasks[-1] + 1)):
+            rows = slice(tasks[0], tasks[-1] + 1)  # contiguous: a view
+        else:
+            rows = list(tasks)
+        object.__setattr__(self, '_rows', rows)
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def all_tasks(cls, num_tasks: int, prepared: Any = None) -> 'TaskContext':
+        """The task-stacked pass: T x B rows, task-major."""
+        return cls(tuple(range(num_tasks)), num_tasks, prepared=prepared)
+
+    @classmethod
+    def one_task(cls, task: int, num_tasks: int, prepared: Any = None) -> 'TaskContext':
+        """One pass of the per-task loop: task ``task``'s B rows."""
+        return cls((task, ), num_tasks, prepared=prepared)
+
+    @classmethod
+    def shared_batch(cls, num_tasks: int, prepared: Any = None) -> 'TaskContext':
+        """A tuner without task-specific parts: B rows that serve every task."""
+        return cls(tuple(range(num_tasks)), num_tasks, shared=True, prepared=prepared)
+
+    # ------------------------------------------------------------ task axis
+    def select(self, param: Tensor) -> Tensor:
+        """Rows of a ``(T, ...)`` tensor for the tasks of this pass (no copy when it holds
+        every task; a view for one task)."""
+        if self.selects_all:
+            return param
+        return param[self._rows]
+
+    def per_task(self, x: Tensor) -> Tensor:
+        """View a task-stacked tensor ``(T' * M, ..., C)`` as ``(T', M * ..., C)``."""
+        return x.reshape(self.groups, -1, x.shape[-1])
+
+
 @MODELS.register_module()
 @MODELS.register_module(name='NoTuner')
 class BaseTuner(BaseModule):
@@ -82,52 +160,64 @@ class BaseTuner(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.layers = tuple(layers)
         self.tasks = check_tasks(tasks, where=f'{type(self).__name__}.tasks')
-        self._active: Optional[int] = None  # None: all tasks (stacked pass)
+        self._bound: Optional[TaskContext] = None
 
-    # ----------------------------------------------------------------- task axis
     @property
     def num_tasks(self) -> int:
         return len(self.tasks)
 
-    @property
-    def num_active(self) -> int:
-        """Tasks in the current pass: all of them, or one in the per-task loop."""
-        if not self.task_specific:
-            return 1
-        return self.num_tasks if self._active is None else 1
-
-    def set_active_task(self, task_index: Optional[int]) -> None:
-        """Called by the backbone: ``None`` for the stacked pass, else one task's index."""
-        self._active = task_index
-
-    def active(self, param: Tensor) -> Tensor:
-        """Rows of a ``(T, ...)`` tensor for the tasks of this pass (no copy when stacked)."""
-        if self._active is None:
-            return param
-        return param[self._active:self._active + 1]
-
-    def per_task(self, x: Tensor) -> Tensor:
-        """View a task-stacked tensor ``(T' * M, ..., C)`` as ``(T', M * ..., C)``."""
-        return x.reshape(self.num_active, -1, x.shape[-1])
-
-    # ------------------------------------------------------------ backbone hooks
+    # ------------------------------------------------------------ lifecycle
     def attach(self, backbone: nn.Module) -> None:
         """Called once after the backbone is built (e.g. to register forward hooks)."""
 
-    def before_forward(self) -> None:
-        """Called at the start of every backbone forward (e.g. generate adapter weights)."""
+    def before_forward(self) -> Any:
+        """Called once at the start of every backbone forward, before its pass(es).
 
-    def linear(self, layer: LayerInfo, name: str, module: nn.Linear, x: Tensor) -> Tensor:
+        What it returns travels to every hook of the forward as ``ctx.prepared`` (e.g. the
+        weights a hypernetwork generates for all T tasks, once per step); default None."""
+        return None
+
+    def clear_cache(self) -> None:
+        """Drop whatever the tuner keeps between forwards (generated or merged weights), so
+        that the next forward recomputes it; nothing by default."""
+
+    def cached_tensors(self) -> List[Tensor]:
+        """The tensors the tuner keeps between forwards (besides parameters and buffers)."""
+        return []
+
+    # ------------------------------------------------- forward hooks on backbone modules
+    def bind(self, ctx: TaskContext) -> ContextManager[TaskContext]:
+        """The scope in which :attr:`bound_context` is ``ctx``.
+
+        Only for forward hooks that the tuner registers on backbone modules in
+        :meth:`attach` (BitFit's biases): torch calls those without our arguments. The
+        backbone binds a pass's context around the pass and again inside every checkpointed
+        layer function, so a recomputation in the backward binds the context its forward had.
+        Hooks the backbone calls get the context as their first argument and never read it.
+        """
+        return _Binding(self, ctx)
+
+    @property
+    def bound_context(self) -> TaskContext:
+        """The context of the pass now running (see :meth:`bind`)."""
+        if self._bound is None:
+            raise RuntimeError(f'{type(self).__name__}: a forward hook on a backbone module ran '
+                               f'outside a backbone pass (no TaskContext is bound)')
+        return self._bound
+
+    # ------------------------------------------------------------ backbone hooks
+    def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
+               x: Tensor) -> Tensor:
         """A frozen linear projection of the layer, by ``name``: PolyhistorSwin 'qkv'
         (fused), 'proj'; PolyhistorPVT 'q' (every token), 'kv' (the spatially reduced
         tokens), 'proj'."""
         return module(x)
 
-    def attn_bias(self, layer: LayerInfo) -> Optional[Tensor]:
+    def attn_bias(self, ctx: TaskContext, layer: LayerInfo) -> Optional[Tensor]:
         """Extra attention logits ``(T', heads, N, N)`` added in every window, or None."""
         return None
 
-    def layer_prompts(self, layer: LayerInfo, carried: Optional[Tensor],
+    def layer_prompts(self, ctx: TaskContext, layer: LayerInfo, carried: Optional[Tensor],
                       batch_size: int) -> Optional[Tensor]:
         """Prompt tokens ``(batch_size, P, dim)`` that join every window of the layer.
 
@@ -136,13 +226,32 @@ class BaseTuner(BaseModule):
         """
         return None
 
-    def attn_branch(self, layer: LayerInfo, x: Tensor, attn_out: Tensor) -> Tensor:
+    def attn_branch(self, ctx: TaskContext, layer: LayerInfo, x: Tensor,
+                    attn_out: Tensor) -> Tensor:
         """The attention sub-block's contribution to the residual stream ``x``."""
         return attn_out
 
-    def mlp_branch(self, layer: LayerInfo, x: Tensor, mlp_out: Tensor) -> Tensor:
+    def mlp_branch(self, ctx: TaskContext, layer: LayerInfo, x: Tensor,
+                   mlp_out: Tensor) -> Tensor:
         """The MLP sub-block's contribution to the residual stream ``x``."""
         return mlp_out
+
+
+class _Binding:
+    """``with tuner.bind(ctx):`` (a class, not a generator: it runs once per checkpointed
+    layer)."""
+    __slots__ = ('tuner', 'ctx', 'previous')
+
+    def __init__(self, tuner: BaseTuner, ctx: TaskContext):
+        self.tuner, self.ctx = tuner, ctx
+
+    def __enter__(self) -> TaskContext:
+        self.previous = self.tuner._bound
+        object.__setattr__(self.tuner, '_bound', self.ctx)
+        return self.ctx
+
+    def __exit__(self, *exc) -> None:
+        object.__setattr__(self.tuner, '_bound', self.previous)
 
 
 @MODELS.register_module()

@@ -3,7 +3,9 @@
 Every module of the backbone that has a bias (patch embedding conv and norm, the LayerNorms
 of every layer, qkv / proj / MLP linears, the patch-merging norms) gets a task-specific delta
 ``db^t`` added to its output, i.e. task t runs the frozen module with bias ``b + db^t``.
-Forward hooks do it, so the backbone and its state-dict keys stay as they are. Swin's
+Forward hooks do it, so the backbone and its state-dict keys stay as they are (torch calls
+them without our arguments: they read the pass's context from ``bound_context``, which the
+backbone binds for every pass and inside every checkpointed layer). Swin's
 relative-position-bias tables are biases too (the paper's 0.30M counts them): they go through
 the ``attn_bias`` hook with the shared :class:`TaskRelativePositionBias`. Every delta starts
 at zero, so the tuned backbone starts as the frozen one.
@@ -14,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, new_task_param
+from .base import BaseTuner, LayerInfo, TaskContext, new_task_param
 from .relative_bias import TaskRelativePositionBias
 
 
@@ -70,7 +72,8 @@ class BitFit(BaseTuner):
 
     def _add_delta(self, key: str, channel_dim: int, module: nn.Module, inputs,
                    output: Tensor) -> Tensor:
-        return add_task_bias(output, self.active(self.biases[key]), channel_dim)
+        ctx = self.bound_context
+        return add_task_bias(output, ctx.select(self.biases[key]), channel_dim)
 
-    def attn_bias(self, layer: LayerInfo):
-        return None if self.rel_pos is None else self.rel_pos(layer, self.active)
+    def attn_bias(self, ctx: TaskContext, layer: LayerInfo):
+        return None if self.rel_pos is None else self.rel_pos(ctx, layer)

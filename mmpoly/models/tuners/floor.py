@@ -15,7 +15,7 @@ the step time and memory of any tuner that must run the backbone per task
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo
+from .base import BaseTuner, LayerInfo, TaskContext
 
 
 @MODELS.register_module()
@@ -34,7 +34,8 @@ class FrozenTaskStacked(BaseTuner):
         super().__init__(**kwargs)
         self.input_grad = input_grad
 
-    def linear(self, layer: LayerInfo, name: str, module: nn.Linear, x: Tensor) -> Tensor:
+    def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
+               x: Tensor) -> Tensor:
         if (self.input_grad and layer.index == 0 and self.training and x.grad_fn is None
                 and not x.requires_grad and x.is_floating_point()):
             x = x.detach().requires_grad_()  # a leaf: the backward now reaches layer 1

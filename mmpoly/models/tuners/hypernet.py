@@ -18,13 +18,13 @@ holds the rest:
 """
 import math
 from collections import OrderedDict
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...utils.benchmark import profile_range
+from ..profiling import profile_range
 from .adapter_base import ADAPTER_NORMS, AdapterTunerBase, AdapterWeights
 
 #: pre-norm: initial bias of the generators of the adapter vectors: the generated LayerNorm
@@ -293,6 +293,17 @@ class HypernetTunerBase(AdapterTunerBase):
         return tuple((id(p), p.data_ptr(), p.dtype, p.device, p._version)
                      for p in self.parameters())
 
+    def clear_cache(self) -> None:
+        """Forget the eval-mode cache: the next forward generates the weights again."""
+        self._cache = None
+
+    def cached_tensors(self) -> List[Tensor]:
+        """The cached generated weights (eval mode), if any."""
+        if self._cache is None:
+            return []
+        return [t for w in self._cache[1].values() for t in vars(w).values()
+                if torch.is_tensor(t)]
+
     def current_weights(self) -> Dict[Tuple[str, int], AdapterWeights]:
         """The generated weights: fresh while training / recording gradients, else cached."""
         if self.training or torch.is_grad_enabled():
@@ -303,6 +314,6 @@ class HypernetTunerBase(AdapterTunerBase):
             self._cache = (key, self.generate_weights())
         return self._cache[1]
 
-    def before_forward(self) -> None:
+    def before_forward(self) -> Dict[Tuple[str, int], AdapterWeights]:
         with profile_range('hypernet'):
-            self._generated = self.current_weights()
+            return self.current_weights()

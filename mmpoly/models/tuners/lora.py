@@ -23,14 +23,14 @@ linear in x (LN divides by the token's own standard deviation), so it has no mer
 is an error.
 """
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, new_task_param
+from .base import BaseTuner, LayerInfo, TaskContext, new_task_param
 
 #: target -> the projections it covers: the query/key/value projections are one fused 'qkv'
 #: on Swin and 'q' + 'kv' on PVT (see ``LayerInfo.projections``)
@@ -137,6 +137,15 @@ class LoRA(BaseTuner):
         """Back to W x + s B_t A_t x; the frozen W was never modified."""
         self._merged = None
 
+    def clear_cache(self) -> None:
+        """Drop the merged weights built so far (still merged: rebuilt on the next forward)."""
+        if self._merged is not None:
+            self._merged = {}
+
+    def cached_tensors(self) -> List[Tensor]:
+        """The merged weights built so far."""
+        return list(self._merged.values()) if self._merged else []
+
     def _merged_weight(self, key: str, module: nn.Linear) -> Tensor:
         """(T, d_in, d_out) transposed full weights of every task, cached while merged."""
         if key not in self._merged:
@@ -146,30 +155,31 @@ class LoRA(BaseTuner):
         return self._merged[key]
 
     # --------------------------------------------------------------------- hook
-    def linear(self, layer: LayerInfo, name: str, module: nn.Linear, x: Tensor) -> Tensor:
+    def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
+               x: Tensor) -> Tensor:
         if name not in self.projections:
             return module(x)
         key = self._key(layer, name)
-        h = self.per_task(x)  # (T', M, d_in)
+        h = ctx.per_task(x)  # (T', M, d_in)
         if self.merged:
             if self.training:
                 raise RuntimeError('LoRA: cannot train while merged (the merged weights are '
                                    'constants); call unmerge() before training')
-            weight = self.active(self._merged_weight(key, module))
+            weight = ctx.select(self._merged_weight(key, module))
             if module.bias is None:
                 out = torch.bmm(h, weight)
             else:  # the bias added inside the matmul, as nn.Linear does: one pass less
                 out = torch.baddbmm(module.bias, h, weight)
         else:
-            A = self.active(self.lora_A[key]).transpose(1, 2)  # (T', d_in, r)
-            B = self.active(self.lora_B[key]).transpose(1, 2)  # (T', r, d_out)
+            A = ctx.select(self.lora_A[key]).transpose(1, 2)  # (T', d_in, r)
+            B = ctx.select(self.lora_B[key]).transpose(1, 2)  # (T', r, d_out)
             if self.input_norm:
                 # (LN(h) g + b) A = LN(h) (g * A) + b A: the affine folded into the small A
-                g = self.active(self.norm_weight[key])
-                b = self.active(self.norm_bias[key])
+                g = ctx.select(self.norm_weight[key])
+                b = ctx.select(self.norm_bias[key])
                 low = torch.baddbmm(torch.bmm(b[:, None], A), F.layer_norm(h, h.shape[-1:]),
                                     g[:, :, None] * A)
             else:
                 low = torch.bmm(h, A)
-            out = torch.baddbmm(self.per_task(module(x)), low, B, alpha=self.scale)
+            out = torch.baddbmm(ctx.per_task(module(x)), low, B, alpha=self.scale)
         return out.reshape(*x.shape[:-1], out.shape[-1])

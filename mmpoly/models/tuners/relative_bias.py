@@ -9,12 +9,12 @@ zero (so the tuned backbone starts as the frozen one), and returns
 :class:`TaskRelativePositionBias` is the shared piece: BitFit, which tunes these tables along
 with every bias of the backbone, imports it.
 """
-from typing import Callable, Sequence
+from typing import Sequence
 
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, new_task_param
+from .base import BaseTuner, LayerInfo, TaskContext, new_task_param
 
 
 def gather_rel_pos_bias(tables: Tensor, index: Tensor) -> Tensor:
@@ -65,12 +65,12 @@ class TaskRelativePositionBias(nn.Module):
             self.register_buffer(f'index{i}', wmsa.relative_position_index.clone(),
                                  persistent=False)
 
-    def forward(self, layer: LayerInfo, active: Callable[[Tensor], Tensor]) -> Tensor:
-        """(T', heads, N, N) bias deltas of ``layer`` for the tasks ``active`` selects."""
+    def forward(self, ctx: TaskContext, layer: LayerInfo) -> Tensor:
+        """(T', heads, N, N) bias deltas of ``layer`` for the tasks of ``ctx``'s pass."""
         index = getattr(self, f'index{layer.index}', None)
         if index is None:
             raise RuntimeError('TaskRelativePositionBias: attach(backbone) was not called')
-        return gather_rel_pos_bias(active(self.tables[layer.index]), index)
+        return gather_rel_pos_bias(ctx.select(self.tables[layer.index]), index)
 
 
 @MODELS.register_module()
@@ -94,5 +94,5 @@ class RelativeBias(BaseTuner):
     def attach(self, backbone: nn.Module) -> None:
         self.rel_pos.attach(backbone)
 
-    def attn_bias(self, layer: LayerInfo) -> Tensor:
-        return self.rel_pos(layer, self.active)
+    def attn_bias(self, ctx: TaskContext, layer: LayerInfo) -> Tensor:
+        return self.rel_pos(ctx, layer)

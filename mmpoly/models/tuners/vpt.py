@@ -19,7 +19,7 @@ from typing import Optional
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, new_task_param
+from .base import BaseTuner, LayerInfo, TaskContext, new_task_param
 
 
 def expand_to_batch(param: Tensor, batch_size: int) -> Tensor:
@@ -68,11 +68,11 @@ class VPT(BaseTuner):
             val = math.sqrt(6. / float(3 * self.patch_size**2 + prompt.shape[-1]))
             nn.init.uniform_(prompt, -val, val)
 
-    def layer_prompts(self, layer: LayerInfo, carried: Optional[Tensor],
+    def layer_prompts(self, ctx: TaskContext, layer: LayerInfo, carried: Optional[Tensor],
                       batch_size: int) -> Optional[Tensor]:
         if self.deep or layer.index == 0:
             prompts = self.prompts[layer.index if self.deep else 0]
-            return expand_to_batch(self.active(prompts), batch_size)
+            return expand_to_batch(ctx.select(prompts), batch_size)
         return carried  # shallow: the previous layer's prompts; None after a merge
 
 

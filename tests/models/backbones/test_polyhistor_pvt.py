@@ -5,7 +5,7 @@ from torch import nn
 
 import mmpoly  # noqa: F401
 from mmpoly.models.backbones.polyhistor_pvt import convert_official_pvt
-from mmpoly.models.tuners import BaseTuner
+from mmpoly.models.tuners import BaseTuner, TaskContext
 from mmseg.models.backbones import SwinTransformer
 from mmseg.registry import MODELS
 
@@ -257,7 +257,7 @@ class RecordingTuner(BaseTuner):
         super().__init__(**kwargs)
         self.calls = []
 
-    def linear(self, layer, name, module, x):
+    def linear(self, ctx, layer, name, module, x):
         self.calls.append((layer.name, name, x.shape[1]))
         return module(x)
 
@@ -318,8 +318,9 @@ def test_prompts_join_queries_and_reduced_keys():
     tuner, layer, blk = model.tuner, model.layer_infos[0], model.block1[0]
     x = torch.randn(len(TASKS), 16 * 12, 16)  # one image per task, task-major
     with torch.no_grad():
-        ours, _ = blk(x, (16, 12), tuner, layer)
-        prompts = tuner.layer_prompts(layer, None, x.shape[0])
+        ctx = TaskContext.all_tasks(len(TASKS))
+        ours, _ = model._layer(ctx, layer, blk, x, (16, 12), None)
+        prompts = tuner.layer_prompts(ctx, layer, None, x.shape[0])
         ref = prompted_block_reference(blk, x, prompts, 16, 12)
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
 
@@ -330,7 +331,7 @@ class NeedsWindows(BaseTuner):
 
 class UndeclaredBias(BaseTuner):
 
-    def attn_bias(self, layer):
+    def attn_bias(self, ctx, layer):
         return torch.zeros(1, layer.num_heads, 1, 1)
 
 

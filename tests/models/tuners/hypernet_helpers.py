@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import mmpoly  # noqa: F401
+from mmpoly.models.tuners import TaskContext
 from mmpoly.models.tuners.hypernet import LinearGenerators
 from mmpoly.utils.adapter_checkpoint import CheckpointMismatchError, check_fits
 from mmseg.registry import MODELS
@@ -101,13 +102,12 @@ def check_branches(tuner, oracle, num_tasks, seed=4):
     T, M, L = num_tasks, 3, 5
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        tuner.set_active_task(None)
-        tuner.before_forward()
+        ctx = TaskContext.all_tasks(T, tuner.before_forward())
         for layer in tuner.layers:
             x = torch.randn(T * M, L, layer.dim, generator=g)
             out = torch.randn(T * M, L, layer.dim, generator=g)
             for site, hook in (('attn', tuner.attn_branch), ('mlp', tuner.mlp_branch)):
-                got = hook(layer, x, out).view(T, M, L, -1)
+                got = hook(ctx, layer, x, out).view(T, M, L, -1)
                 if site not in tuner.sites:
                     assert torch.equal(got.view(out.shape), out)
                     continue

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmpoly.models.tuners import TaskContext
 from mmseg.registry import MODELS
 from . import helpers
 from .helpers import B, SWIN_T, SWIN_T_WIDTHS
@@ -126,13 +127,12 @@ def check_branches_against_eq1(cfg, oracle, randomize=True):
     T, M, L = len(TASKS), 3, 5
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
-        tuner.set_active_task(None)
-        tuner.before_forward()
+        ctx = TaskContext.all_tasks(T, tuner.before_forward())
         for layer in tuner.layers:
             x = torch.randn(T * M, L, layer.dim, generator=g)
             out = torch.randn(T * M, L, layer.dim, generator=g)
             for site, hook in (('attn', tuner.attn_branch), ('mlp', tuner.mlp_branch)):
-                got = hook(layer, x, out).view(T, M, L, -1)
+                got = hook(ctx, layer, x, out).view(T, M, L, -1)
                 if site not in sites:
                     assert torch.equal(got.view(out.shape), out)
                     continue

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mmpoly.models.tuners import TaskContext
 from mmpoly.tasks import ALL_TASKS
 from mmseg.registry import MODELS
 from . import helpers
@@ -95,7 +96,7 @@ def test_input_norm_branch_matches_plain_formula(targets):
             module = getattr(wmsa, name)
             inp = seen[name][0]  # the frozen module's input: task-stacked tokens
             key = f'{name}{info.index}'
-            got = tuner.linear(info, name, module, inp)
+            got = tuner.linear(TaskContext.all_tasks(len(TASKS)), info, name, module, inp)
             per_task = inp.view(len(TASKS), -1, inp.shape[-1])
             for t in range(len(TASKS)):
                 expected = lora_oracle(per_task[t], module.weight, module.bias,
@@ -119,8 +120,9 @@ def test_input_norm_is_scale_invariant_where_plain_lora_is_not():
         module = model.get_submodule(info.name).attn.w_msa.qkv
         x = torch.randn(len(TASKS) * 8, info.dim)
         with torch.no_grad():
-            delta = tuner.linear(info, 'qkv', module, x) - module(x)
-            delta3 = tuner.linear(info, 'qkv', module, 3 * x) - module(3 * x)
+            ctx = TaskContext.all_tasks(len(TASKS))
+            delta = tuner.linear(ctx, info, 'qkv', module, x) - module(x)
+            delta3 = tuner.linear(ctx, info, 'qkv', module, 3 * x) - module(3 * x)
         if input_norm:
             torch.testing.assert_close(delta3, delta, atol=1e-3, rtol=1e-3)  # LN's eps only
         else:

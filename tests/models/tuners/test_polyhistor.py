@@ -318,8 +318,8 @@ def test_houlsby_position_adapts_both_sublayers(monkeypatch):
     assert keys == {(site, i) for i in range(8) for site in ('attn', 'mlp')}
     calls = []
     for site in ('attn', 'mlp'):
-        def record(layer, x, out, hook=getattr(tuner, f'{site}_branch'), site=site):
-            result = hook(layer, x, out)
+        def record(ctx, layer, x, out, hook=getattr(tuner, f'{site}_branch'), site=site):
+            result = hook(ctx, layer, x, out)
             calls.append((site, layer.index, out, result))
             return result
         monkeypatch.setattr(tuner, f'{site}_branch', record)

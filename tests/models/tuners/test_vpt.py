@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from mmpoly.models.tuners import TaskContext
 from mmpoly.models.tuners.vpt import VPT
 from mmpoly.tasks import ALL_TASKS
 from mmseg.registry import MODELS
@@ -57,7 +58,7 @@ def test_one_window_equals_hand_written_attention_with_prompts(deep, layer_index
     torch.manual_seed(2)
     x = torch.randn(len(TASKS), H * H, C)  # one image per task, 8x8 tokens = 4 windows
     with torch.no_grad():
-        out, _ = model._layer(block, info, x, (H, H), None)
+        out, _ = model._layer(TaskContext.all_tasks(len(TASKS)), info, block, x, (H, H), None)
         wmsa = block.attn.w_msa
         for t in range(len(TASKS)):
             win = x[t].view(H, H, C)[:ws, :ws].reshape(ws * ws, C)
@@ -94,8 +95,8 @@ def test_which_layers_see_which_prompts(deep):
     model = build(deep)
     calls, hook = [], model.tuner.layer_prompts
 
-    def spy(layer, carried, batch_size):
-        out = hook(layer, carried, batch_size)
+    def spy(ctx, layer, carried, batch_size):
+        out = hook(ctx, layer, carried, batch_size)
         calls.append((layer.index, carried, out))
         return out
 
