@@ -16,8 +16,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from mmpoly.engine import load_config  # noqa: E402
-from mmpoly.utils import explain_build_errors  # noqa: E402
+from mmpoly.engine import explain_build_errors, load_config  # noqa: E402
 from mmpoly.utils.param_count import (build_model_without_weights, count_parameters,  # noqa
                                       format_counts)
 from mmpoly.utils.paper_tables import (ABLATIONS, TABLE1, TRUNCATED_IN_PAPER,  # noqa: E402

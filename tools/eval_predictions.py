@@ -28,13 +28,12 @@ from mmengine.logging import MMLogger  # noqa: E402
 from mmengine.registry import init_default_scope  # noqa: E402
 
 import mmpoly  # noqa: E402,F401  (registration)
-from mmpoly.engine import load_config  # noqa: E402
+from mmpoly.engine import explain_build_errors, load_config  # noqa: E402
 from mmpoly.tasks import resolve_task_specs  # noqa: E402
 from mmpoly.evaluation.metrics.functional import \
     is_single_value_label_evaluated  # noqa: E402
 from mmpoly.evaluation.prediction_writer import (prediction_path,  # noqa: E402
                                                  read_prediction, sample_id)
-from mmpoly.utils import explain_build_errors  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -4,7 +4,7 @@
 Keeps everything training changed (trainable parameters, the buffers they need, optimizer and
 scheduler state, message hub, meta) and replaces the frozen backbone weights by the identity
 of the pretrained backbone file the config names (path + sha256); see
-``mmpoly/utils/adapter_checkpoint.py``. The full checkpoint's frozen weights must be exactly
+``mmpoly/checkpoint/adapter.py``. The full checkpoint's frozen weights must be exactly
 those of that file (checked), so the small file reproduces the model bit for bit:
 ``tools/test.py CONFIG OUT`` evaluates it, and a config with
 ``default_hooks.checkpoint.type='AdapterCheckpointHook'`` resumes from it.
@@ -29,12 +29,12 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint  # noqa: E402
 
 import mmpoly  # noqa: E402,F401  (registration)
-from mmpoly.engine import load_config  # noqa: E402
-from mmpoly.utils import explain_build_errors  # noqa: E402
-from mmpoly.utils.adapter_checkpoint import (AdapterCheckpointError,  # noqa: E402
+from mmpoly.engine import explain_build_errors, load_config  # noqa: E402
+from mmpoly.checkpoint.adapter import (AdapterCheckpointError,  # noqa: E402
                                              frozen_backbone_keys, is_adapter_checkpoint,
                                              make_adapter_checkpoint, pretrained_backbones,
                                              sha256_tensor)
+from mmpoly.utils.state_dict import strip_module_prefix  # noqa: E402
 from mmpoly.utils.param_count import (build_model_without_weights,  # noqa: E402
                                       count_parameters)
 
@@ -48,8 +48,7 @@ def export(full_ckpt: str, out: str, cfg: Config, keep_optimizer: bool = True) -
         raise AdapterCheckpointError(f'{full_ckpt} is already an adapter-only checkpoint')
     if 'state_dict' not in checkpoint:
         checkpoint = dict(state_dict=checkpoint)
-    state = {k[len('module.'):] if k.startswith('module.') else k: v
-             for k, v in checkpoint['state_dict'].items()}
+    state = strip_module_prefix(checkpoint['state_dict'])
     checkpoint['state_dict'] = state
     with explain_build_errors():
         model = build_model_without_weights(cfg)
@@ -108,7 +107,7 @@ def measure(configs, as_json: bool = False) -> None:
     import json
     import tempfile
 
-    from mmpoly.utils.adapter_checkpoint import measure_sizes
+    from mmpoly.checkpoint.adapter import measure_sizes
     rows = []
     if not as_json:
         print(SIZE_HEADER)

@@ -31,6 +31,7 @@ from mmengine.config import Config  # noqa: E402
 
 from mmpoly.evaluation.metrics.functional import (DEFAULT_REFERENCE,  # noqa: E402
                                                   MAIN_METRICS, delta_m, main_metric_key)
+from mmpoly.engine import load_config  # noqa: E402
 from mmpoly.tasks import ALL_TASKS  # noqa: E402
 
 # tuner type -> the paper's name of the method (Table 1)
@@ -146,7 +147,7 @@ def load_run(work_dir: str) -> Dict[str, object]:
     if not osp.isdir(work_dir):
         raise FileNotFoundError(f'work dir not found: {work_dir}')
     cfg_path = find_config(work_dir)
-    cfg = Config.fromfile(cfg_path)
+    cfg = load_config(cfg_path)
     metrics, source = find_metrics(work_dir)
     counts = count_params(cfg)
     row = dict(run=osp.basename(osp.normpath(work_dir)), method=method_name(cfg),

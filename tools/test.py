@@ -26,10 +26,10 @@ from mmengine.config import DictAction  # noqa: E402
 from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmpoly.utils import explain_build_errors, finish_distributed  # noqa: E402
-from mmpoly.utils.adapter_checkpoint import sha256_file  # noqa: E402
-from mmpoly.utils.build_checks import check_task_agreement  # noqa: E402
-from mmpoly.engine import load_config, prepare_run  # noqa: E402
+from mmpoly.checkpoint.adapter import sha256_file  # noqa: E402
+from mmpoly.engine.build_checks import check_task_agreement  # noqa: E402
+from mmpoly.engine import (explain_build_errors, finish_distributed,  # noqa: E402
+                           load_config, prepare_run)
 
 
 def parse_args():

@@ -12,11 +12,11 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 from mmengine.config import DictAction  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
-from mmpoly.utils import explain_build_errors, finish_distributed  # noqa: E402
-from mmpoly.utils.atomic_checkpoint import (candidate_checkpoints, damage,  # noqa: E402
+from mmpoly.checkpoint.atomic import (candidate_checkpoints, damage,  # noqa: E402
                                             resolve_resume)
-from mmpoly.utils.build_checks import check_task_agreement  # noqa: E402
-from mmpoly.engine import load_config, prepare_run  # noqa: E402
+from mmpoly.engine.build_checks import check_task_agreement  # noqa: E402
+from mmpoly.engine import (explain_build_errors, finish_distributed,  # noqa: E402
+                           load_config, prepare_run)
 
 
 def parse_args():
@@ -47,7 +47,7 @@ def main():
                       args.work_dir)
     check_task_agreement(cfg, 'train')  # model, datasets, metrics and losses: same tasks
 
-    if args.amp:  # float16 + loss scaling on GPUs, bfloat16 on CPU (mmpoly/utils/amp.py)
+    if args.amp:  # float16 + loss scaling on GPUs, bfloat16 on CPU (mmpoly/engine/optim_wrappers.py)
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         cfg.optim_wrapper.setdefault('dtype', 'auto')

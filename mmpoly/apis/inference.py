@@ -20,8 +20,8 @@ from torch import nn
 from mmseg.structures import SegDataSample
 from ..datasets import PascalContextMTDataset
 from ..engine.config import fill_task_specs, load_config
-from ..utils.adapter_checkpoint import load_adapter_checkpoint
-from ..utils.build_errors import explain_build_errors
+from ..checkpoint.adapter import load_adapter_checkpoint
+from ..engine.build_errors import explain_build_errors
 from ..utils.param_count import build_model_without_weights
 
 ImageType = Union[str, np.ndarray]

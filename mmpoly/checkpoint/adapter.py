@@ -45,7 +45,8 @@ from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
 from mmseg.registry import HOOKS
-from .atomic_checkpoint import AtomicSaveMixin
+from ..utils.state_dict import is_tuner_key, strip_module_prefix
+from .atomic import AtomicSaveMixin
 
 FORMAT = 'mmpoly-adapter-checkpoint/1'
 
@@ -107,7 +108,7 @@ def frozen_backbone_keys(model: nn.Module) -> List[str]:
             continue  # random init: cannot be rebuilt, kept in the checkpoint
         params = dict(backbone.named_parameters())
         for key in backbone.state_dict().keys():
-            if key.startswith('tuner.'):
+            if is_tuner_key(key):
                 continue
             if key in params and params[key].requires_grad:
                 continue
@@ -167,10 +168,6 @@ def is_adapter_checkpoint(checkpoint: dict) -> bool:
     return isinstance(checkpoint, dict) and 'adapter' in checkpoint
 
 
-def _strip_module(state: dict) -> dict:
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-
-
 def state_dict_problems(own: dict, saved: dict, may_miss=frozenset()) -> List[str]:
     """What keeps ``saved`` from loading strictly into a model whose state dict is ``own``:
     missing (except ``may_miss``), unknown and shape-mismatched keys, a few named each."""
@@ -205,7 +202,7 @@ def check_compatible(model: nn.Module, checkpoint: dict) -> None:
         problems.append(f'the frozen backbone entries differ ({len(diff)} keys, e.g. '
                         f'{diff[:5]}): the tuner or backbone of the config is not the one '
                         'the adapters were trained with')
-    problems += state_dict_problems(model.state_dict(), _strip_module(checkpoint['state_dict']),
+    problems += state_dict_problems(model.state_dict(), strip_module_prefix(checkpoint['state_dict']),
                                     may_miss=frozen_now)
     if problems:
         raise AdapterCheckpointError(
@@ -216,7 +213,7 @@ def check_fits(model: nn.Module, checkpoint: dict, filename: str) -> None:
     """Raise CheckpointMismatchError, naming the file, unless the (complete) checkpoint
     holds exactly the model's weights with the model's shapes."""
     problems = state_dict_problems(_unwrap(model).state_dict(),
-                                   _strip_module(checkpoint['state_dict']))
+                                   strip_module_prefix(checkpoint['state_dict']))
     if problems:
         raise CheckpointMismatchError(
             f'checkpoint {filename} does not fit this model (a checkpoint of another model or '
@@ -285,7 +282,7 @@ def restore_state_dict(model: nn.Module, checkpoint: dict) -> dict:
         raise AdapterCheckpointError(
             f'{len(wrong)} frozen weights rebuilt from the backbone file differ from those '
             f'the adapters were trained with, e.g. {wrong[:5]}')
-    saved = _strip_module(checkpoint['state_dict'])
+    saved = strip_module_prefix(checkpoint['state_dict'])
     full = type(checkpoint['state_dict'])()
     for key in own:
         full[key] = saved[key] if key in saved else own[key].detach().clone().cpu()
@@ -308,7 +305,7 @@ def load_adapter_checkpoint(model: nn.Module, filename: str, map_location='cpu')
                          'by tools/train.py or tools/export_adapter.py')
     restore_state_dict(model, checkpoint)
     check_fits(model, checkpoint, filename)
-    _unwrap(model).load_state_dict(_strip_module(checkpoint['state_dict']), strict=True)
+    _unwrap(model).load_state_dict(strip_module_prefix(checkpoint['state_dict']), strict=True)
     return checkpoint
 
 
@@ -400,7 +397,7 @@ def measure_sizes(config: str, work_dir: str) -> Dict[str, int]:
         if path is not None:
             stand_in = osp.join(work_dir, f'backbone_{prefix.replace(".", "_")}.pth')
             torch.save({'state_dict': {k: v for k, v in backbone.state_dict().items()
-                                       if not k.startswith('tuner.')}}, stand_in)
+                                       if not is_tuner_key(k)}}, stand_in)
             backbone.init_cfg = dict(type='Pretrained', checkpoint=stand_in)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=1e-4)

@@ -4,7 +4,7 @@ from typing import Optional, Sequence
 from mmengine.dataset import BaseDataset
 
 from mmpoly.tasks import resolve_task_specs
-from mmpoly.utils.exact_resume import EpochSeededDataset
+from mmpoly.engine.exact_resume import EpochSeededDataset
 
 
 class MultiTaskDataset(EpochSeededDataset, BaseDataset):

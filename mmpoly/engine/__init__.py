@@ -1,6 +1,17 @@
-"""What runs a model: config loading, Runner hooks, optimiser wrappers, run setup."""
+"""What runs a model: config loading, run setup, Runner hooks and the optimiser wrapper.
+
+- ``config``: ``load_config(path, cfg_options)``, the one way every tool loads a config (task
+  specs filled in from the dataset's METAINFO);
+- ``runtime``: backend and work dir of a run (``prepare_run``), ``finish_distributed``;
+- ``build_checks`` / ``build_errors``: config checks before building, hints after a failure;
+- ``optim_wrappers``: ``MixedPrecisionOptimWrapper`` (``--amp``);
+- hooks: ``exact_resume`` (``ExactResumeHook``, ``EpochSeededDataset``), ``nonfinite``
+  (``NonFiniteLossHook``). The checkpoint hooks are in ``mmpoly.checkpoint``.
+"""
+from . import exact_resume, nonfinite, optim_wrappers  # noqa: F401  (registrations)
+from .build_errors import explain_build_errors
 from .config import dataset_task_specs, fill_task_specs, load_config
 from .runtime import finish_distributed, prepare_run, setup_runtime
 
 __all__ = ['load_config', 'fill_task_specs', 'dataset_task_specs', 'prepare_run',
-           'setup_runtime', 'finish_distributed']
+           'setup_runtime', 'finish_distributed', 'explain_build_errors']

@@ -18,6 +18,7 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 from mmseg.registry import HOOKS
+from .state_dict import TUNER_PREFIX
 
 DECODER_PREFIX = 'decode_head.'
 
@@ -30,7 +31,7 @@ def group_of(name: str) -> str:
         return 'decoders'
     parts = name.split('.')
     if 'tuner' in parts:
-        return 'tuner.' + parts[parts.index('tuner') + 1]
+        return TUNER_PREFIX + parts[parts.index('tuner') + 1]
     return 'backbone (trained in full)'
 
 

@@ -18,7 +18,7 @@ from mmengine.dataset import pseudo_collate
 from mmseg.registry import DATASETS
 from mmpoly.apis import inference_model, init_model
 from mmpoly.evaluation.prediction_writer import encode_prediction, prediction_path
-from mmpoly.utils.adapter_checkpoint import make_adapter_checkpoint
+from mmpoly.checkpoint.adapter import make_adapter_checkpoint
 from tests.tools.conftest import REPO, demo_data, run_tool  # noqa: F401
 from tests.utils.test_adapter_checkpoint import (backbone, build, config_on,  # noqa: F401
                                                  pretend_training)

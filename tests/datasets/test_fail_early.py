@@ -15,7 +15,7 @@ from PIL import Image
 import mmpoly  # noqa: F401
 from mmpoly.datasets import PascalContextMTDataset, make_synthetic_pascal_mt
 from mmpoly.datasets.transforms.loading import LoadMultiTaskAnnotations, load_saliency
-from mmpoly.utils.build_checks import (ConfigMismatchError, check_task_agreement,
+from mmpoly.engine.build_checks import (ConfigMismatchError, check_task_agreement,
                                        task_mismatches)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -18,7 +18,7 @@ import pytest
 import torch
 from mmengine.optim import build_optim_wrapper
 
-from mmpoly.utils.amp import MixedPrecisionOptimWrapper
+from mmpoly.engine.optim_wrappers import MixedPrecisionOptimWrapper
 from mmpoly.utils.benchmark import Case
 
 DEMO = 'configs/demo/{}_swin-tiny_synthetic.py'

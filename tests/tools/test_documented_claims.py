@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 
-from mmpoly.utils.adapter_checkpoint import (frozen_backbone_keys, load_adapter_checkpoint,
+from mmpoly.checkpoint.adapter import (frozen_backbone_keys, load_adapter_checkpoint,
                                              make_adapter_checkpoint)
 from tests.utils.test_adapter_checkpoint import (LORA, assert_same_model, backbone,  # noqa
                                                  build, config_on, pretend_training,

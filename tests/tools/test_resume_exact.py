@@ -20,7 +20,7 @@ import time
 import pytest
 
 from mmpoly.datasets import make_synthetic_pascal_mt
-from mmpoly.utils.atomic_checkpoint import damage
+from mmpoly.checkpoint.atomic import damage
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/demo/lora_swin-tiny_synthetic.py'

@@ -18,7 +18,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmseg.registry import MODELS
-from mmpoly.utils.adapter_checkpoint import (AdapterCheckpointError, frozen_backbone_keys,
+from mmpoly.checkpoint.adapter import (AdapterCheckpointError, frozen_backbone_keys,
                                              load_adapter_checkpoint,
                                              make_adapter_checkpoint, restore_state_dict)
 from tests.tools.conftest import REPO, demo_data, demo_options, run_tool  # noqa: F401

@@ -5,8 +5,8 @@ from mmengine.registry import init_default_scope
 
 import mmpoly  # noqa: F401
 from mmseg.registry import MODELS
-from mmpoly.utils import explain_build_errors
-from mmpoly.utils.build_errors import explain
+from mmpoly.engine import explain_build_errors
+from mmpoly.engine.build_errors import explain
 from ..tools.conftest import run_tool
 
 DEMO = 'configs/demo/decoder_ft_swin-tiny_synthetic.py'

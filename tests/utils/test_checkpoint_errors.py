@@ -17,8 +17,8 @@ from mmengine.runner.checkpoint import _load_checkpoint
 import mmpoly  # noqa: F401
 from mmseg.registry import MODELS
 from mmpoly.datasets import make_synthetic_pascal_mt
-from mmpoly.utils.adapter_checkpoint import load_adapter_checkpoint, sha256_file
-from mmpoly.utils.atomic_checkpoint import (CheckpointLoadError, candidate_checkpoints, damage,
+from mmpoly.checkpoint.adapter import load_adapter_checkpoint, sha256_file
+from mmpoly.checkpoint.atomic import (CheckpointLoadError, candidate_checkpoints, damage,
                                             resolve_resume)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -7,8 +7,8 @@ from mmengine.registry import init_default_scope
 
 import mmpoly  # noqa: F401
 from mmseg.registry import DATASETS, METRICS, MODELS, TRANSFORMS
-from mmpoly.utils import explain_build_errors
-from mmpoly.utils.build_errors import accepted_arguments
+from mmpoly.engine import explain_build_errors
+from mmpoly.engine.build_errors import accepted_arguments
 
 DEMO = 'configs/demo/decoder_ft_swin-tiny_synthetic.py'
 

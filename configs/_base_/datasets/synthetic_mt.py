@@ -6,20 +6,14 @@ img_scale = (96, 96)
 # generated only at data_root (auto_generate.root): a mistyped data_root is an error
 synthetic = dict(num_train=128, num_val=32, image_size=(96, 128), seed=0, root=data_root)
 
+# the real dataset's pipelines, resized to the small images
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadMultiTaskAnnotations'),
-    dict(type='MTRandomFlip', prob=0.5),
-    dict(type='MTRandomScale', scale_range=(0.75, 1.25)),
-    dict(type='MTRandomRotate', max_degree=20),
-    dict(type='MTResize', scale=img_scale),
-    dict(type='PackMultiTaskInputs'),
+    dict(step, scale=img_scale) if step['type'] == 'MTResize' else step
+    for step in _base_.train_pipeline
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='MTResize', scale=img_scale),
-    dict(type='LoadMultiTaskAnnotations'),
-    dict(type='PackMultiTaskInputs'),
+    dict(step, scale=img_scale) if step['type'] == 'MTResize' else step
+    for step in _base_.test_pipeline
 ]
 train_dataloader = dict(
     batch_size=8,

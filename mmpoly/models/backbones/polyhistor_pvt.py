@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS
+from ...utils.state_dict import strip_module_prefix
 from ..tuners.base import LayerInfo, TaskContext
 from .tuned_backbone import TunedBackboneMixin, check_checkpoint_path
 
@@ -363,7 +364,7 @@ def convert_pvt_checkpoint(ckpt: dict) -> Dict[str, Tensor]:
     """Keys of an official PVT release (classification or detection) or of a checkpoint
     holding this backbone (``backbone.`` prefix) in this backbone's naming."""
     state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
-    state_dict = {k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    state_dict = strip_module_prefix(state_dict)
     state_dict = {k[len('backbone.'):]: v for k, v in state_dict.items()
                   if k.startswith('backbone.')} or state_dict
     return convert_official_pvt(state_dict)

@@ -24,6 +24,7 @@ from torch import Tensor
 from mmseg.models.backbones import SwinTransformer
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS
+from ...utils.state_dict import strip_module_prefix
 from ..tuners.base import LayerInfo, TaskContext
 from .tuned_backbone import TunedBackboneMixin, check_checkpoint_path
 
@@ -265,7 +266,7 @@ def resize_rel_pos_table(table: Tensor, shape, key: str, path: str) -> Tensor:
 def convert_swin_checkpoint(ckpt: dict) -> Dict[str, Tensor]:
     """Keys of an official / MoBY / mmseg / mmpretrain Swin checkpoint in mmseg's naming."""
     state_dict = ckpt.get('state_dict', ckpt.get('model', ckpt))
-    state_dict = {k[7:] if k.startswith('module.') else k: v for k, v in state_dict.items()}
+    state_dict = strip_module_prefix(state_dict)
     if any(k.startswith('encoder.') for k in state_dict):  # MoBY: keep the online encoder
         state_dict = {k[len('encoder.'):]: v for k, v in state_dict.items()
                       if k.startswith('encoder.')}

@@ -11,6 +11,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 
 from mmseg.registry import MODELS
+from ...utils.state_dict import TUNER_PREFIX
 from ..tuners.base import BaseTuner, LayerInfo, TaskContext
 
 
@@ -80,7 +81,7 @@ class TunedBackboneMixin:
     def _freeze(self) -> None:
         """The one place that decides what is trained in the encoder."""
         for name, param in self.named_parameters():
-            if not name.startswith('tuner.'):
+            if not name.startswith(TUNER_PREFIX):
                 param.requires_grad_(self.tuner.trains_backbone)
 
     @property
@@ -134,7 +135,7 @@ class TunedBackboneMixin:
         tables). A missing weight or a wrong shape is an error naming the file."""
         name = type(self).__name__
         own = {k: v for k, v in self.state_dict().items()
-               if not k.startswith('tuner.') and 'relative_position_index' not in k}
+               if not k.startswith(TUNER_PREFIX) and 'relative_position_index' not in k}
         missing = sorted(set(own) - set(state_dict))
         if missing:
             raise KeyError(f'checkpoint {path} is not a checkpoint for this {name}: '
