@@ -19,7 +19,7 @@ import torch
 from mmengine.optim import build_optim_wrapper
 
 from mmpoly.engine.optim_wrappers import MixedPrecisionOptimWrapper
-from mmpoly.utils.benchmark import Case
+from mmpoly.benchmark import Case
 
 DEMO = 'configs/demo/{}_swin-tiny_synthetic.py'
 NO_DROPOUT = {'model.decode_head.dropout_ratio': 0.0}
@@ -110,11 +110,11 @@ def test_activation_checkpointing_same_loss_and_grads(method, with_cp, monkeypat
     checkpointed = []
     real_checkpoint = torch.utils.checkpoint.checkpoint
 
-    def counting_checkpoint(fn, block, layer, *args, **kwargs):
+    def counting_checkpoint(fn, ctx, layer, *args, **kwargs):
         checkpointed.append(layer.stage)
-        return real_checkpoint(fn, block, layer, *args, **kwargs)
+        return real_checkpoint(fn, ctx, layer, *args, **kwargs)
 
-    monkeypatch.setattr('mmpoly.models.backbones.polyhistor_swin.cp.checkpoint',
+    monkeypatch.setattr('mmpoly.models.backbones.tuned_backbone.cp.checkpoint',
                         counting_checkpoint)
     grads = []
     for case in (plain, cp):
