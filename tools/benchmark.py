@@ -10,7 +10,7 @@ No dataset or checkpoint is read: the model is built from the config with random
 images; class maps within range, saliency 0/1, unit normals) through the real data
 preprocessor, ``model(..., mode='loss')`` and the config's optimiser (``--mode train``), or
 ``test_step`` (``--mode test``). It reports the median and spread of the step time,
-images/s, peak memory (see mmpoly/utils/benchmark.py) and a breakdown of one profiled step
+images/s, peak memory (see mmpoly/benchmark/) and a breakdown of one profiled step
 by the ``mmpoly::`` profiler ranges (data preprocessor, hypernetwork generation, backbone,
 decoders, losses, backward, optimiser).
 
@@ -81,9 +81,9 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    from mmpoly.utils.benchmark import (Case, MemoryProbe, case_result, data_throughput,
-                                        format_markdown, format_report, machine_info, ratios,
-                                        run_cases, to_json)
+    from mmpoly.benchmark import (Case, MemoryProbe, case_result, data_throughput,
+                                  format_markdown, format_report, machine_info, ratios,
+                                  run_cases, to_json)
     if args.render:
         with open(args.render) as f:  # the last line: the JSON object of a --json run
             report = json.loads(f.read().strip().splitlines()[-1])

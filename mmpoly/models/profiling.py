@@ -2,7 +2,7 @@
 ``losses``): ``mmpoly::<name>`` while ``torch.profiler`` records, else a no-op.
 
 The models' own helper: model code imports nothing from the tools or the benchmark, which
-reads these ranges back (``mmpoly/utils/benchmark.py``).
+reads these ranges back (``mmpoly/benchmark/``).
 """
 from contextlib import nullcontext
 

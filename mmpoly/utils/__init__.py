@@ -1,7 +1,7 @@
 """Small shared helpers: parameter accounting (``param_count``), the paper's printed tables
 (``paper_tables``) and state-dict names (``state_dict``). Runner hooks, the optimiser
 wrapper and config loading are in ``mmpoly.engine``; checkpoint formats in
-``mmpoly.checkpoint``; the benchmark harness in ``benchmark``."""
+``mmpoly.checkpoint``; the benchmark harness in ``mmpoly.benchmark``."""
 import importlib
 import importlib.abc
 import importlib.util
@@ -22,6 +22,7 @@ MOVED_MODULES = {
     'mmpoly.utils.adapter_checkpoint': 'mmpoly.checkpoint.adapter',
     'mmpoly.utils.atomic_checkpoint': 'mmpoly.checkpoint.atomic',
     'mmpoly.utils.checkpoint': 'mmpoly.checkpoint.safe_load',
+    'mmpoly.utils.benchmark': 'mmpoly.benchmark',
 }
 
 

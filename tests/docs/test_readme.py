@@ -221,7 +221,7 @@ def test_every_table_with_numbers_is_checked():
 
 # ------------------------------------------------------------------ benchmark tables
 def test_benchmark_tables_are_their_reports():
-    from mmpoly.utils.benchmark import format_markdown
+    from mmpoly.benchmark import format_markdown
     reports = benchmark_reports()
     assert len(reports) >= 6, sorted(reports)
     readme_tables, errors = the(is_benchmark), []

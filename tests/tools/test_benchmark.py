@@ -9,7 +9,7 @@ import os.path as osp
 import pytest
 import torch
 
-from mmpoly.utils.benchmark import Case, random_batch
+from mmpoly.benchmark import Case, random_batch
 from .conftest import REPO, run_tool
 
 #: LoRA without the authors' input LayerNorm: the form that merges into the frozen weights

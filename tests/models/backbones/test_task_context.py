@@ -16,7 +16,7 @@ from mmengine.registry import init_default_scope
 
 import mmpoly  # noqa: F401
 from mmpoly.models.tuners import BaseTuner, TaskContext
-from mmpoly.utils.benchmark import random_batch
+from mmpoly.benchmark import random_batch
 from mmseg.registry import MODELS
 from .test_polyhistor_pvt import TINY as PVT_TINY
 from .test_polyhistor_swin import TINY as SWIN_TINY

@@ -1,0 +1,16 @@
+"""The benchmark harness of tools/benchmark.py: timing, profiling and memory measurement of
+training / inference steps. Nothing under ``mmpoly.models`` imports it.
+
+- ``cases``: a model from a config with random weights and its step (:class:`Case`), the
+  timed, interleaved runs (:func:`run_cases`), the data pipeline (:func:`data_throughput`);
+- ``memory``: peak memory of a step (:class:`MemoryProbe`, CUDA and CPU);
+- ``reports``: ratios, machine description, text / markdown / JSON reports.
+"""
+from .cases import (RANGES, Case, benchmark_config, case_result, data_throughput,
+                    parse_spec, random_batch, run_cases)
+from .memory import MemoryProbe
+from .reports import format_markdown, format_report, machine_info, ratios, to_json
+
+__all__ = ['RANGES', 'Case', 'benchmark_config', 'case_result', 'data_throughput',
+           'parse_spec', 'random_batch', 'run_cases', 'MemoryProbe', 'format_markdown',
+           'format_report', 'machine_info', 'ratios', 'to_json']

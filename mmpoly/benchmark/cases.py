@@ -1,0 +1,416 @@
+"""Benchmark cases: one model built from a config with random weights, its optimiser, a
+random batch and its step (:class:`Case`); the timed, interleaved runs (:func:`run_cases`)
+and the data pipeline's throughput. The model code opens its own profiler ranges
+(:mod:`mmpoly.models.profiling`); the step opens the others (``RANGES``)."""
+
+import copy
+import math
+import os
+import statistics
+import time
+import logging
+from contextlib import contextmanager, nullcontext
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from ..models.profiling import PREFIX, profile_range
+from ..models.tuners.base import BaseTuner
+from .memory import MemoryProbe
+
+
+#: profiler ranges, in step order; the model opens hypernet, backbone, decoders, losses
+RANGES = ('data_preprocessor', 'hypernet', 'backbone', 'decoders', 'losses', 'backward',
+          'optimizer')
+
+
+# ------------------------------------------------------------------ inputs
+def random_batch(tasks: Sequence[str], batch_size: int, img_size: int, seed: int = 0,
+                 task_specs: Optional[dict] = None) -> dict:
+    """What ``PackMultiTaskInputs`` + the dataloader give the model, with random content:
+    uint8 BGR images, class maps within range (with a few ignored pixels), saliency 0/1,
+    unit normals (float32), regression values in [0.5, 1.5)."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    from ..tasks import resolve_task_specs
+    specs = resolve_task_specs(tasks, task_specs)
+    g = torch.Generator().manual_seed(seed)
+    S = img_size
+    inputs, samples = [], []
+    for _ in range(batch_size):
+        inputs.append(torch.randint(0, 256, (3, S, S), generator=g, dtype=torch.uint8))
+        sample = SegDataSample()
+        for task in tasks:
+            spec = specs[task]
+            if spec.kind == 'normal':
+                n = torch.randn(3, S, S, generator=g)
+                data = n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)
+            elif spec.kind == 'regression':
+                data = torch.rand(spec.num_outputs, S, S, generator=g) + 0.5
+            else:
+                classes = spec.num_outputs if spec.kind == 'class' else 2
+                data = torch.randint(0, classes, (1, S, S), generator=g, dtype=torch.int64)
+                if spec.kind == 'class':
+                    data[torch.rand(1, S, S, generator=g) < 0.05] = int(spec.pad_value)
+            sample.set_data({f'gt_{task}': PixelData(data=data)})
+        sample.set_metainfo(dict(img_shape=(S, S), ori_shape=(S, S), tasks=tuple(tasks)))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+# ------------------------------------------------------------------ config
+def parse_spec(spec: str):
+    """``CONFIG[@key=value[@key=value...]]`` -> (config path, {key: value}). Keys starting
+    with ``bench.`` are benchmark options (``bench.amp``, ``bench.mode``, ``bench.merge_lora``,
+    ``bench.eval_cache``), the others config overrides as ``--cfg-options`` takes them."""
+    from mmengine.config import DictAction
+    path, *opts = spec.split('@')
+    options = {}
+    for opt in opts:
+        if '=' not in opt:
+            raise ValueError(f'{spec}: option {opt!r} is not key=value')
+        key, value = opt.split('=', 1)
+        options[key] = DictAction._parse_iterable(value)
+    return path, options
+
+
+def benchmark_config(path: str, cfg_options: Optional[dict] = None,
+                     img_size: Optional[int] = None):
+    """The config (``mmpoly.engine.load_config``) with random backbone init (no checkpoint
+    is read) and the data preprocessor padding to ``img_size``."""
+    from ..engine.config import load_config
+    cfg = load_config(path, cfg_options)
+    cfg.model.backbone.init_cfg = None
+    if img_size is not None and cfg.model.get('data_preprocessor') is not None:
+        cfg.model.data_preprocessor.size = (img_size, img_size)
+    return cfg
+
+
+def _truthy(v) -> bool:
+    return v if isinstance(v, bool) else str(v).lower() in ('1', 'true', 'yes', 'on')
+
+
+class Case:
+    """One model to measure: built from a config with random weights, its optimiser, a
+    random batch and the step function of ``mode``."""
+
+    def __init__(self, spec: str, cfg_options: Optional[dict] = None, batch_size: int = 1,
+                 img_size: Optional[int] = None, mode: str = 'train', device: str = 'cpu',
+                 amp: bool = False, seed: int = 0):
+        from mmengine.optim import build_optim_wrapper
+
+        from ..engine.optim_wrappers import amp_dtype
+        from ..utils.param_count import build_model_without_weights
+        path, options = parse_spec(spec)
+        bench = {k[len('bench.'):]: v for k, v in options.items() if k.startswith('bench.')}
+        unknown = set(bench) - {'amp', 'mode', 'merge_lora', 'eval_cache'}
+        if unknown:
+            raise ValueError(f'{spec}: unknown benchmark option(s) {sorted(unknown)}; known: '
+                             f'bench.amp, bench.mode, bench.merge_lora, bench.eval_cache')
+        overrides = dict(cfg_options or {})
+        overrides.update({k: v for k, v in options.items() if not k.startswith('bench.')})
+        self.spec, self.path = spec, path
+        self.name = os.path.splitext(os.path.basename(path))[0] + ''.join(
+            f' {k.split(".")[-1]}={v}' for k, v in options.items())
+        self.mode = bench.get('mode', mode)
+        if self.mode not in ('train', 'test'):
+            raise ValueError(f'mode must be train or test, got {self.mode!r}')
+        self.amp = _truthy(bench.get('amp', amp))
+        self.merge_lora = _truthy(bench.get('merge_lora', False))
+        self.eval_cache = _truthy(bench.get('eval_cache', True))
+        self.device = device
+        self.batch_size = batch_size
+
+        cfg = benchmark_config(path, overrides, img_size)
+        self.cfg = cfg
+        self.img_size = img_size or int(
+            (cfg.model.get('data_preprocessor') or {}).get('size', (512, 512))[0])
+        torch.manual_seed(seed)
+        model = build_model_without_weights(cfg)
+        with _quiet_logs():  # init_weights logs every parameter
+            model.init_weights()
+        self.model = model.to(device)
+        self.tasks = tuple(model.tasks)
+        self.batch = random_batch(self.tasks, batch_size, self.img_size, seed,
+                                  getattr(model, 'task_specs', None))
+
+        self.optim_wrapper = None
+        ow_cfg = copy.deepcopy(cfg.get('optim_wrapper') or dict(
+            type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-4)))
+        if self.amp:  # as tools/train.py --amp
+            ow_cfg.type = 'MixedPrecisionOptimWrapper'
+            ow_cfg.setdefault('loss_scale', 'dynamic')
+            ow_cfg.setdefault('dtype', 'auto')
+        self.amp_dtype = amp_dtype(device.split(':')[0], ow_cfg.get('dtype')) if self.amp \
+            else None
+        if self.mode == 'train':
+            self.optim_wrapper = build_optim_wrapper(self.model, ow_cfg)
+        self.tuners = [m for m in self.model.modules() if isinstance(m, BaseTuner)]
+        if self.merge_lora:
+            merged = [t for t in self.tuners if hasattr(t, 'merge')]
+            if not merged:
+                raise ValueError(f'{spec}: bench.merge_lora=True but the tuner has no merge()')
+            for t in merged:
+                t.merge()
+        self.step = self._train_step if self.mode == 'train' else self._test_step
+        compile_cfg = cfg.get('compile', None)
+        if compile_cfg:  # as mmengine's Runner: torch.compile the step
+            compile_cfg = {} if compile_cfg is True else dict(compile_cfg)
+            self.step = torch.compile(self.step, **compile_cfg)
+        self.times: List[float] = []
+        self.peaks: List[int] = []
+        self.last_loss: Optional[float] = None
+
+    # -------------------------------------------------------------- steps
+    def _autocast(self):
+        if not self.amp:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.split(':')[0], dtype=self.amp_dtype)
+
+    def _train_step(self):
+        """``BaseModel.train_step`` with profiler ranges: the optimiser wrapper's context
+        (autocast with --amp), forward, ``update_params`` (backward with loss scaling for
+        float16, step, zero_grad)."""
+        model, ow = self.model, self.optim_wrapper
+        model.train()
+        with ow.optim_context(model):
+            with profile_range('data_preprocessor'):
+                data = model.data_preprocessor(self.batch, True)
+            losses = model._run_forward(data, mode='loss')
+            with profile_range('losses'):
+                loss, _ = model.parse_losses(losses)
+        with profile_range('backward'):
+            ow.backward(loss)
+        with profile_range('optimizer'):
+            ow.step()
+            ow.zero_grad()
+        return loss.detach()
+
+    def _test_step(self):
+        model = self.model
+        model.eval()
+        if not self.eval_cache:  # regenerate the hypernetworks' weights every batch
+            for t in self.tuners:
+                t.clear_cache()
+        with torch.no_grad(), self._autocast():
+            with profile_range('data_preprocessor'):
+                data = model.data_preprocessor(self.batch, False)
+            model._run_forward(data, mode='predict')
+        return None
+
+    def run_step(self, record: bool = True) -> float:
+        sync = torch.cuda.synchronize if self.device.startswith('cuda') else (lambda: None)
+        mem = MemoryProbe(self.device)
+        mem.start()
+        sync()
+        t0 = time.perf_counter()
+        out = self.step()
+        sync()
+        dt = time.perf_counter() - t0
+        peak = mem.stop()
+        if out is not None:
+            self.last_loss = float(out)
+        if record:
+            self.times.append(dt)
+            self.peaks.append(peak)
+        return dt
+
+    def state_bytes(self) -> int:
+        """Parameters, buffers and optimiser state held between steps."""
+        seen, total = set(), 0
+        tensors = list(self.model.parameters()) + list(self.model.buffers())
+        if self.optim_wrapper is not None:
+            for st in self.optim_wrapper.optimizer.state.values():
+                tensors += [v for v in st.values() if torch.is_tensor(v)]
+        for t in self.tuners:  # cached generated / merged weights
+            tensors += t.cached_tensors()
+        for t in tensors:
+            key = (t.data_ptr(), t.numel())
+            if key not in seen:
+                seen.add(key)
+                total += t.numel() * t.element_size()
+        return total
+
+    # -------------------------------------------------------------- analysis
+    def profile(self, iters: int = 1) -> Dict[str, float]:
+        """ms per step inside each ``mmpoly::`` range (backbone without the hypernetwork)."""
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as tprofile
+        activities = [ProfilerActivity.CPU]
+        cuda = self.device.startswith('cuda')
+        if cuda:
+            activities.append(ProfilerActivity.CUDA)
+        with tprofile(activities=activities) as prof:
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                self.step()
+            if cuda:
+                torch.cuda.synchronize()
+            total = (time.perf_counter() - t0) / iters * 1e3
+        ms = {name: 0.0 for name in RANGES}
+        for evt in prof.key_averages():
+            if evt.key.startswith(PREFIX):
+                name = evt.key[len(PREFIX):]
+                t = evt.cpu_time_total
+                if cuda:
+                    t = max(t, getattr(evt, 'device_time_total', 0) or 0)
+                ms[name] = ms.get(name, 0.0) + t / 1e3 / iters
+        ms['backbone'] = max(0.0, ms['backbone'] - ms['hypernet'])
+        ms['other'] = max(0.0, total - sum(ms[n] for n in RANGES))
+        ms['profiled_step'] = total
+        return ms
+
+    def hypernet_cost_ms(self, iters: int = 3) -> Optional[float]:
+        """Generation of every adapter's weights, forward and backward, in isolation (the
+        whole cost of the hypernetworks in a training step); None without hypernetworks."""
+        tuners = [t for t in self.tuners if getattr(t, 'generates_weights', False)]
+        if not tuners or self.mode != 'train':
+            return None
+        times = []
+        sync = torch.cuda.synchronize if self.device.startswith('cuda') else (lambda: None)
+        for _ in range(iters):
+            sync()
+            t0 = time.perf_counter()
+            for t in tuners:
+                out = t.generate_weights()
+                total = sum(x.float().sum() for x in _tensors_in(out) if x.requires_grad)
+                if torch.is_tensor(total):
+                    total.backward()
+            sync()
+            times.append(time.perf_counter() - t0)
+        self.model.zero_grad(set_to_none=True)
+        return statistics.median(times) * 1e3
+
+    def summary(self) -> dict:
+        times = sorted(self.times)
+        med = statistics.median(times)
+        state = self.state_bytes()
+        peak_step = max(self.peaks) if self.peaks else 0
+        return dict(
+            config=self.path,
+            name=self.name,
+            mode=self.mode,
+            device=self.device,
+            amp=str(self.amp_dtype).replace('torch.', '') if self.amp else False,
+            batch_size=self.batch_size,
+            img_size=self.img_size,
+            iters=len(times),
+            step_time_s=dict(median=med, q25=_quantile(times, 0.25), q75=_quantile(times, 0.75),
+                             min=times[0], max=times[-1], all=self.times),
+            images_per_s=self.batch_size / med,
+            peak_mem_mb=(state + peak_step) / 2**20,
+            state_mb=state / 2**20,
+            peak_step_mb=peak_step / 2**20,
+            mem_method=MemoryProbe.method(self.device),
+            loss=self.last_loss,
+            trainable_params=sum(p.numel() for p in self.model.parameters()
+                                 if p.requires_grad),
+        )
+
+
+@contextmanager
+def _quiet_logs():
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile of sorted values."""
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    pos = q * (len(sorted_values) - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _tensors_in(obj) -> List[torch.Tensor]:
+    """Every tensor in nested dicts / tuples / lists / dataclasses."""
+    if obj is None:
+        return []
+    if torch.is_tensor(obj):
+        return [obj]
+    if isinstance(obj, dict):
+        return [t for v in obj.values() for t in _tensors_in(v)]
+    if isinstance(obj, (list, tuple)):
+        return [t for v in obj for t in _tensors_in(v)]
+    if hasattr(obj, '__dataclass_fields__'):
+        return [t for f in obj.__dataclass_fields__ for t in _tensors_in(getattr(obj, f))]
+    return []
+
+
+# ------------------------------------------------------------------ runs
+def run_cases(cases: Sequence[Case], iters: int, warmup: int, profile_iters: int = 1,
+              log=print) -> None:
+    """Warm up every case, then time them round-robin (``iters`` rounds) so that the load of
+    a shared machine falls on all of them alike."""
+    for case in cases:
+        for _ in range(warmup):
+            case.run_step(record=False)
+    for i in range(iters):
+        for case in cases:
+            dt = case.run_step()
+            log(f'round {i + 1}/{iters} {case.name}: {dt:.3f} s')
+    for case in cases:
+        case.breakdown = case.profile(profile_iters) if profile_iters else None
+        case.hypernet_ms = case.hypernet_cost_ms() if profile_iters else None
+
+
+def case_result(case: Case) -> dict:
+    out = case.summary()
+    bd = getattr(case, 'breakdown', None)
+    out['breakdown_ms'] = bd
+    if bd:
+        out['breakdown_frac'] = {k: v / bd['profiled_step'] for k, v in bd.items()
+                                 if k != 'profiled_step'}
+    hn = getattr(case, 'hypernet_ms', None)
+    out['hypernet_fwd_bwd_ms'] = hn
+    out['hypernet_frac'] = None if hn is None else hn / 1e3 / out['step_time_s']['median']
+    return out
+
+
+# ------------------------------------------------------------------ data pipeline
+def data_throughput(path: str, num_samples: int = 32, data_root: Optional[str] = None,
+                    synthetic_root: str = 'data/synthetic_mt_bench') -> dict:
+    """Samples per second of the training pipeline in one process (= per dataloader worker).
+
+    The data root is ``data_root``, else the config's own when it exists; otherwise (no
+    PASCAL_MT here) the same pipeline reads a synthetic PASCAL_MT generated at
+    ``synthetic_root`` at PASCAL's image size (375 x 500). A synthetic image decodes faster
+    than a real JPEG photo (flat regions compress well), so real data is somewhat slower."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import mmpoly  # noqa: F401
+    from mmseg.registry import DATASETS
+    cfg = Config.fromfile(path)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
+    if data_root is not None:
+        ds_cfg.data_root = data_root
+        if ds_cfg.get('auto_generate'):  # an explicit root: generating there is asked for
+            ds_cfg.auto_generate['root'] = data_root
+    if not os.path.isdir(ds_cfg.get('data_root', '')) and not ds_cfg.get('auto_generate'):
+        ds_cfg.data_root = synthetic_root
+        ds_cfg.auto_generate = dict(num_train=max(8, num_samples), num_val=4,
+                                    image_size=(375, 500), seed=0)
+    synthetic = bool(ds_cfg.get('auto_generate')) or not os.path.isdir(
+        os.path.join(ds_cfg.data_root, 'JPEGImages'))
+    dataset = DATASETS.build(ds_cfg)
+    n = min(num_samples, len(dataset))
+    dataset[0]  # warm up (lazy init, file cache)
+    t0 = time.perf_counter()
+    for i in range(n):
+        dataset[i % len(dataset)]
+    dt = time.perf_counter() - t0
+    sample = dataset[0]
+    return dict(config=path, data_root=ds_cfg.data_root, synthetic=synthetic, samples=n,
+                seconds=dt, samples_per_s_per_worker=n / dt,
+                sample_shape=list(sample['inputs'].shape))
