@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import mmpoly  # noqa: F401
 from mmpoly.models.tuners import TaskContext
 from mmpoly.models.tuners.hypernet import LinearGenerators
-from mmpoly.utils.adapter_checkpoint import CheckpointMismatchError, check_fits
+from mmpoly.checkpoint.adapter import CheckpointMismatchError, check_fits
 from mmseg.registry import MODELS
 from ..backbones.test_polyhistor_pvt import TINY as PVT_TINY
 from .helpers import TINY as SWIN_TINY

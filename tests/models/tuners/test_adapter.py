@@ -159,7 +159,7 @@ def check_old_checkpoint_refused(tuner_type, old_keys, tasks=TASKS):
     default: the checkpoint loader's check raises CheckpointMismatchError naming tuner keys
     and a strict load fails (no partial load); it fits the model ``old_keys`` build. On the
     tiny Swin at width 32 (every old and new form's PHM dimension divides its widths)."""
-    from mmpoly.utils.adapter_checkpoint import CheckpointMismatchError, check_fits
+    from mmpoly.checkpoint.adapter import CheckpointMismatchError, check_fits
 
     def on_swin(tuner, seed):
         torch.manual_seed(seed)
