@@ -12,7 +12,7 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PACKAGE = 'mmpoly'
 #: what model code must not import: the benchmark harness, the tools, the metric, and the
 #: user-facing layers built on top of the models
-TOOLING = ('mmpoly.utils.benchmark', 'mmpoly.benchmark', 'tools', 'mmpoly.evaluation',
+TOOLING = ('mmpoly.benchmark', 'tools', 'mmpoly.evaluation',
            'mmpoly.apis', 'mmpoly.visualization')
 
 
