@@ -6,6 +6,8 @@ from typing import List, Optional, Tuple
 
 from mmengine.config import Config
 
+from .config import dataset_configs, metric_configs
+
 
 class ConfigMismatchError(ValueError):
     """Parts of a config that must agree do not."""
@@ -37,27 +39,6 @@ def _tasks_of(cfg: dict) -> Optional[Tuple[str, ...]]:
     return _default_tasks(cfg.get('type'))
 
 
-def _datasets(cfg) -> List[dict]:
-    """The innermost dataset configs of a (possibly wrapped) dataset config."""
-    if not isinstance(cfg, dict):
-        return []
-    if isinstance(cfg.get('datasets'), (list, tuple)):
-        return [d for sub in cfg['datasets'] for d in _datasets(sub)]
-    if isinstance(cfg.get('dataset'), dict):
-        return _datasets(cfg['dataset'])
-    return [cfg]
-
-
-def _metrics(cfg) -> List[dict]:
-    if isinstance(cfg, (list, tuple)):
-        return [m for sub in cfg for m in _metrics(sub)]
-    if isinstance(cfg, dict):
-        if 'metrics' in cfg and 'type' not in cfg:
-            return _metrics(cfg['metrics'])
-        return [cfg]
-    return []
-
-
 def task_mismatches(cfg: Config, phase: str = 'train') -> List[str]:
     """What does not agree, one line each (empty: all agree). ``phase``: 'train' checks the
     train and val parts, 'test' the test parts."""
@@ -77,7 +58,7 @@ def task_mismatches(cfg: Config, phase: str = 'train') -> List[str]:
         loader = cfg.get(f'{part}_dataloader')
         if not loader or (part == 'val' and not cfg.get('val_cfg')):
             continue
-        for i, dataset in enumerate(_datasets(loader.get('dataset'))):
+        for i, dataset in enumerate(dataset_configs(loader.get('dataset'))):
             tasks = _tasks_of(dataset)
             if tasks is not None and set(tasks) != model_set:
                 problems.append(
@@ -85,7 +66,7 @@ def task_mismatches(cfg: Config, phase: str = 'train') -> List[str]:
                     f'{list(tasks)}, the model {list(model_tasks)}')
         if part == 'train':
             continue
-        for metric in _metrics(cfg.get(f'{part}_evaluator')):
+        for metric in metric_configs(cfg.get(f'{part}_evaluator')):
             tasks = _tasks_of(metric)
             if tasks is not None and set(tasks) != model_set:
                 problems.append(f"{part}_evaluator ({metric.get('type')}) evaluates tasks "

@@ -30,23 +30,24 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     return cfg
 
 
-def _datasets(cfg) -> List[dict]:
+def dataset_configs(cfg) -> List[dict]:
     """The innermost dataset configs of a (possibly wrapped) dataset config."""
     if not isinstance(cfg, dict):
         return []
     if isinstance(cfg.get('datasets'), (list, tuple)):
-        return [d for sub in cfg['datasets'] for d in _datasets(sub)]
+        return [d for sub in cfg['datasets'] for d in dataset_configs(sub)]
     if isinstance(cfg.get('dataset'), dict):
-        return _datasets(cfg['dataset'])
+        return dataset_configs(cfg['dataset'])
     return [cfg]
 
 
-def _metrics(cfg) -> List[dict]:
+def metric_configs(cfg) -> List[dict]:
+    """Every metric config of an evaluator config (a list, or a dict with ``metrics``)."""
     if isinstance(cfg, (list, tuple)):
-        return [m for sub in cfg for m in _metrics(sub)]
+        return [m for sub in cfg for m in metric_configs(sub)]
     if isinstance(cfg, dict):
         if 'metrics' in cfg and 'type' not in cfg:
-            return _metrics(cfg['metrics'])
+            return metric_configs(cfg['metrics'])
         return [cfg]
     return []
 
@@ -70,7 +71,7 @@ def dataset_task_specs(cfg: Config) -> Optional[Dict[str, dict]]:
     specs: Optional[Dict[str, dict]] = None
     for part in ('train', 'val', 'test'):
         loader = cfg.get(f'{part}_dataloader') or {}
-        for dataset in _datasets(loader.get('dataset')):
+        for dataset in dataset_configs(loader.get('dataset')):
             cls = _registered(DATASETS, dataset.get('type'))
             own = getattr(cls, 'METAINFO', None) or {}
             given = (dataset.get('metainfo') or {}).get('task_specs') or {}
@@ -107,7 +108,7 @@ def fill_task_specs(cfg: Config) -> Config:
     cfg.model.task_specs = specs
     from mmseg.registry import METRICS
     for part in ('val', 'test'):
-        for metric in _metrics(cfg.get(f'{part}_evaluator')):
+        for metric in metric_configs(cfg.get(f'{part}_evaluator')):
             cls = _registered(METRICS, metric.get('type'))
             if cls is None or 'task_specs' not in inspect.signature(cls.__init__).parameters:
                 continue
