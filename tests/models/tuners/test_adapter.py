@@ -6,13 +6,12 @@ eq. (1) computed plainly from the oracle weights a test writes for its method.
 """
 import pytest
 import torch
-import torch.nn.functional as F
 
-from mmpoly.models.tuners import TaskContext
 from mmseg.registry import MODELS
 from . import helpers
 from .helpers import B, SWIN_T, SWIN_T_WIDTHS
 from .helpers import rows as task_rows
+from .hypernet_helpers import check_branches
 
 TASKS = ('semseg', 'normals')  # two tasks keep the tiny checks fast
 ALL_TASKS = ('semseg', 'human_parts', 'sal', 'normals')  # the paper's four, for budgets
@@ -121,29 +120,7 @@ def check_branches_against_eq1(cfg, oracle, randomize=True):
     tuner = build(cfg).tuner
     if randomize:
         randomize_(tuner)
-    position = cfg.get('position', tuner.position)
-    sites = {'parallel_mlp': ('mlp', ), 'after_mlp': ('mlp', ),
-             'after_attn_and_mlp': ('attn', 'mlp')}[position]
-    T, M, L = len(TASKS), 3, 5
-    g = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        ctx = TaskContext.all_tasks(T, tuner.before_forward())
-        for layer in tuner.layers:
-            x = torch.randn(T * M, L, layer.dim, generator=g)
-            out = torch.randn(T * M, L, layer.dim, generator=g)
-            for site, hook in (('attn', tuner.attn_branch), ('mlp', tuner.mlp_branch)):
-                got = hook(ctx, layer, x, out).view(T, M, L, -1)
-                if site not in sites:
-                    assert torch.equal(got.view(out.shape), out)
-                    continue
-                source = (x if position == 'parallel_mlp' else out).view(T, M, L, -1)
-                for t in range(T):
-                    ln_w, ln_b, down, down_b, up, up_b = oracle(tuner, site, layer, t)
-                    h = F.layer_norm(source[t], (layer.dim, ), ln_w, ln_b)
-                    expected = out.view(T, M, L, -1)[t] + tuner.scale * (
-                        F.gelu(h @ down + down_b) @ up + up_b)
-                    atol = 1e-5 * max(1.0, expected.abs().max().item())
-                    torch.testing.assert_close(got[t], expected, rtol=1e-4, atol=atol)
+    check_branches(tuner, oracle, len(TASKS))
 
 
 def swin_t_trainable(cfg, tasks=ALL_TASKS):
