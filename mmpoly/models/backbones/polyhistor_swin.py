@@ -48,7 +48,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
     The forward returns the four stage outputs, before any output norm, with ``T*B`` rows
     (task-major) when the tuner is task-specific and ``B`` rows otherwise.
     """
-    provides = frozenset({'relative_position_bias', 'windows', 'prompts'})
+    provides = frozenset({'relative_position_bias', 'windows', 'prompts', 'task_forks'})
 
     def __init__(self,
                  tasks: Sequence[str] = ALL_TASKS,
@@ -100,10 +100,12 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         outs = []
         layers = iter(self.layer_infos)
         for i, stage in enumerate(self.stages):
-            prompts = None  # prompts never cross a patch merging
+            prompts = task_rows = None  # prompts never cross a patch merging
             for block in stage.blocks:
-                x, prompts = self._run_layer(ctx, next(layers), block, x, hw_shape, prompts)
-            out, out_hw_shape = x, hw_shape
+                x, prompts, forked = self._run_stage_layer(ctx, next(layers), block, x,
+                                                           hw_shape, prompts)
+                task_rows = task_rows if forked is None else forked
+            out, out_hw_shape = self._stage_output(ctx, x, task_rows), hw_shape
             if stage.downsample is not None:
                 x, hw_shape = stage.downsample(x, hw_shape)
             if i in self.out_indices:
@@ -125,7 +127,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         x = x + tuner.attn_branch(ctx, layer, x, attn_out)
 
         ffn = block.ffn
-        mlp_out = ffn.dropout_layer(ffn.gamma2(ffn.layers(block.norm2(x))))
+        mlp_out = ffn.dropout_layer(ffn.gamma2(self._mlp(ctx, layer, ffn, block.norm2(x))))
         x = x + tuner.mlp_branch(ctx, layer, x, mlp_out)
 
         if prompts is None or not tuner.carries_prompts:
@@ -133,6 +135,13 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         prompts = prompts + p_attn
         prompts = prompts + ffn.dropout_layer(ffn.gamma2(ffn.layers(block.norm2(prompts))))
         return x, prompts
+
+    def _mlp(self, ctx: TaskContext, layer: LayerInfo, ffn, x: Tensor) -> Tensor:
+        """Upstream ``FFN.layers`` (fc1, activation, dropout, fc2, dropout) with fc1 and fc2
+        through the tuner's ``linear`` hook ('fc1', 'fc2')."""
+        (fc1, act, drop1), fc2, drop2 = ffn.layers[0], ffn.layers[1], ffn.layers[2]
+        h = drop1(act(self.tuner.linear(ctx, layer, 'fc1', fc1, x)))
+        return drop2(self.tuner.linear(ctx, layer, 'fc2', fc2, h))
 
     def _shifted_window_attention(self, ctx: TaskContext, layer: LayerInfo, msa, x: Tensor,
                                   hw_shape: Tuple[int, int], prompts: Optional[Tensor]):

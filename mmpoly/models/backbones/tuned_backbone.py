@@ -11,6 +11,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 
 from mmseg.registry import MODELS
+from ...utils.pretrained_url import fetch_checkpoint, is_url
 from ...utils.state_dict import TUNER_PREFIX
 from ..tuners.base import BaseTuner, LayerInfo, TaskContext
 
@@ -46,6 +47,7 @@ class TunedBackboneMixin:
         self.tuner: BaseTuner = MODELS.build(
             tuner, default_args=dict(layers=layer_infos, tasks=tuple(tasks)))
         self.tuner.attach(self)
+        self._check_fork_layers()
         self._freeze()
 
     def _setup_checkpointing(self, with_cp: Union[bool, Sequence[int]],
@@ -78,18 +80,43 @@ class TunedBackboneMixin:
                                  f'{type(self).__name__} does not have (it has '
                                  f'{sorted(self.provides)})')
 
+    def _check_fork_layers(self) -> None:
+        """A fork's task rows are its stage's per-task output: only a stage's last layer
+        may fork."""
+        last = {}
+        for layer in self.layer_infos:
+            last[layer.stage] = layer.index
+        wrong = sorted(set(self.tuner.fork_layers) - set(last.values()))
+        if wrong:
+            raise ValueError(f'{type(self.tuner).__name__}.fork_layers: layers {wrong} are not '
+                             f'the last layer of their stage in {type(self).__name__} (the '
+                             f'last layers are {sorted(last.values())})')
+
     def _freeze(self) -> None:
-        """The one place that decides what is trained in the encoder."""
+        """The one place that decides what is trained in the encoder: the tuner's own
+        parameters, and the backbone parameters the tuner says it trains (all of them for
+        full fine-tuning, MTLoRA's norms and patch embedding, ...)."""
         for name, param in self.named_parameters():
             if not name.startswith(TUNER_PREFIX):
-                param.requires_grad_(self.tuner.trains_backbone)
+                param.requires_grad_(self.tuner.trains_backbone_param(name))
 
     @property
     def task_specific(self) -> bool:
+        """The backbone runs once per task (on a task-stacked batch)."""
         return self.tuner.task_specific
 
+    @property
+    def per_task_features(self) -> bool:
+        """The outputs hold ``T * B`` rows (task-major), one feature map per task: the
+        backbone runs once per task, or its one shared pass forks (``fork_layers``)."""
+        return self.tuner.per_task_features
+
     def forward(self, x: Tensor) -> List[Tensor]:
-        """Stage outputs; ``T * B`` rows (task-major) when the tuner is task-specific."""
+        """Stage outputs; ``T * B`` rows (task-major) when :attr:`per_task_features`.
+
+        A tuner whose shared pass forks (MTLoRA) runs one shared pass whatever
+        ``task_batching`` says: its task streams are computed together with the shared
+        stream inside each forked layer, so there is nothing to loop over."""
         tuner = self.tuner
         T = tuner.num_tasks
         prepared = tuner.before_forward()
@@ -111,6 +138,30 @@ class TunedBackboneMixin:
                hw_shape: Tuple[int, int], carried: Optional[Tensor]):
         """One layer with the tuner's hooks -> (tokens, prompts to carry or None)."""
         raise NotImplementedError
+
+    def _run_stage_layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
+                         hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
+        """One layer of a pass -> (tokens, prompts, task rows or None).
+
+        At a fork layer of a shared pass the layer runs on the shared rows plus one copy per
+        task (a forked context); the ``len(ctx.tasks) * B`` task rows (task-major) are
+        returned for the stage's output and the shared rows go on."""
+        if not (ctx.shared and layer.index in self.tuner.fork_layers):
+            x, prompts = self._run_layer(ctx, layer, block, x, hw_shape, prompts)
+            return x, prompts, None
+        forked = ctx.fork()
+        rows = x.repeat(forked.groups, *([1] * (x.dim() - 1)))
+        out, _ = self._run_layer(forked, layer, block, rows, hw_shape, None)
+        return out[:x.shape[0]], None, out[x.shape[0]:]
+
+    def _stage_output(self, ctx: TaskContext, x: Tensor, task_rows: Optional[Tensor]):
+        """The tokens a stage gives the decoders: the fork's task rows; with a forking
+        tuner but no fork in this stage, the shared rows once per task; else ``x``."""
+        if task_rows is not None:
+            return task_rows
+        if ctx.shared and self.tuner.fork_layers:
+            return x.repeat(len(ctx.tasks), *([1] * (x.dim() - 1)))
+        return x
 
     def _run_layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
                    hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
@@ -153,7 +204,12 @@ class TunedBackboneMixin:
 
 
 def check_checkpoint_path(path: str) -> None:
-    if '://' not in path and not os.path.isfile(path):
+    """Raise FileNotFoundError naming ``path`` unless the checkpoint can be read. A URL is
+    fetched into the torch hub cache, where mmengine's CheckpointLoader then reads it;
+    offline, the error names the URL and where to put the file."""
+    if is_url(path):
+        fetch_checkpoint(path)
+    elif '://' not in path and not os.path.isfile(path):
         raise FileNotFoundError(
             f'pretrained backbone checkpoint {path} not found (model.backbone.init_cfg.'
             f'checkpoint); download it, or set model.backbone.init_cfg=None to start from '

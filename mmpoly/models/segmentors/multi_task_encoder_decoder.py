@@ -67,7 +67,7 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
             if self.backbone_per_task:
                 return {task: self.backbones[task](inputs) for task in self.tasks}
             feats = self.backbone(inputs)
-        if not self.backbone.task_specific:
+        if not self.backbone.per_task_features:  # one map per level serves every task
             return {task: feats for task in self.tasks}
         per_level = [level.chunk(len(self.tasks), dim=0) for level in feats]
         return {task: [chunks[t] for chunks in per_level] for t, task in enumerate(self.tasks)}
@@ -116,7 +116,7 @@ def logits_to_prediction(spec: TaskSpec, logits: Tensor) -> Tensor:
     kind = spec.kind
     if kind == 'class':
         return logits.argmax(dim=0, keepdim=True)
-    if kind == 'binary':
+    if kind in ('binary', 'edge'):
         return logits.sigmoid()
     if kind == 'normal':
         return F.normalize(logits, dim=0)

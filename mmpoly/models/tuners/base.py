@@ -18,8 +18,9 @@ outermost (``T' * M`` rows, ``T'`` = ``ctx.groups``, the number of tasks in this
 :meth:`TaskContext.select` picks the rows of a ``(T, ...)`` parameter for the tasks in the
 pass, so every hook is one batched op over the task axis.
 """
+import re
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, List, Optional, Sequence, Tuple
+from typing import Any, ContextManager, FrozenSet, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -72,12 +73,16 @@ class TaskContext:
         tasks: indices of the tasks whose rows the pass holds, task-major, in row order.
         num_tasks: T, the model's number of tasks (rows of a ``(T, ...)`` parameter).
         shared: one batch serves every task in ``tasks`` (no task axis on the rows).
+        forked: a forked layer of a shared pass (:meth:`fork`, a tuner with
+            :attr:`BaseTuner.fork_layers`): the rows are the shared stream's ``M`` rows, then
+            one ``M``-row stream per task in ``tasks`` (``groups = 1 + len(tasks)``).
         prepared: what the tuner's :meth:`BaseTuner.before_forward` returned for this
             forward (e.g. every adapter's generated weights, for all T tasks), or None.
     """
     tasks: Tuple[int, ...]
     num_tasks: int
     shared: bool = False
+    forked: bool = False
     prepared: Any = field(default=None, compare=False, repr=False)
     #: task groups along the batch axis: len(tasks), or 1 for a shared batch (derived)
     groups: int = field(init=False, compare=False, repr=False)
@@ -90,9 +95,12 @@ class TaskContext:
                 or len(set(tasks)) != len(tasks):
             raise ValueError(f'TaskContext: tasks must be distinct indices in '
                              f'[0, {self.num_tasks}), got {self.tasks!r}')
+        if self.shared and self.forked:
+            raise ValueError('TaskContext: a forked layer is not a shared batch')
         object.__setattr__(self, 'tasks', tasks)
         # derived once, so the hooks' per-layer work is an attribute read
-        object.__setattr__(self, 'groups', 1 if self.shared else len(tasks))
+        object.__setattr__(self, 'groups',
+                           1 if self.shared else len(tasks) + (1 if self.forked else 0))
         everything = tasks == tuple(range(self.num_tasks))
         object.__setattr__(self, 'selects_all', everything)
         if not everything and tasks == tuple(range(tasks[0], tasks[-1] + 1)):
@@ -116,6 +124,11 @@ class TaskContext:
     def shared_batch(cls, num_tasks: int, prepared: Any = None) -> 'TaskContext':
         """A tuner without task-specific parts: B rows that serve every task."""
         return cls(tuple(range(num_tasks)), num_tasks, shared=True, prepared=prepared)
+
+    def fork(self) -> 'TaskContext':
+        """The context of a forked layer of this shared pass: its rows are the shared stream
+        then one stream per task of ``tasks``."""
+        return TaskContext(self.tasks, self.num_tasks, forked=True, prepared=self.prepared)
 
     # ------------------------------------------------------------ task axis
     def select(self, param: Tensor) -> Tensor:
@@ -152,6 +165,14 @@ class BaseTuner(BaseModule):
     #: tables, through ``attn_bias``), 'windows' (windowed attention). A backbone that lacks
     #: one (PVT lacks both) refuses the tuner when it is built.
     needs: Tuple[str, ...] = ()
+    #: indices of the layers where a shared pass forks into one stream per task (MTLoRA):
+    #: the backbone runs such a layer on the shared rows plus one copy per task (a
+    #: :meth:`TaskContext.fork` context), the task rows become the stage's per-task output
+    #: and the shared rows go on. Empty: no fork.
+    fork_layers: FrozenSet[int] = frozenset()
+    #: patterns (``re.search``) of backbone parameter names the tuner trains besides its own
+    #: (MTLoRA's norms, patch embedding, ...); :attr:`trains_backbone` trains them all
+    backbone_trainable: Tuple[str, ...] = ()
 
     def __init__(self,
                  layers: Sequence[LayerInfo] = (),
@@ -165,6 +186,16 @@ class BaseTuner(BaseModule):
     @property
     def num_tasks(self) -> int:
         return len(self.tasks)
+
+    @property
+    def per_task_features(self) -> bool:
+        """The backbone's outputs hold one feature map per task (T*B rows, task-major):
+        it runs once per task, or its shared pass forks."""
+        return self.task_specific or bool(self.fork_layers)
+
+    def trains_backbone_param(self, name: str) -> bool:
+        """Whether the backbone parameter ``name`` is trained."""
+        return self.trains_backbone or any(re.search(p, name) for p in self.backbone_trainable)
 
     # ------------------------------------------------------------ lifecycle
     def attach(self, backbone: nn.Module) -> None:
@@ -209,8 +240,8 @@ class BaseTuner(BaseModule):
     def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                x: Tensor) -> Tensor:
         """A frozen linear projection of the layer, by ``name``: PolyhistorSwin 'qkv'
-        (fused), 'proj'; PolyhistorPVT 'q' (every token), 'kv' (the spatially reduced
-        tokens), 'proj'."""
+        (fused), 'proj', and the MLP's 'fc1', 'fc2'; PolyhistorPVT 'q' (every token), 'kv'
+        (the spatially reduced tokens), 'proj'."""
         return module(x)
 
     def attn_bias(self, ctx: TaskContext, layer: LayerInfo) -> Optional[Tensor]:
