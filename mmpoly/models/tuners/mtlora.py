@@ -58,9 +58,10 @@ stream), so there is no per-task pass to loop over: 'loop' runs the same single 
 'stacked'.
 
 Merging (inference): TA-LoRA folds into ``W + s B A`` (kept beside the frozen ``W``, which is
-never modified) for every projection whose every consumer uses ``W + TA``: all projections
-except the forked ones in 'matrix' / 'addition' mode, whose task streams need the bare ``W``
-(12 of Swin-T's 48, with TS-LoRA, stay unmerged).
+never modified) for every projection whose every stream uses ``W + TA``: all projections but
+the forked ones in 'matrix' mode, whose task streams need the bare ``W x`` (so the shared
+stream adds its TA to that product, unmerged: 12 of Swin-T's 48 projections). TS-LoRA stays
+a low-rank branch.
 """
 import math
 from typing import Dict, List, Mapping, Optional, Sequence, Union
@@ -259,11 +260,12 @@ class MTLoRA(BaseTuner):
 
     # ------------------------------------------------------------------ hooks
     def _shared(self, layer: LayerInfo, key: str, module: nn.Linear, x: Tensor,
-                dropped: Optional[Tensor] = None) -> Tensor:
-        """``W x + b + s B A drop(x)`` (``W x + b`` where the layer has no TA-LoRA)."""
+                dropped: Optional[Tensor] = None, frozen: Optional[Tensor] = None) -> Tensor:
+        """``W x + b + s B A drop(x)`` (``W x + b`` where the layer has no TA-LoRA);
+        ``frozen``: ``W x + b``, already computed (then never the merged weight)."""
         if key not in self.shared_A:
-            return module(x)
-        if self.merged:
+            return module(x) if frozen is None else frozen
+        if self.merged and frozen is None:
             if self.training:
                 raise RuntimeError('MTLoRA: cannot train while merged (the merged weights '
                                    'are constants); call unmerge() before training')
@@ -271,7 +273,8 @@ class MTLoRA(BaseTuner):
         if dropped is None:
             dropped = self._drop(layer, x)
         low = F.linear(F.linear(dropped, self.shared_A[key]), self.shared_B[key])
-        return torch.add(module(x), low, alpha=self.shared_scale[layer.stage])
+        return torch.add(module(x) if frozen is None else frozen, low,
+                         alpha=self.shared_scale[layer.stage])
 
     def _drop(self, layer: LayerInfo, x: Tensor) -> Tensor:
         return F.dropout(x, self.dropout[layer.stage], self.training)
@@ -290,7 +293,6 @@ class MTLoRA(BaseTuner):
                 y = self._shared(layer, key, module, h[0]) if targeted else module(h[0])
                 return y.expand(G, *y.shape).reshape(*x.shape[:-1], y.shape[-1])
             return module(x)  # a forked projection without LoRA: each stream its own input
-        frozen = module(h[0])
         dropped = self._drop(layer, h[0])
         # proj: the reference gives no task inputs (the attention is shared), so the task
         # branches read the shared, dropped input; fc1 / fc2 read each task's stream
@@ -299,14 +301,17 @@ class MTLoRA(BaseTuner):
         Bt = ctx.select(self.task_B[key]).transpose(1, 2)  # (T', r_t, d_out)
         scale = ctx.select(getattr(self, f'task_scale{layer.stage}'))[:, None, None]
         delta = torch.bmm(torch.bmm(task_in, A), Bt) * scale
-        if self.shared_mode == 'addition':
-            tasks = frozen + delta
-            shared = frozen + self.shared_norm[key](tasks.sum(0))
-        else:
+        if self.shared_mode == 'matrixv2':  # every stream has W + TA: merges
             shared = self._shared(layer, key, module, h[0], dropped)
-            base = shared if self.shared_mode == 'matrixv2' else frozen
-            tasks = base + delta
-        return torch.cat([shared[None], tasks]).reshape(*x.shape[:-1], frozen.shape[-1])
+            tasks = shared + delta
+        else:  # the task streams read the bare W: computed once, TA added unmerged
+            frozen = module(h[0])
+            tasks = frozen + delta
+            if self.shared_mode == 'addition':
+                shared = frozen + self.shared_norm[key](tasks.sum(0))
+            else:
+                shared = self._shared(layer, key, module, h[0], dropped, frozen)
+        return torch.cat([shared[None], tasks]).reshape(*x.shape[:-1], shared.shape[-1])
 
 
 def _widths(layer: LayerInfo, name: str):
