@@ -13,7 +13,8 @@ Keys and defaults (the paper's main Swin-T configuration, scale-lab/MTLoRA
                shared_mode='matrix', # 'matrix' | 'matrixv2' | 'addition' | 'lora_only'
                shared_layers='all',  # TA-LoRA in 'all' blocks, or only the 'last' of a stage
                train_patch_embed=True, train_norms=True,           # not TRAIN.FREEZE_*
-               train_relative_position_bias=True, train_patch_merging=True)
+               train_relative_position_bias=True, train_patch_merging=True,
+               build_unused=False)   # the reference's never-trained last fc2 update
 
 Paper variants: r = 16 / 32 / 64 are ``rank=16 / 32 / 64`` with everything else as above
 (``configs/mtlora-r16_swin-t.py``, ``configs/mtlora-r32_swin-t.py``,
@@ -94,7 +95,8 @@ class MTLoRA(BaseTuner):
     Parameters (per enabled projection d_in -> d_out): TA ``r (d_in + d_out)`` in every block
     (``shared_layers='all'``); TS ``T r_t (d_in + d_out)`` on proj, fc1, fc2 of each stage's
     last block. Swin-T, 4 tasks, r_t = 4: TA = 16 r * 4,416 (qkv 4d + proj 2d + fc1 5d +
-    fc2 5d per block, sum of block widths 4,416), TS = 4 * 4 * 12 * 1,440 = 276,480.
+    fc2 5d per block, sum of block widths 4,416) less the unused 5 r * 768 of the last fc2
+    (``build_unused``), TS = 4 * 4 * 12 * 1,440 = 276,480.
 
     Args:
         rank: TA-LoRA rank r, an int or one per stage.
@@ -111,6 +113,10 @@ class MTLoRA(BaseTuner):
             printed in scale-lab/MTLoRA issue 5).
         train_patch_embed, train_norms, train_relative_position_bias, train_patch_merging:
             train these backbone groups too (the reference's defaults: all True).
+        build_unused: also build the shared-stream update of the very last block's fc2
+            ('matrix' / 'addition' mode), which the reference builds and counts but no
+            output reads (the shared stream ends there): it never gets a gradient, which
+            DDP with ``find_unused_parameters=False`` refuses. For counting only.
         layers, tasks, init_cfg: see :class:`BaseTuner` (given by the backbone).
     """
     task_specific = False  # one shared pass ...
@@ -129,6 +135,7 @@ class MTLoRA(BaseTuner):
                  train_norms: bool = True,
                  train_relative_position_bias: bool = True,
                  train_patch_merging: bool = True,
+                 build_unused: bool = False,
                  **kwargs):
         super().__init__(**kwargs)
         shared_mode = 'addition' if shared_mode == 'add' else shared_mode
@@ -171,15 +178,22 @@ class MTLoRA(BaseTuner):
         self.task_A = nn.ParameterDict()
         self.task_B = nn.ParameterDict()
         self.shared_norm = nn.ModuleDict()  # 'addition' mode's LayerNorm
+        final = max((layer.index for layer in self.layers), default=-1)
         for layer in self.layers:
             r, r_t = self.rank[layer.stage], self.task_rank[layer.stage]
             for name in targets:
                 d_in, d_out = _widths(layer, name)
                 key = self._key(layer, name)
                 forked = layer.index in self.fork_layers and name in TASK_PROJECTIONS
+                # the shared stream's last output is read by nothing (its task streams read
+                # the bare W in these modes): no parameter for it unless asked
+                unused = (layer.index == final and name == 'fc2' and forked
+                          and shared_mode in ('matrix', 'addition') and not build_unused)
                 if forked:
                     self.task_A[key] = nn.Parameter(torch.zeros(self.num_tasks, r_t, d_in))
                     self.task_B[key] = nn.Parameter(torch.zeros(self.num_tasks, d_out, r_t))
+                if unused:
+                    continue
                 if forked and shared_mode == 'addition':
                     self.shared_norm[key] = nn.LayerNorm(d_out)
                 elif shared_layers == 'all' or layer.index in last:
@@ -308,7 +322,8 @@ class MTLoRA(BaseTuner):
             frozen = module(h[0])
             tasks = frozen + delta
             if self.shared_mode == 'addition':
-                shared = frozen + self.shared_norm[key](tasks.sum(0))
+                norm = self.shared_norm[key] if key in self.shared_norm else None
+                shared = frozen if norm is None else frozen + norm(tasks.sum(0))
             else:
                 shared = self._shared(layer, key, module, h[0], dropped, frozen)
         return torch.cat([shared[None], tasks]).reshape(*x.shape[:-1], shared.shape[-1])
