@@ -23,8 +23,17 @@ from .state_dict import TUNER_PREFIX
 DECODER_PREFIX = 'decode_head.'
 
 
-def group_of(name: str) -> str:
-    """The reporting group of a parameter name."""
+#: groups of a backbone trained in part (MTLoRA trains these besides its LoRA), by the
+#: first pattern its parameter name contains (the reference's filters)
+BACKBONE_PART_GROUPS = (('patch_embed.', 'backbone: patch embedding'),
+                        ('relative_position_bias_table', 'backbone: relative position bias'),
+                        ('downsample.reduction', 'backbone: patch merging'),
+                        ('norm', 'backbone: norms'))
+
+
+def group_of(name: str, backbone_in_full: bool = True) -> str:
+    """The reporting group of a parameter name (``backbone_in_full``: every backbone weight
+    is trained, else a trained backbone weight is reported by its part)."""
     if name.startswith('decode_head.norms.'):
         return 'per-task output norms'
     if name.startswith(DECODER_PREFIX):
@@ -32,13 +41,20 @@ def group_of(name: str) -> str:
     parts = name.split('.')
     if 'tuner' in parts:
         return TUNER_PREFIX + parts[parts.index('tuner') + 1]
-    return 'backbone (trained in full)'
+    if backbone_in_full:
+        return 'backbone (trained in full)'
+    return next((group for pattern, group in BACKBONE_PART_GROUPS if pattern in name),
+                'backbone: other')
 
 
 def count_parameters(model: nn.Module) -> Dict:
-    """``{'encoder': int, 'all': int, 'groups': {group: int}, 'total': int}``."""
+    """``{'encoder': int, 'all': int, 'groups': {group: int}, 'total': int}``, and for an
+    MTLoRA model ``reference``: the lines scale-lab/MTLoRA's ``main.py`` prints."""
     groups: Dict[str, int] = OrderedDict()
     encoder = trainable = 0
+    backbone = [p.requires_grad for n, p in model.named_parameters()
+                if not n.startswith(DECODER_PREFIX) and 'tuner' not in n.split('.')]
+    in_full = all(backbone)
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -46,10 +62,25 @@ def count_parameters(model: nn.Module) -> Dict:
         trainable += n
         if not name.startswith(DECODER_PREFIX):
             encoder += n
-        group = group_of(name)
+        group = group_of(name, in_full)
         groups[group] = groups.get(group, 0) + n
     total = sum(p.numel() for p in model.parameters())
-    return dict(encoder=encoder, all=trainable, groups=dict(groups), total=total)
+    counts = dict(encoder=encoder, all=trainable, groups=dict(groups), total=total)
+    tuner = getattr(getattr(model, 'backbone', None), 'tuner', None)
+    if type(tuner).__name__ == 'MTLoRA':
+        counts['reference'] = reference_lines(model, trainable, total)
+    return counts
+
+
+def reference_lines(model: nn.Module, trainable: int, total: int) -> Dict[str, int]:
+    """scale-lab/MTLoRA ``main.py``'s groups: LoRA (trainable, 'lora' in the name: here the
+    tuner), decoders (everything outside the backbone), extra (the rest that is trained)."""
+    lora = sum(p.numel() for n, p in model.named_parameters()
+               if p.requires_grad and 'tuner' in n.split('.'))
+    decoders = sum(p.numel() for n, p in model.named_parameters()
+                   if not n.startswith('backbone.'))
+    return dict(trainable=trainable, decoders=decoders, lora=lora,
+                extra=trainable - lora - decoders, total=total, total_without_lora=total - lora)
 
 
 def build_model_without_weights(cfg: Config) -> nn.Module:
@@ -69,6 +100,15 @@ def format_counts(counts: Dict) -> str:
     share = 100 * counts['all'] / max(counts['total'], 1)
     lines.append(f"  {'trained / total':<{width}}  {counts['all']:>12,d} / "
                  f"{counts['total']:,d} ({share:.2f}%)")
+    ref = counts.get('reference')
+    if ref:
+        lines += ['  as scale-lab/MTLoRA main.py prints it:',
+                  f"  Number of trainable params: {ref['trainable']:,}",
+                  f"  Decoder params:             {ref['decoders']:,}",
+                  f"  LoRA params:                {ref['lora']:,}",
+                  f"  Extra params:               {ref['extra']:,}",
+                  f"  Total params:               {ref['total']:,}",
+                  f"  Total params without LoRA:  {ref['total_without_lora']:,}"]
     return '\n'.join(lines)
 
 

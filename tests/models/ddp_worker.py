@@ -1,6 +1,6 @@
 """One rank of ``test_ddp_all_tuners.py`` (run by torchrun, 2 gloo ranks).
 
-For every Table 1 method on the demo Swin, wrapped as the Runner wraps it (the runtime's
+For every Table 1 method (and MTLoRA) on the demo Swin, wrapped as the Runner wraps it (the runtime's
 ``model_wrapper_cfg``: ``MMDistributedDataParallel``, ``find_unused_parameters=False``):
 1. one backward through DDP gives every trainable parameter a gradient equal to the mean
    over the ranks of the gradients each rank computes alone (all-reduced here by hand);
@@ -20,13 +20,20 @@ import mmpoly  # noqa: F401
 from tests.models.tuners.test_training_all_tuners import TUNERS, demo_batch, demo_model
 
 RUNTIME = 'configs/_base_/default_runtime.py'
+#: methods beyond the paper's Table 1, by their Swin-T config (their tuner on the demo Swin)
+EXTRA_METHODS = {'mtlora': 'configs/mtlora_swin-t.py'}
+METHODS = sorted([*TUNERS, *EXTRA_METHODS])
 
 
 def build(method: str):
     # the two backward passes below must see one function: no dropout; the same seed, so
     # the same initial weights on every rank
-    model = demo_model(method, {'model.backbone.drop_path_rate': 0.0,
-                                'model.decode_head.dropout_ratio': 0.0})
+    options = {'model.backbone.drop_path_rate': 0.0, 'model.decode_head.dropout_ratio': 0.0}
+    if method in EXTRA_METHODS:  # on decoder_ft's frozen demo model (its tuner: NoTuner)
+        tuner = Config.fromfile(EXTRA_METHODS[method]).model.backbone.tuner.to_dict()
+        options['model.backbone.tuner'] = dict(tuner, dropout=0.0)
+        method = 'decoder_ft'
+    model = demo_model(method, options)
     wrapper = dict(Config.fromfile(RUNTIME).model_wrapper_cfg, device_ids=None)
     return model, MODEL_WRAPPERS.build(wrapper, default_args=dict(module=model))
 
@@ -81,7 +88,7 @@ def main():
     torch.set_num_threads(1)
     init_default_scope('mmseg')
     batch = demo_batch(data_root, (2 * rank, 2 * rank + 1))
-    for method in sorted(TUNERS):
+    for method in METHODS:
         check(method, batch, world)
         if rank == 0:
             print(f'OK {method}', flush=True)

@@ -19,6 +19,8 @@ Adapter, Shared Adapter,    identical   W_up (its rank / Kronecker factor) start
 Low-rank adapter, PHM,                  so every adapter branch adds exactly 0
 Compacter, Compacter++
 LoRA                        identical   B_t = 0: the update s B_t A_t LN_t(x) is 0
+MTLoRA (beyond Table 1,     identical   B = B_t = 0: TA- and TS-LoRA add 0, and every
+Swin only)                              task stream of a forked block is the shared one
 Hyperformer, Polyhistor,    identical   the generated adapter LayerNorm (post-norm) has
 Polyhistor-Lite                         weight 0 at init: the adapters start at 0
 VPT-shallow, VPT-deep       differ      the prompts are random tokens that every window
@@ -44,6 +46,8 @@ B = 2
 IDENTICAL = ('single_task_ft', 'decoder_ft', 'multi_task_ft', 'bitfit', 'relative_bias', 'phm',
              'compacter', 'compacter_pp', 'lora', 'adapter', 'low_rank_adapter',
              'shared_adapter', 'hyperformer', 'polyhistor', 'polyhistor_lite')
+#: methods beyond Table 1 whose encoder starts as the frozen backbone
+IDENTICAL_BEYOND_TABLE1 = ('mtlora', )
 #: ... and those whose encoder does not, by construction
 DIFFERS = ('vpt_shallow', 'vpt_deep')
 #: the hypernetwork-based methods (generated adapters)
@@ -51,7 +55,7 @@ HYPERNET = ('hyperformer', 'polyhistor', 'polyhistor_lite')
 #: no tuner parameters, or the backbone itself is what is trained
 NO_TUNER_PARAMS = ('single_task_ft', 'decoder_ft', 'multi_task_ft')
 #: Swin-only methods (PVT has no relative-position-bias tables)
-SWIN_ONLY = ('relative_bias', )
+SWIN_ONLY = ('relative_bias', 'mtlora')
 
 
 def test_every_table1_method_is_classified():
@@ -110,7 +114,7 @@ def cases(methods):
             if not (b == 'pvt' and m in SWIN_ONLY)]
 
 
-@pytest.mark.parametrize('method,backbone', cases(IDENTICAL))
+@pytest.mark.parametrize('method,backbone', cases(IDENTICAL + IDENTICAL_BEYOND_TABLE1))
 def test_starts_as_the_frozen_backbone(method, backbone):
     model, frozen = build_pair(method, backbone)
     x = torch.randn(B, 3, 64, 64, generator=torch.Generator().manual_seed(1))
