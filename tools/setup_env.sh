@@ -47,6 +47,12 @@ if ! have "import mmseg, scipy, cv2, matplotlib, ftfy, regex, pytest; assert mms
   $PIP install mmsegmentation==1.2.2 -r requirements/runtime.txt -r requirements/tests.txt
 fi
 
+# scikit-image: the thinning of PASCAL-Context's edge labels (as the reference loader)
+if ! have "import skimage"; then
+  echo "[setup] scikit-image"
+  $PIP install -r requirements/runtime.txt
+fi
+
 # mmpoly itself, editable, pointing at this checkout.
 here=$(pwd -P)
 if ! have "import mmpoly, os; assert os.path.realpath(mmpoly.__file__).startswith('$here/')"; then

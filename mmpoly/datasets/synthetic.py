@@ -15,7 +15,9 @@ Some semseg maps are written to ``semseg/pascal-context/`` to exercise the fallb
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Tuple
+import shutil
+import tempfile
+from typing import Callable, Dict, List, Tuple
 
 import cv2
 import numpy as np
@@ -256,3 +258,43 @@ def make_synthetic_pascal_mt(root: str,
             json.dump(parts_cache, f)
         splits[split] = ids
     return splits
+
+
+def prepare_synthetic_root(data_root: str, auto_generate: dict, make: Callable,
+                           name: str) -> None:
+    """Generate a synthetic dataset with ``make(root, **auto_generate)`` at ``data_root``
+    unless it exists.
+
+    With a ``root`` key in ``auto_generate`` (the synthetic configs give their default
+    root) only at that root, so a mistyped ``data_root`` is an error, not a new dataset. The
+    files are written to a temporary directory beside ``data_root`` and renamed into place:
+    a reader (or a concurrent rank) never sees a half-written root, and a failure leaves
+    nothing behind.
+    """
+    if osp.exists(data_root):
+        return
+    kwargs = dict(auto_generate)
+    own_root = kwargs.pop('root', None)
+    if own_root is not None and osp.abspath(own_root) != osp.abspath(data_root):
+        raise FileNotFoundError(
+            f'data_root {data_root} not found. The synthetic {name} is generated only at its '
+            f'own root {own_root} (auto_generate.root), never at another path that may be a '
+            f'typo: fix data_root, or set auto_generate.root to {data_root}')
+    parent = osp.dirname(osp.abspath(data_root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(data_root)}.', dir=parent)
+    try:
+        make(tmp, **kwargs)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
+        try:
+            os.rename(tmp, data_root)
+        except OSError:
+            if not osp.isdir(data_root):
+                raise
+            # another process renamed its copy first: keep that one
+        else:
+            from mmengine.logging import print_log
+            print_log(f'generated a synthetic {name} dataset at {data_root}', 'current')
+    finally:
+        if osp.isdir(tmp):
+            shutil.rmtree(tmp)

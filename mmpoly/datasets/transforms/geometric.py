@@ -4,8 +4,8 @@ Each transform acts on ``results['img']`` (when present) and on every key listed
 ``results['task_fields']`` (``gt_<task>``). How a label is moved depends on its task
 kind (``results['task_specs']``, see ``mmpoly.tasks``):
 
-- class maps, binary maps and regression maps (depth): nearest interpolation, the task's
-  ``pad_value`` outside the image;
+- class maps, binary maps, edge maps and regression maps (depth): nearest interpolation
+  (every kind but 'normal'), the task's ``pad_value`` outside the image;
 - normals: bilinear interpolation, then re-normalisation; a validity mask moved with nearest
   interpolation keeps invalid (zero) pixels invalid. The vectors are turned with the geometry:
   a horizontal flip negates x, a rotation turns (x, y) by the same angle.
@@ -14,7 +14,7 @@ Normals convention (as the reference, Multi-Task-Learning-PyTorch / ASTMT): chan
 with x pointing right and y pointing down in the image.
 """
 import math
-from typing import Callable, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -144,19 +144,37 @@ class MTRandomScale(BaseTransform):
         scale_range (tuple[float, float]): the factor is drawn uniformly from it.
             Default: (0.75, 1.25).
         keep_size (bool): zoom within the canvas instead of resizing it. Default: True.
+        scale_choices (Sequence[float], optional): draw the factor from these values
+            (equal odds) instead of ``scale_range`` (the reference's NYUD recipe: 1.0, 1.2,
+            1.5). Default: None.
+        divide_by_scale (Sequence[str]): tasks whose label values are divided by the factor
+            (depth: zooming in by s brings the scene s times closer, as the reference's
+            ScaleNRotate does; invalid zeros stay zero). Default: ().
 
     Added keys: ``scale_factor`` (w, h; accumulated), ``img_shape``.
     """
 
     def __init__(self,
                  scale_range: Tuple[float, float] = (0.75, 1.25),
-                 keep_size: bool = True):
+                 keep_size: bool = True,
+                 scale_choices: Optional[Sequence[float]] = None,
+                 divide_by_scale: Sequence[str] = ()):
         assert 0 < scale_range[0] <= scale_range[1]
         self.scale_range = tuple(scale_range)
         self.keep_size = keep_size
+        if scale_choices is not None:
+            scale_choices = tuple(float(s) for s in scale_choices)
+            if not scale_choices or min(scale_choices) <= 0:
+                raise ValueError(f'MTRandomScale: scale_choices must be positive numbers, '
+                                 f'got {scale_choices}')
+        self.scale_choices = scale_choices
+        self.divide_by_scale = tuple(divide_by_scale)
 
     def transform(self, results: dict) -> dict:
-        scale = float(np.random.uniform(*self.scale_range))
+        if self.scale_choices is not None:
+            scale = self.scale_choices[np.random.randint(len(self.scale_choices))]
+        else:
+            scale = float(np.random.uniform(*self.scale_range))
         h, w = _current_shape(results)
         if self.keep_size:
             # (w - 1) / 2 is the centre of the pixel grid: the zoom is symmetric.
@@ -167,11 +185,16 @@ class MTRandomScale(BaseTransform):
             new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
             _apply(results, resize_warp((new_h, new_w)))
             _update_scale_factor(results, new_w / w, new_h / h)
+        for task in self.divide_by_scale:
+            key = f'gt_{task}'
+            if key in results:
+                results[key] = (results[key] / scale).astype(results[key].dtype)
         return results
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(scale_range={self.scale_range}, '
-                f'keep_size={self.keep_size})')
+                f'keep_size={self.keep_size}, scale_choices={self.scale_choices}, '
+                f'divide_by_scale={self.divide_by_scale})')
 
 
 @TRANSFORMS.register_module()

@@ -8,6 +8,7 @@ import warnings
 from functools import lru_cache
 from typing import Callable, Dict, List, Tuple
 
+import cv2
 import numpy as np
 import scipy.io as sio
 from mmcv.transforms import BaseTransform
@@ -112,6 +113,39 @@ def load_normals(path: str, context_label_path: str) -> np.ndarray:
                          f'the normals {path} have {encoded.shape[:2]}')
     normals = 2.0 * encoded.astype(np.float32) / 255.0 - 1.0
     return normalize_normals(normals, np.isin(label_map, normals_valid_ids()))
+
+
+def edges_of_label_map(label_map: np.ndarray) -> np.ndarray:
+    """The reference's PASCAL-Context edge rule: where the 3x3 Laplacian of the LabelMap is
+    non-zero (a pixel whose 4-neighbours are not all of its class, borders reflected as
+    cv2 does), thinned to one pixel (``skimage.morphology.thin``): uint8 0/1."""
+    from skimage.morphology import thin  # only the edge task needs scikit-image
+    laplacian = cv2.Laplacian(label_map.astype(np.float64), cv2.CV_64F)
+    return thin(np.abs(laplacian) > 0).astype(np.uint8)
+
+
+def load_context_edges(path: str) -> np.ndarray:
+    """PASCAL-Context edges (uint8 0/1) from the ``LabelMap`` of ``pascal-context/trainval``."""
+    label_map = read_mat(path, 'LabelMap')
+    if label_map.ndim != 2 or not np.issubdtype(label_map.dtype, np.integer):
+        raise ValueError(f'LabelMap of {path} must be a 2-D integer map, got '
+                         f'{label_map.dtype} of shape {label_map.shape}')
+    return edges_of_label_map(label_map)
+
+
+def check_binary_edges(edge: np.ndarray, path: str) -> np.ndarray:
+    """An edge map as uint8 0/1: only the values 0 and 1 are accepted (and 255 = ignore)."""
+    if edge.ndim == 3 and edge.shape[2] == 1:
+        edge = edge[..., 0]
+    if edge.ndim != 2:
+        raise ValueError(f'edge map {path} must be HxW, got shape {edge.shape}')
+    values = np.unique(edge)
+    bad = values[~np.isin(values, (0, 1, 255))]
+    if bad.size:
+        raise ValueError(f'edge map {path} is not binary: it holds the values '
+                         f'{bad[:5].tolist()} besides 0 and 1 (edges are stored as 0 = no '
+                         'edge, 1 = edge)')
+    return edge.astype(np.uint8)
 
 
 def _part_objects(path: str) -> np.ndarray:
@@ -250,14 +284,24 @@ def _read_normals_png(path, results, spec, shape):
     return load_normals(path, results['context_label_path'])
 
 
+@register_label_reader('edge_label_map_mat')
+def _read_context_edges(path, results, spec, shape):
+    return load_context_edges(path)
+
+
+def load_npy(path: str) -> np.ndarray:
+    """A ``.npy`` array (never a pickle)."""
+    _check_exists(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f'cannot read numpy file {path}: {e}') from e
+
+
 @register_label_reader('npy')
 def _read_npy(path, results, spec, shape):
     """A ``.npy`` array: HxW (one channel) or HxWxC, kept as float32 for regression."""
-    _check_exists(path)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f'cannot read numpy file {path}: {e}') from e
+    array = load_npy(path)
     if spec.kind in ('regression', 'normal'):
         return array.astype(np.float32)
     return array.astype(np.uint8)
