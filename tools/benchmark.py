@@ -4,6 +4,7 @@
         [--iters N] [--warmup W] [--mode train|test] [--device cpu|cuda] [--amp] [--json]
         [--compare CONFIG2 ...] [--data CONFIG] [--markdown]
     python tools/benchmark.py --render REPORT.json      # a saved --json report as a table
+    python tools/benchmark.py --suite a --markdown      # a README table's configs and settings
 
 No dataset or checkpoint is read: the model is built from the config with random weights
 (``model.backbone.init_cfg=None``) and fed one random batch of the right shapes (uint8
@@ -67,6 +68,19 @@ def parse_args(argv=None):
     parser.add_argument('--data-samples', type=int, default=32)
     parser.add_argument('--data-root', help='data root for --data (default: the config\'s, '
                         'else a synthetic PASCAL_MT generated in data/synthetic_mt_bench)')
+    parser.add_argument('--suite', help='the configs and settings of a README table: '
+                        'a (every method, train), d (inference); flags given override the '
+                        "suite's settings")
+    known, _ = parser.parse_known_args(argv)
+    if known.suite:
+        from mmpoly.benchmark.cases import SUITES
+        if known.suite not in SUITES:
+            parser.error(f'--suite must be one of {sorted(SUITES)}, got {known.suite!r}')
+        if known.config or known.compare:
+            parser.error('--suite gives the configs: no CONFIG or --compare with it')
+        suite = SUITES[known.suite]
+        parser.set_defaults(config=suite['specs'][0], compare=suite['specs'][1:],
+                            **suite['options'])
     args = parser.parse_args(argv)
     if args.render:
         return args

@@ -6,11 +6,11 @@ training / inference steps. Nothing under ``mmpoly.models`` imports it.
 - ``memory``: peak memory of a step (:class:`MemoryProbe`, CUDA and CPU);
 - ``reports``: ratios, machine description, text / markdown / JSON reports.
 """
-from .cases import (RANGES, Case, benchmark_config, case_result, data_throughput,
+from .cases import (RANGES, SUITES, Case, benchmark_config, case_result, data_throughput,
                     parse_spec, random_batch, run_cases)
 from .memory import MemoryProbe
 from .reports import format_markdown, format_report, machine_info, ratios, to_json
 
-__all__ = ['RANGES', 'Case', 'benchmark_config', 'case_result', 'data_throughput',
+__all__ = ['RANGES', 'SUITES', 'Case', 'benchmark_config', 'case_result', 'data_throughput',
            'parse_spec', 'random_batch', 'run_cases', 'MemoryProbe', 'format_markdown',
            'format_report', 'machine_info', 'ratios', 'to_json']

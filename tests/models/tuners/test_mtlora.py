@@ -262,3 +262,36 @@ def test_bad_keys_are_named():
         build(shared_mode='sum')
     with pytest.raises(ValueError, match='MTLoRA.task_rank.*stage 0'):
         build(task_rank=dict(semseg=4, human_parts=2))
+
+
+# ------------------------------------------------------------------------ benchmark
+def test_benchmark_suites_and_merged_case():
+    """Tables (a) and (d) list MTLoRA (``tools/benchmark.py --suite``); the benchmark's
+    merged MTLoRA case predicts what the unmerged one does (demo model, 64 x 64)."""
+    from mmpoly.benchmark import Case
+    from tools.benchmark import parse_args
+    a = parse_args(['--suite', 'a'])
+    assert a.config == 'configs/single_task_ft_swin-t.py' and a.iters == 3
+    assert a.compare[-1] == 'configs/mtlora_swin-t.py' and len(a.compare) == 17
+    d = parse_args(['--suite', 'd', '--iters', '1'])
+    assert d.mode == 'test' and d.iters == 1 and d.warmup == 2
+    assert 'configs/mtlora_swin-t.py@bench.merge_lora=1' in d.compare
+    demo = 'configs/demo/mtlora_swin-tiny_synthetic.py'
+    plain = Case(demo, img_size=64, batch_size=2, mode='test')
+    merged = Case(demo + '@bench.merge_lora=1', img_size=64, batch_size=2, mode='test')
+    with torch.no_grad():
+        for name, p in plain.model.named_parameters():
+            if '.tuner.' in name:
+                p.add_(0.05 * torch.randn_like(p))
+    merged.model.load_state_dict(plain.model.state_dict())
+    assert merged.model.backbone.tuner.merged and not plain.model.backbone.tuner.merged
+
+    def logits(case):
+        case.model.eval()
+        with torch.no_grad():
+            data = case.model.data_preprocessor(case.batch, False)
+            return case.model._forward(data['inputs'])
+
+    expected = logits(plain)
+    for task, out in logits(merged).items():
+        torch.testing.assert_close(out, expected[task], rtol=1e-4, atol=1e-4)
