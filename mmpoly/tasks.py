@@ -35,7 +35,16 @@ KINDS = {
     # ``num_outputs`` values (depth: 1) as predicted; RMSE; L1 on valid pixels
     'regression': dict(main_metric='rmse', lower_is_better=True,
                        loss=dict(type='RegressionL1Loss')),
+    # one logit -> edge probability; ODS F-measure (boundary matching within a tolerance);
+    # BCE with the reference's fixed positive weight 0.95 (Multi-Task-Learning-PyTorch's
+    # ``edge_w``)
+    'edge': dict(main_metric='odsF', lower_is_better=False,
+                 loss=dict(type='BalancedBCELoss', pos_weight=0.95)),
 }
+
+# kind -> the prediction file formats it can be written in (the first: the default)
+PREDICTION_FORMATS = dict(**{k: ('png', ) for k in ('class', 'binary', 'normal', 'edge')},
+                          regression=('npy', 'mat'))
 
 
 @dataclass(frozen=True)
@@ -43,9 +52,9 @@ class TaskSpec:
     """How one task is encoded.
 
     Args:
-        kind: 'class', 'binary', 'normal' or 'regression' (see ``KINDS``).
-        num_outputs: channels the decoder predicts (classes; 1 for binary and depth; 3 for
-            normals).
+        kind: 'class', 'binary', 'normal', 'regression' or 'edge' (see ``KINDS``).
+        num_outputs: channels the decoder predicts (classes; 1 for binary, edge and depth;
+            3 for normals).
         label_format: name of the label reader (``LABEL_READERS`` in
             ``mmpoly.datasets.transforms.loading``: 'class_png', 'binary_png',
             'normals_png', 'human_parts_mat', 'npy', or one a dataset module registers).
@@ -59,6 +68,13 @@ class TaskSpec:
         skip_single_value_labels: the metric skips an image whose label holds one value
             that is 0 or ``ignore_index`` (PASCAL human parts: no person).
         loss: loss config (with ``loss_weight``); defaults to the kind's loss, weight 1.
+        max_dist: edge kind: the matching tolerance of the boundary benchmark, a fraction
+            of the image diagonal (SEISM's ``maxDist``: 0.0075 on PASCAL-Context, 0.011 on
+            NYUD-v2); default (None): 0.0075.
+        prediction_format: file format of ``tools/test.py --out`` predictions: 'png'
+            (class ids, 8-bit probability, 8-bit normals), 'npy' (float32 (C, H, W)) or
+            'mat' (MATLAB file with the (H, W) map under the task's name, the reference's
+            depth format); default (''): 'npy' for regression, else 'png'.
     """
     kind: str
     num_outputs: int
@@ -70,10 +86,21 @@ class TaskSpec:
     palette: Tuple[Tuple[int, int, int], ...] = ()
     skip_single_value_labels: bool = False
     loss: Optional[Mapping[str, Any]] = field(default=None, compare=False, hash=False)
+    max_dist: Optional[float] = None
+    prediction_format: str = ''
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ValueError(f'unknown task kind {self.kind!r}; known kinds: {list(KINDS)}')
+        if self.max_dist is not None and not 0 < self.max_dist < 1:
+            raise ValueError(f'max_dist must be in (0, 1) (a fraction of the image '
+                             f'diagonal), got {self.max_dist}')
+        if not self.prediction_format:
+            object.__setattr__(self, 'prediction_format',
+                               'npy' if self.kind == 'regression' else 'png')
+        if self.prediction_format not in PREDICTION_FORMATS[self.kind]:
+            raise ValueError(f'prediction_format {self.prediction_format!r} is not one of '
+                             f'{PREDICTION_FORMATS[self.kind]} for the {self.kind} kind')
         if self.pad_value is None:
             object.__setattr__(self, 'pad_value', self.ignore_index)
         if self.lower_is_better is None:

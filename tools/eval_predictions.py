@@ -1,13 +1,15 @@
 """Score a folder of predictions: ``python tools/eval_predictions.py CONFIG DIR [--json]``.
 
-``DIR`` holds ``<task>/<id>.png`` in the benchmark's on-disk format (what
+``DIR`` holds ``<task>/<id>.<ext>`` in the benchmark's on-disk format (what
 ``tools/test.py --out DIR`` writes, or any other codebase writing the reference format:
-class ids as uint8 gray, saliency as uint8 gray 255 x p, normals as uint8 RGB
-255 x (n + 1) / 2 with x, y, z in R, G, B). Labels come from the config's test split, read by
+class ids as uint8 gray PNG, saliency and edges as uint8 gray PNG 255 x p, normals as uint8
+RGB PNG 255 x (n + 1) / 2 with x, y, z in R, G, B, NYUD-v2 depth as ``.mat`` files holding
+``depth`` in metres). The dataset is the config's: its test split gives the labels, read by
 the config's own test pipeline (``--cfg-options test_dataloader.dataset.data_root=PATH``
-points it at another PASCAL_MT root), and are scored by the config's ``test_evaluator``
-(``MultiTaskMetric``): the numbers are those ``tools/test.py`` reports, up to the PNG
-quantisation of saliency and normals. Every image of the split needs a file for every
+points it at another PASCAL_MT / NYUD_MT root), and the config's ``test_evaluator``
+(``MultiTaskMetric``) scores them: the numbers are those ``tools/test.py`` reports, up to
+the PNG quantisation of saliency and normals (edges are scored from the quantised map in
+both). Every image of the split needs a file for every
 evaluated task (human_parts: only images with a person, as the reference); a missing one is
 an error that names it.
 
@@ -39,7 +41,7 @@ from mmpoly.evaluation.prediction_writer import (prediction_path,  # noqa: E402
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Score predictions stored as PNG files')
     parser.add_argument('config', help='config whose test split and test_evaluator are used')
-    parser.add_argument('pred_dir', help='folder with <task>/<id>.png predictions')
+    parser.add_argument('pred_dir', help='folder with <task>/<id>.png (.mat, .npy) predictions')
     parser.add_argument('--json', action='store_true',
                         help='print the metrics as one JSON object on stdout')
     parser.add_argument(

@@ -8,7 +8,14 @@ every evaluated image at its original size (shared/spec/benchmark.md):
 ``DIR/human_parts/<id>.png``       uint8 gray, class ids 0..6
 ``DIR/sal/<id>.png``               uint8 gray, ``quantize_probability(p)`` = floor(255 p)
 ``DIR/normals/<id>.png``           uint8 RGB = (x, y, z), floor(255 (n + 1) / 2)
+``DIR/edge/<id>.png``              uint8 gray, ``quantize_probability(p)`` = floor(255 p)
+``DIR/depth/<id>.mat``             MATLAB file, ``{'depth': (H, W) float32}`` in metres
+``DIR/<regression>/<id>.npy``      float32 (C, H, W), a regression task's default format
 =================================  ==========================================================
+
+The file format of a task is its spec's ``prediction_format`` (its kind's default unless a
+dataset sets it): NYUD-v2 depth is written as the reference's ``save_model_predictions``
+writes it (``sio.savemat(path, {'depth': map})``), edges as its 8-bit PNG of 255 x p.
 
 Saliency and normals are quantised by truncation, exactly as the reference
 (Multi-Task-Learning-PyTorch writes ``(255 * p).astype(np.uint8)``) and as
@@ -32,6 +39,7 @@ from mmengine.dist import get_dist_info
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from PIL import Image
+from scipy.io import loadmat, savemat
 
 from mmseg.registry import HOOKS
 from mmpoly.tasks import ALL_TASKS, TaskSpec, resolve_task_specs
@@ -51,11 +59,17 @@ def _spec(task: str, spec: Optional[TaskSpec]) -> TaskSpec:
 
 def encode_prediction(task: str, data, spec: Optional[TaskSpec] = None) -> np.ndarray:
     """A ``pred_<task>`` tensor -> the uint8 array of its PNG (HxW or HxWx3); for a
-    regression task, the float32 array (C, H, W) of its ``.npy`` file."""
+    regression task, the float32 array of its ``.npy`` (C, H, W) or ``.mat`` (H, W) file."""
     spec = _spec(task, spec)
     kind = spec.kind
     if kind == 'regression':
-        return to_numpy(data).astype(np.float32)
+        values = to_numpy(data).astype(np.float32)
+        if spec.prediction_format == 'mat':
+            values = _map(values)
+            if values.ndim != 2:
+                raise ValueError(f'{task}: a .mat prediction holds one (H, W) map, got '
+                                 f'shape {values.shape}')
+        return values
     if kind == 'class':
         ids = _map(data)
         if ids.ndim != 2:
@@ -63,7 +77,7 @@ def encode_prediction(task: str, data, spec: Optional[TaskSpec] = None) -> np.nd
         if ids.min() < 0 or ids.max() >= spec.num_outputs:
             raise ValueError(f'{task}: class ids outside 0..{spec.num_outputs - 1}')
         return ids.astype(np.uint8)
-    if kind == 'binary':
+    if kind in ('binary', 'edge'):
         prob = _map(data)
         if prob.ndim != 2:
             raise ValueError(f'{task}: expected a (1, H, W) probability map, got {prob.shape}')
@@ -78,8 +92,8 @@ def encode_prediction(task: str, data, spec: Optional[TaskSpec] = None) -> np.nd
 
 def prediction_path(out_dir: str, task: str, img_id: str,
                     spec: Optional[TaskSpec] = None) -> str:
-    ext = '.npy' if spec is not None and spec.kind == 'regression' else '.png'
-    return osp.join(out_dir, task, f'{img_id}{ext}')
+    ext = spec.prediction_format if spec is not None else 'png'
+    return osp.join(out_dir, task, f'{img_id}.{ext}')
 
 
 def write_prediction(out_dir: str, task: str, img_id: str, data,
@@ -96,6 +110,8 @@ def write_prediction(out_dir: str, task: str, img_id: str, data,
         with os.fdopen(fd, 'wb') as f:
             if ext == '.npy':
                 np.save(f, array, allow_pickle=False)
+            elif ext == '.mat':
+                savemat(f, {task: array})
             else:
                 Image.fromarray(array).save(f, format='PNG')
         os.replace(tmp, path)
@@ -111,8 +127,8 @@ def read_prediction(out_dir: str, task: str, img_id: str,
 
     Class maps: (1, H, W) int64; saliency: (1, H, W) uint8 (the metric takes uint8 as
     already quantised); normals: (3, H, W) float64 ``2 v / 255 - 1`` (the metric
-    normalises); regression: the float32 array of its ``.npy``. A missing or malformed
-    file raises an error naming it.
+    normalises); edges as saliency; regression: the float32 array of its ``.npy``, or of
+    its ``.mat`` as (1, H, W). A missing or malformed file raises an error naming it.
     """
     spec = _spec(task, spec)
     path = prediction_path(out_dir, task, img_id, spec)
@@ -120,6 +136,15 @@ def read_prediction(out_dir: str, task: str, img_id: str,
         raise FileNotFoundError(f'prediction file missing: {path} (task {task!r}, image '
                                 f'{img_id!r})')
     try:
+        if spec.kind == 'regression' and spec.prediction_format == 'mat':
+            mat = loadmat(path)
+            if task not in mat:
+                raise ValueError(f'no variable {task!r} in it (variables: '
+                                 f'{sorted(k for k in mat if not k.startswith("__"))})')
+            values = np.asarray(mat[task], dtype=np.float32)
+            if values.ndim != 2:
+                raise ValueError(f'{task!r} must be an (H, W) map, got shape {values.shape}')
+            return torch.from_numpy(np.ascontiguousarray(values[None]))
         if spec.kind == 'regression':
             return torch.from_numpy(np.load(path, allow_pickle=False))
         with Image.open(path) as img:

@@ -71,7 +71,7 @@ def task_to_rgb(task: str, data, is_label: bool, palette=None,
             rgb[~np.any(n != 0, axis=0)] = 0  # no label
         return np.ascontiguousarray(rgb)
     m = x[0] if x.ndim == 3 else x
-    if kind == 'binary':
+    if kind in ('binary', 'edge'):  # white = salient / edge; probability as grey
         if is_label:
             grey = np.where(m == 1, 255, 0).astype(np.uint8)
         else:

@@ -13,6 +13,8 @@ They follow the reference evaluation of Multi-Task-Learning-PyTorch
 (``evaluation/eval_{semseg,human_parts,sal,normals}.py``, ``evaluation/jaccard.py``);
 deviations are listed in each function's docstring.
 """
+import contextlib
+import io
 import math
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -342,7 +344,13 @@ def normals_scores(stats: Sequence[dict], bin_width: float = 0.05) -> Dict[str, 
 
 # ------------------------------------------------------------------- regression
 def regression_image_stats(pred, gt, ignore_index: float = 0.0) -> Optional[dict]:
-    """Squared and absolute errors of one image over its labelled elements.
+    """Squared, absolute and log-squared errors of one image over its labelled elements.
+
+    The log error is the reference's (``evaluation/eval_depth.py`` of
+    Multi-Task-Learning-PyTorch): a prediction ``<= 0`` is replaced by 1e-9 before the log,
+    and ``(log gt - log pred)^2`` is summed over the labelled pixels. It is only defined for
+    positive labels (depth); an image with a labelled value ``<= 0`` gets no log sum (its
+    task's ``log_rmse`` is then NaN).
 
     Args:
         pred: predicted values, (C, H, W) or (H, W).
@@ -350,8 +358,9 @@ def regression_image_stats(pred, gt, ignore_index: float = 0.0) -> Optional[dict
             label.
 
     Returns:
-        dict with ``count``, ``sq_sum`` and ``abs_sum`` (exact float64 sums), or None when
-        the image has no labelled element.
+        dict with ``count``, ``sq_sum``, ``abs_sum`` and ``log_sq_sum`` (exact float64
+        sums; ``log_sq_sum`` None when a label is ``<= 0``), or None when the image has no
+        labelled element.
     """
     pred = to_numpy(pred).astype(np.float64)
     gt = to_numpy(gt).astype(np.float64)
@@ -363,19 +372,193 @@ def regression_image_stats(pred, gt, ignore_index: float = 0.0) -> Optional[dict
     valid = (gt != ignore_index) & np.isfinite(gt)
     if not valid.any():
         return None
-    err = pred[valid] - gt[valid]
+    p, g = pred[valid], gt[valid]
+    err = p - g
+    log_sq_sum = None
+    if (g > 0).all():
+        log_err = np.log(g) - np.log(np.where(p <= 0, 1e-9, p))
+        log_sq_sum = math.fsum((log_err * log_err).tolist())
     return dict(count=int(valid.sum()), sq_sum=math.fsum((err * err).tolist()),
-                abs_sum=math.fsum(np.abs(err).tolist()))
+                abs_sum=math.fsum(np.abs(err).tolist()), log_sq_sum=log_sq_sum)
 
 
 def regression_scores(stats: Sequence[dict]) -> Dict[str, float]:
-    """RMSE and mean absolute error pooled over every labelled element of the split."""
+    """RMSE, log-RMSE and mean absolute error pooled over every labelled pixel of the split.
+
+    As the reference's ``eval_depth`` (and its online ``DepthMeter``): the squared errors of
+    all valid pixels of all images are summed and divided by the total number of valid
+    pixels, then the square root is taken (per pixel over the split, not a mean of
+    per-image RMSEs): ``rmse = sqrt(sum (gt - pred)^2 / n)``, ``log_rmse = sqrt(sum
+    (log gt - log max'(pred))^2 / n)``. Sums are float64 ``fsum`` (the reference: float32
+    per image), so the order of images and ranks does not change a digit.
+    """
     n = sum(s['count'] for s in stats)
     if n == 0:
-        return dict(rmse=float('nan'), mae=float('nan'), num_images=0, num_pixels=0)
+        return dict(rmse=float('nan'), log_rmse=float('nan'), mae=float('nan'),
+                    num_images=0, num_pixels=0)
+    log_sums = [s.get('log_sq_sum') for s in stats]
+    log_rmse = (float('nan') if any(v is None for v in log_sums)
+                else math.sqrt(math.fsum(log_sums) / n))
     return dict(rmse=math.sqrt(math.fsum(s['sq_sum'] for s in stats) / n),
+                log_rmse=log_rmse,
                 mae=math.fsum(s['abs_sum'] for s in stats) / n,
                 num_images=len(stats), num_pixels=n)
+
+
+# ------------------------------------------------------------------------- edges
+#: the reference's thresholds (``eval_edge.py``: ``np.arange(0.01, 1.00, 0.01)`` written
+#: as '%.2f' and read back by SEISM): 0.01, 0.02, ..., 0.99
+DEFAULT_EDGE_THRESHOLDS = tuple(float(f'{0.01 * i:.2f}') for i in range(1, 100))
+#: SEISM's / BSDS' default matching tolerance (fraction of the image diagonal); the
+#: multi-task benchmark (ATRC, MTI-Net evaluation) uses 0.0075 on PASCAL-Context and 0.011
+#: on NYUD-v2
+DEFAULT_EDGE_MAX_DIST = 0.0075
+
+
+def _edge_matcher():
+    try:
+        # the package prints a warning about .mat files on import: keep stdout clean
+        with contextlib.redirect_stdout(io.StringIO()):
+            from pyEdgeEval.common.binary_label import evaluate_boundaries_threshold
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            'the edge metric needs pyEdgeEval (the BSDS correspondence of predicted and '
+            "label edge pixels): pip install pyEdgeEval (it is in requirements/runtime.txt)"
+        ) from e
+    return evaluate_boundaries_threshold
+
+
+def edge_image_stats(pred, gt, thresholds: Sequence[float] = DEFAULT_EDGE_THRESHOLDS,
+                     max_dist: float = DEFAULT_EDGE_MAX_DIST, ignore_index: int = 255,
+                     thin: bool = True) -> Optional[np.ndarray]:
+    """Boundary-matching counts of one edge map at every threshold (the BSDS / SEISM
+    ``fb`` measure).
+
+    The probability is quantised as the reference's PNG (``floor(255 p)``, a uint8 input
+    is taken as already quantised); at threshold t a pixel is an edge when ``q / 255 >= t``
+    (the reference's ``read_one_png.m``), the binary map is thinned to one-pixel width
+    (``thin``, as SEISM's ``read_one_cont_png`` and the BSDS benchmark) and its pixels are
+    matched one to one with the label's edge pixels within ``max_dist`` times the image
+    diagonal (minimum-cost bipartite correspondence, ``correspondPixels`` of the BSDS
+    code, through pyEdgeEval). Deviation: label pixels equal to ``ignore_index`` are taken
+    out of both maps (the benchmark's labels have none).
+
+    Args:
+        pred: edge probability (float) or quantised uint8 map, (1, H, W) or (H, W).
+        gt: label, 1 (non-zero) = edge, 0 = none, ``ignore_index`` = no label.
+        thresholds: T thresholds in (0, 1].
+        max_dist: matching tolerance, a fraction of the image diagonal.
+        ignore_index: label value without a label.
+        thin: thin the thresholded prediction (morphological thinning).
+
+    Returns:
+        int64 array (4, T): rows cntR (matched label pixels), sumR (label edge pixels),
+        cntP (matched predicted pixels), sumP (predicted edge pixels); None when the image
+        has no labelled pixel.
+    """
+    q, gt = _squeeze_map(quantize_probability(pred)), _squeeze_map(gt)
+    _check_same_shape(q, gt, 'edge')
+    valid = gt != ignore_index
+    if not valid.any():
+        return None
+    gt_edge = valid & (gt != 0)
+    level = np.where(valid, q, 0).astype(np.float64) / 255.0  # MATLAB: double(png) / 255
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    # thresholds that select the same quantised levels give the same map: match it once
+    selects = (np.arange(256) / 255.0)[None, :] >= thresholds[:, None]  # (T, 256)
+    first_level = np.where(selects.any(axis=1), selects.argmax(axis=1), 256)
+    stats = np.zeros((4, len(thresholds)), dtype=np.int64)
+    present = first_level <= int(q[valid].max())
+    stats[1] = int(gt_edge.sum())  # an empty prediction: nothing matched, nothing predicted
+    if present.any():
+        levels, index = np.unique(first_level[present], return_inverse=True)
+        cnt_r, sum_r, cnt_p, sum_p = _edge_matcher()(
+            levels / 255.0, level, gt_edge, max_dist=max_dist, apply_thinning=thin,
+            apply_nms=False)
+        stats[:, present] = np.stack([cnt_r, sum_r, cnt_p, sum_p]).astype(np.int64)[:, index]
+    return stats
+
+
+def _precision_recall(cnt_r, sum_r, cnt_p, sum_p):
+    """SEISM's rules (``gather_measure.m`` / ``eval_cont.m``): no label edge -> R = 1, P = 0;
+    no predicted edge -> R = 0, P = 1; else R = cntR / sumR, P = cntP / sumP."""
+    cnt_r, sum_r, cnt_p, sum_p = (np.asarray(x, dtype=np.float64)
+                                  for x in (cnt_r, sum_r, cnt_p, sum_p))
+    rec = np.where(sum_r == 0, 1.0, np.where(sum_p == 0, 0.0, cnt_r / np.maximum(sum_r, 1)))
+    prec = np.where(sum_r == 0, 0.0, np.where(sum_p == 0, 1.0, cnt_p / np.maximum(sum_p, 1)))
+    return prec, rec
+
+
+def _f_measure(prec, rec):
+    total = prec + rec
+    return np.where(total == 0, 0.0, 2 * prec * rec / np.where(total == 0, 1.0, total))
+
+
+def edge_scores(stats: Sequence[np.ndarray],
+                thresholds: Sequence[float] = DEFAULT_EDGE_THRESHOLDS) -> Dict[str, object]:
+    """ODS and OIS F-measures from per-image counts (``edge_image_stats``), as SEISM.
+
+    ODS (optimal dataset scale): the counts of all images are summed per threshold, P and
+    R computed from the sums, F = 2PR / (P + R), and ``odsF`` is the largest F over the
+    thresholds (SEISM's ``general_ods``: no interpolation between thresholds). OIS (optimal
+    image scale): each image takes its own best threshold (its F from its own counts, the
+    first on a tie), those counts are summed and F computed once (``general_ois``).
+    Integer sums: exact in any order.
+
+    Returns:
+        dict with 'odsF', 'oisF' (percent), 'ods_threshold', and per-threshold 'F',
+        'precision', 'recall' (fractions); NaN scores when ``stats`` is empty.
+    """
+    if len(stats) == 0:
+        nan = float('nan')
+        return dict(odsF=nan, oisF=nan, ods_threshold=nan, num_images=0)
+    s = np.stack(stats).astype(np.int64)  # (N, 4, T)
+    total = s.sum(axis=0)
+    prec, rec = _precision_recall(*total)
+    f = _f_measure(prec, rec)
+    best = int(np.argmax(f))
+    img_prec, img_rec = _precision_recall(s[:, 0], s[:, 1], s[:, 2], s[:, 3])
+    img_best = np.argmax(_f_measure(img_prec, img_rec), axis=1)
+    ois_counts = s[np.arange(len(s)), :, img_best].sum(axis=0)
+    ois_prec, ois_rec = _precision_recall(*ois_counts)
+    return dict(odsF=float(f[best]) * 100, oisF=float(_f_measure(ois_prec, ois_rec)) * 100,
+                ods_threshold=float(np.asarray(thresholds)[best]), F=f, precision=prec,
+                recall=rec, num_images=len(stats))
+
+
+def edge_loss_image_stats(pred, gt, pos_weight: float = 0.95,
+                          ignore_index: int = 255) -> Optional[dict]:
+    """The sums behind the reference's own edge validation number (``EdgeMeter`` of
+    ``evaluation/eval_edge.py``) for one image.
+
+    The reference evaluates ``BalancedCrossEntropyLoss(pos_weight)`` on the prediction
+    ``255 sigmoid(x) / 255`` -- the *probability* p, which the loss takes as its logit --
+    and averages it over every pixel of the split. Per pixel that is
+    ``w softplus(-p)`` on edge pixels and ``(1 - w) softplus(p)`` elsewhere (w =
+    ``pos_weight``). Here p is the quantised ``q / 255`` (so the PNG files give the same
+    number) and label pixels equal to ``ignore_index`` are left out (the reference counts a
+    label >= 0.5, 255 included, as an edge).
+
+    Returns:
+        dict(count, loss_sum) (exact float64 sum), None without a labelled pixel.
+    """
+    q, gt = _squeeze_map(quantize_probability(pred)), _squeeze_map(gt)
+    _check_same_shape(q, gt, 'edge')
+    valid = gt != ignore_index
+    if not valid.any():
+        return None
+    p = q[valid].astype(np.float64) / 255.0
+    edge = gt[valid] != 0
+    # softplus(-p) = -log(sigmoid(p)); p in [0, 1]: no overflow
+    loss = np.where(edge, pos_weight * np.log1p(np.exp(-p)),
+                    (1.0 - pos_weight) * np.log1p(np.exp(p)))
+    return dict(count=int(valid.sum()), loss_sum=math.fsum(loss.tolist()))
+
+
+def edge_loss_score(stats: Sequence[dict]) -> float:
+    """The reference's edge validation loss: pooled over every labelled pixel."""
+    n = sum(s['count'] for s in stats)
+    return math.fsum(s['loss_sum'] for s in stats) / n if n else float('nan')
 
 
 # ------------------------------------------------------------------------ delta_m
@@ -439,7 +622,9 @@ __all__: List[str] = [
     'SEMSEG_CLASSES', 'HUMAN_PARTS_CLASSES', 'CLASS_NAMES', 'MAIN_METRICS',
     'DEFAULT_REFERENCE', 'DEFAULT_SAL_THRESHOLDS', 'NORMAL_THRESHOLDS', 'to_numpy',
     'confusion_image_stats', 'is_human_parts_evaluated', 'is_single_value_label_evaluated',
-    'iou_scores', 'regression_image_stats', 'regression_scores',
+    'iou_scores', 'regression_image_stats', 'regression_scores', 'DEFAULT_EDGE_THRESHOLDS',
+    'DEFAULT_EDGE_MAX_DIST', 'edge_image_stats', 'edge_scores', 'edge_loss_image_stats',
+    'edge_loss_score',
     'quantize_probability', 'sal_image_stats', 'sal_scores', 'normalize_normals',
     'quantize_normals', 'normal_angles', 'normals_image_stats', 'normals_scores',
     'delta_m', 'main_metric_key'

@@ -1,4 +1,5 @@
-"""One metric for all PASCAL-Context multi-task tasks, plus the multi-task Δm."""
+"""One metric for the multi-task tasks of any dataset (PASCAL-Context, NYUD-v2), by task kind,
+plus the multi-task Δm."""
 import logging
 import math
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -10,8 +11,10 @@ from prettytable import PrettyTable
 from mmseg.registry import METRICS
 from mmpoly.tasks import (ALL_TASKS, TaskSpec, check_tasks, default_task_specs,
                           resolve_task_specs)
-from .functional import (DEFAULT_REFERENCE, DEFAULT_SAL_THRESHOLDS, confusion_image_stats,
-                         delta_m, iou_scores, is_single_value_label_evaluated,
+from .functional import (DEFAULT_EDGE_MAX_DIST, DEFAULT_EDGE_THRESHOLDS, DEFAULT_REFERENCE,
+                         DEFAULT_SAL_THRESHOLDS, confusion_image_stats, delta_m,
+                         edge_image_stats, edge_loss_image_stats, edge_loss_score,
+                         edge_scores, iou_scores, is_single_value_label_evaluated,
                          main_metric_key, normals_image_stats, normals_scores,
                          regression_image_stats, regression_scores, sal_image_stats,
                          sal_scores)
@@ -66,7 +69,8 @@ METRIC_KEYS = {
     'class': ('mIoU', ),
     'binary': ('mIoU', 'maxF'),
     'normal': ('mErr', 'median', 'rmse', '11.25', '22.5', '30'),
-    'regression': ('rmse', 'mae'),
+    'regression': ('rmse', 'log_rmse', 'mae'),
+    'edge': ('odsF', 'oisF', 'loss'),
 }
 
 
@@ -109,6 +113,20 @@ class MultiTaskMetric(BaseMetric):
       about 0.1-0.4 degrees of quantisation error per pixel); set
       ``quantize_normals=True`` to reproduce it. Angles are computed in float64
       (reference: float32).
+    - depth (regression kind): as the reference's ``eval_depth``: over the valid pixels
+      (label != ``ignore_index``, 0 for depth) of the whole split, rmse = sqrt(sum (gt -
+      pred)^2 / n) and log_rmse = sqrt(sum (log gt - log pred)^2 / n) (a prediction <= 0
+      taken as 1e-9), pooled per pixel (not a mean of per-image values); also the mean
+      absolute error 'mae'. float64 sums (reference: float32).
+    - edge: the boundary benchmark's F-measure (SEISM / BSDS ``fb``, as the reference and
+      ATRC evaluate): probability quantised as the reference's PNG, thresholded at each of
+      ``edge_thresholds`` (``q / 255 >= t``), thinned (``edge_thin``), matched one to one
+      with the label's edge pixels within ``max_dist`` x the image diagonal (the task
+      spec's ``max_dist``: 0.0075 PASCAL-Context, 0.011 NYUD-v2; ``edge_max_dist``
+      overrides), through pyEdgeEval. Counts summed over the split per threshold: odsF =
+      max over thresholds of F (percent); oisF with each image's best threshold. 'loss' is
+      the reference's own validation number (its ``EdgeMeter``: the weighted BCE with
+      ``edge_pos_weight`` over every pixel, with the probability as the loss's input).
     - delta_m: (1/T) sum_t (-1)^{l_t} (M_t - M_t^ref) / M_t^ref x 100 over the
       evaluated tasks that have a reference value and a result, with M = semseg
       mIoU, human_parts mIoU, sal mIoU, normals mErr (lower is better). Omitted when
@@ -121,7 +139,9 @@ class MultiTaskMetric(BaseMetric):
 
     Returned keys (percent / degrees): 'semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU',
     'sal/maxF', 'normals/mErr', 'normals/median', 'normals/rmse', 'normals/11.25',
-    'normals/22.5', 'normals/30' (only those of ``tasks``) and 'delta_m'. Per-class
+    'normals/22.5', 'normals/30'; for NYUD-v2 also 'depth/rmse', 'depth/log_rmse',
+    'depth/mae' (metres), 'edge/odsF', 'edge/oisF' (percent), 'edge/loss' (only those of
+    ``tasks``) and 'delta_m'. Per-class
     IoU and per-task image counts are printed in the log tables.
 
     Args:
@@ -135,6 +155,19 @@ class MultiTaskMetric(BaseMetric):
             predicted normals. Default: False.
         normals_bin_width (float): histogram bin (degrees) for the median. Default:
             0.05 (about 10 KB per image; 0.01 would need about 40 KB).
+        edge_thresholds (Sequence[float]): edge thresholds in (0, 1]. Default: the
+            reference's 0.01, 0.02, ..., 0.99.
+        edge_max_dist (float, optional): edge matching tolerance (fraction of the image
+            diagonal) for every edge task. Default (None): each task's ``max_dist``, else
+            0.0075.
+        edge_thin (bool): thin the thresholded edge maps before matching. Default: True.
+        edge_ods (bool): compute odsF / oisF. The matching costs about a second per
+            threshold for a 480 x 640 image on one CPU core (the reference runs it once,
+            offline, through SEISM, and validates on the loss during training); False
+            reports only 'edge/loss' (and Δm leaves the edge task out), e.g. for a
+            ``val_evaluator``. Default: True.
+        edge_pos_weight (float): positive weight of the reference's edge validation loss.
+            Default: 0.95.
         ignore_index (int, optional): ignore label of class maps and saliency. Default
             (None): each task's ``ignore_index``.
         task_specs (dict, optional): task -> ``TaskSpec`` fields overriding the dataset's.
@@ -150,6 +183,11 @@ class MultiTaskMetric(BaseMetric):
                  sal_thresholds: Sequence[float] = DEFAULT_SAL_THRESHOLDS,
                  quantize_normals: bool = False,
                  normals_bin_width: float = 0.05,
+                 edge_thresholds: Sequence[float] = DEFAULT_EDGE_THRESHOLDS,
+                 edge_max_dist: Optional[float] = None,
+                 edge_thin: bool = True,
+                 edge_ods: bool = True,
+                 edge_pos_weight: float = 0.95,
                  ignore_index: Optional[int] = None,
                  task_specs: Optional[Mapping[str, Any]] = None,
                  collect_device: str = 'cpu',
@@ -175,6 +213,16 @@ class MultiTaskMetric(BaseMetric):
             raise ValueError(f'normals_bin_width must be in (0, 180], got '
                              f'{normals_bin_width}')
         self.normals_bin_width = float(normals_bin_width)
+        self.edge_thresholds = tuple(float(t) for t in edge_thresholds)
+        if not self.edge_thresholds or not all(0 < t <= 1 for t in self.edge_thresholds):
+            raise ValueError(f'edge_thresholds must be a non-empty list of values in (0, 1], '
+                             f'got {edge_thresholds}')
+        if edge_max_dist is not None and not 0 < edge_max_dist < 1:
+            raise ValueError(f'edge_max_dist must be in (0, 1), got {edge_max_dist}')
+        self.edge_max_dist = edge_max_dist
+        self.edge_thin = bool(edge_thin)
+        self.edge_ods = bool(edge_ods)
+        self.edge_pos_weight = float(edge_pos_weight)
         self.ignore_index = ignore_index
         self._task_specs_arg = dict(task_specs) if task_specs else None
         self._specs: Optional[Dict[str, TaskSpec]] = None
@@ -233,11 +281,31 @@ class MultiTaskMetric(BaseMetric):
             elif spec.kind == 'normal':
                 stats = normals_image_stats(pred, gt, quantize=self.quantize_normals,
                                             bin_width=self.normals_bin_width)
+            elif spec.kind == 'edge':
+                stats = self._edge_stats(pred, gt, spec)
             else:
                 stats = regression_image_stats(pred, gt, spec.ignore_index)
             if stats is not None:
                 record[task] = stats
         return record
+
+    def edge_max_dist_of(self, spec: TaskSpec) -> float:
+        """The matching tolerance of an edge task: the metric's, else the task's."""
+        for value in (self.edge_max_dist, spec.max_dist):
+            if value is not None:
+                return value
+        return DEFAULT_EDGE_MAX_DIST
+
+    def _edge_stats(self, pred, gt, spec: TaskSpec) -> Optional[dict]:
+        ignore = self._ignore(spec)
+        loss = edge_loss_image_stats(pred, gt, self.edge_pos_weight, ignore)
+        if loss is None:
+            return None
+        match = None
+        if self.edge_ods:
+            match = edge_image_stats(pred, gt, self.edge_thresholds,
+                                     self.edge_max_dist_of(spec), ignore, thin=self.edge_thin)
+        return dict(match=match, loss=loss)
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Store the per-image statistics of a batch (one record per sample)."""
@@ -257,6 +325,10 @@ class MultiTaskMetric(BaseMetric):
                 scores[task] = sal_scores(stats)
             elif kind == 'normal':
                 scores[task] = normals_scores(stats, self.normals_bin_width)
+            elif kind == 'edge':
+                scores[task] = (edge_scores([s['match'] for s in stats], self.edge_thresholds)
+                                if self.edge_ods else dict(num_images=len(stats)))
+                scores[task]['loss'] = edge_loss_score([s['loss'] for s in stats])
             else:
                 scores[task] = regression_scores(stats)
         return scores
@@ -272,7 +344,8 @@ class MultiTaskMetric(BaseMetric):
                 print_log(f'{self.__class__.__name__}: no image evaluated for {task}; '
                           'its metrics are NaN', logger=logger, level=logging.WARNING)
             for k in METRIC_KEYS[self.task_specs[task].kind]:
-                metrics[f'{task}/{k}'] = s[k]
+                if k in s:  # (odsF / oisF are absent with edge_ods=False)
+                    metrics[f'{task}/{k}'] = s[k]
         dm = delta_m(metrics, self.reference, tasks=self.tasks, task_specs=self.task_specs)
         if dm is not None:
             metrics['delta_m'] = dm

@@ -1,4 +1,4 @@
-"""Class-balanced binary cross-entropy for saliency."""
+"""Class-balanced binary cross-entropy for saliency, and its fixed-weight form for edges."""
 from typing import Optional
 
 import torch
@@ -31,8 +31,16 @@ class BalancedBCELoss(IgnoreIndexLoss):
     ``logsigmoid`` for numerical stability. An all-ignored batch gives an exact,
     differentiable 0.
 
+    With ``pos_weight`` set, :math:`w` is that constant instead (the reference's
+    ``BalancedCrossEntropyLoss(size_average=True, pos_weight=p['edge_w'])`` for edges,
+    ``edge_w = 0.95``); the sums and the divisor are the same. (The reference then skips
+    its void-pixel handling, so its ignore label 255 counts as an edge pixel there; here
+    it is dropped as above.)
+
     Args:
         ignore_index (int): label value excluded from the loss. Default: 255.
+        pos_weight (float, optional): fixed weight of the positive term, in [0, 1].
+            Default (None): the batch's fraction of negative pixels.
         loss_weight (float): multiplier of the loss. Default: 1.0.
         loss_name (str): key of the loss in the loss dict. Default: 'loss_bce'.
     """
@@ -40,8 +48,12 @@ class BalancedBCELoss(IgnoreIndexLoss):
     def __init__(self,
                  ignore_index: int = 255,
                  loss_weight: float = 1.0,
-                 loss_name: str = 'loss_bce'):
+                 loss_name: str = 'loss_bce',
+                 pos_weight: Optional[float] = None):
         super().__init__(ignore_index, loss_weight, loss_name)
+        if pos_weight is not None and not 0.0 <= pos_weight <= 1.0:
+            raise ValueError(f'pos_weight must be in [0, 1], got {pos_weight}')
+        self.pos_weight = pos_weight
 
     def forward(self,
                 pred: torch.Tensor,
@@ -71,7 +83,8 @@ class BalancedBCELoss(IgnoreIndexLoss):
         neg = (valid & (target < 0.5)).float()
         # clamp: an all-ignored batch has zero sums, hence an exact 0 still in the graph.
         num_valid = valid.sum().clamp(min=1).float()
-        w = neg.sum() / num_valid  # fraction of negatives, a constant
+        # fraction of negatives (a constant), or the fixed weight
+        w = neg.sum() / num_valid if self.pos_weight is None else self.pos_weight
         loss_pos = -(F.logsigmoid(pred) * pos).sum()    # -log p on positives
         loss_neg = -(F.logsigmoid(-pred) * neg).sum()   # -log(1-p) on negatives
         loss = (w * loss_pos + (1 - w) * loss_neg) / num_valid
