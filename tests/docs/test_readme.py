@@ -197,8 +197,12 @@ def is_other_backbones(t):
         column_backbones(h) for h in t.header[1:])
 
 
+def is_mtlora_table(t):
+    return t.header[0] == 'MTLoRA'
+
+
 CHECKED = (is_benchmark, is_param_table, is_ablation, is_size_table, is_targets, is_main_job,
-           is_other_backbones)
+           is_other_backbones, is_mtlora_table)
 #: tables whose digits are configuration, not measured or counted: the tuners' keys, the
 #: old forms' --cfg-options, the reliability guarantees and their tests
 NOT_NUMBERS = (['method', 'tuner'], ['method', 'old form'], ['Guarantee', 'How', 'Test'])
@@ -410,6 +414,39 @@ def test_other_backbones_table_is_count_params():
 
 ABLATION_CONFIGS = (('Polyhistor-Lite', 'polyhistor_lite_swin-t.py'),
                     ('Polyhistor', 'polyhistor_swin-t.py'))
+
+
+#: scale-lab/MTLoRA: its paper's Table 1 totals (M) by rank, and main.py's print in issue 5
+MTLORA_PUBLISHED = {16: '4.95', 32: '6.08', 64: '8.34', 'print': '5.30'}
+#: the reference's four HRNet heads with their downsamplers (issue 5's "Decoder params")
+MTLORA_HRNET_HEADS = 1_946_624
+
+
+def test_mtlora_table_is_count_params():
+    """Every cell from ``count_params`` (its MTLoRA lines) of the row's config and options,
+    the reference build = LoRA + unused + extra + the HRNet heads, and that build equal to
+    the published figure at its digits."""
+    (table, ) = the(is_mtlora_table)
+    errors = []
+    for row in table.rows:
+        name, config = plain(row[0]), plain(table.col(row, 'config'))
+        options = parse_options(table.col(row, 'options'))
+        ours = counts(config, options)['reference']
+        built = counts(config, tuple(sorted(
+            options + (('model.backbone.tuner.build_unused', True), ))))['reference']
+        reference = built['lora'] + built['extra'] + MTLORA_HRNET_HEADS
+        cells = {'LoRA (TA + TS)': ours['lora'], 'extra (backbone parts)': ours['extra'],
+                 'decoders': ours['decoders'], 'trained': ours['trainable'],
+                 'unused last fc2 (not built)': built['lora'] - ours['lora'],
+                 'reference build': reference}
+        for column, value in cells.items():
+            compare(table, name, column, table.col(row, column), f'{value:,d}', errors)
+        compare(table, name, 'published (M)', table.col(row, 'published (M)'),
+                millions(reference), errors)
+        key = 'print' if 'print' in name else int(name.split('=')[1].split(',')[0])
+        compare(table, name, 'published (M) vs the publication',
+                table.col(row, 'published (M)'), MTLORA_PUBLISHED[key], errors)
+    report_errors(errors)
 
 
 def test_ablation_tables_are_count_params():
