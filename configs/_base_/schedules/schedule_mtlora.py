@@ -4,6 +4,7 @@
 # gradient clipping at norm 5, 300 epochs, 20 of linear warm-up then cosine decay, updated
 # every iteration. main.py scales BASE_LR 5e-4, WARMUP_LR 5e-7 and MIN_LR 5e-6 by
 # batch / 512: at batch 32, lr 3.125e-5 from 3.125e-8, down to 3.125e-7.
+# (mmengine's LinearLR reaches the peak one iteration before timm's warm-up: < 2 % apart.)
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=3.125e-5, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.05),

@@ -4,11 +4,13 @@ functional computation, a training step through the segmentor's loss, and the MT
 configs (build, count, forward; they differ from the Polyhistor-protocol ones only where the
 protocol does)."""
 import glob
+import math
 import os.path as osp
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -150,3 +152,38 @@ def test_protocol_config(path):
     assert {t: tuple(o.shape) for t, o in out.items()} == {
         t: (1, n, 16, 16) for t, n in OUTPUTS.items()}
     assert all(o.isfinite().all() for o in out.values())
+
+
+def test_mtlora_schedule_follows_the_reference_lr():
+    """schedule_mtlora.py against the reference's lr (timm CosineLRScheduler, warmup_prefix,
+    per iteration; main.py's batch-32 scaling): linear from 3.125e-8 to 3.125e-5 over 20
+    epochs, cosine to 3.125e-7 at 300. mmengine's LinearLR reaches the peak one iteration
+    early: within 2 % during the warm-up, exact after it. No weight decay on 1-D parameters."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'schedules',
+                                   'schedule_mtlora.py'))
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {names[id(p)]: g['weight_decay'] for g in optim.param_groups for p in g['params']
+             if id(p) in names}  # mmengine adds a group of its own (the base settings)
+    assert decay == {'0.weight': 0.05, '0.bias': 0.0, '1.weight': 0.0, '1.bias': 0.0,
+                     '2.weight': 0.05, '2.bias': 0.0}
+    epoch = 3  # iterations per epoch
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim),
+                                         default_args=dict(epoch_length=epoch))
+                  for s in cfg.param_scheduler]
+    base, start, end = 5e-4 * 32 / 512, 5e-7 * 32 / 512, 5e-6 * 32 / 512
+    warm, total = 20 * epoch, cfg.train_cfg.max_epochs * epoch
+    for t in range(total):
+        if t < warm:
+            expected, rtol = start + t * (base - start) / warm, 0.02
+        else:
+            expected, rtol = end + 0.5 * (base - end) * (
+                1 + math.cos(math.pi * (t - warm) / (total - warm))), 1e-6
+        assert optim.get_lr()['lr'][0] == pytest.approx(expected, rel=rtol), t
+        optim.step()
+        for s in schedulers:
+            s.step()
