@@ -36,6 +36,11 @@ PASCAL_TASK_SPECS = dict(
     # Normals use the zero vector for "no label": it is never a valid unit normal.
     normals=dict(kind='normal', num_outputs=3, label_format='normals_png', ignore_index=0,
                  loss=dict(type='NormalL1Loss', loss_weight=10.0)),
+    # The fifth task, not in the default four (``tasks`` / ``model.tasks`` pick it): edges of
+    # the PASCAL-Context LabelMap (the reference's ``_load_edge``), its loss as there
+    # (balanced BCE, positive weight 0.95, task weight 50).
+    edge=dict(kind='edge', num_outputs=1, label_format='edge_label_map_mat', ignore_index=255,
+              loss=dict(type='BalancedBCELoss', pos_weight=0.95, loss_weight=50.0)),
 )
 
 
@@ -72,7 +77,8 @@ def _generate_once(data_root: str, **kwargs) -> None:
 
 @DATASETS.register_module()
 class PascalContextMTDataset(MultiTaskDataset):
-    """PASCAL-Context multi-task (PASCAL_MT): semseg, human parts, saliency, normals.
+    """PASCAL-Context multi-task (PASCAL_MT): semseg, human parts, saliency, normals, and
+    on request (``tasks``) edges.
 
     Reads the layout of shared/spec/benchmark.md. Every file a sample needs is checked when
     the data list is built; a missing one raises ``FileNotFoundError`` naming it.
@@ -87,7 +93,9 @@ class PascalContextMTDataset(MultiTaskDataset):
     Args:
         data_root (str): the ``PASCAL_MT`` directory.
         split (str): reads ``ImageSets/Context/{split}.txt``. Default: 'train'.
-        tasks (Sequence[str]): any subset of ``mmpoly.tasks.ALL_TASKS``. Default: all.
+        tasks (Sequence[str]): any subset of ``mmpoly.tasks.ALL_TASKS`` and 'edge' (the
+            LabelMap's edges, as the reference's ``_load_edge``). Default: the four of
+            ``ALL_TASKS``.
         pipeline (list): data transforms. Default: [].
         test_mode (bool): as in ``BaseDataset``. Default: False.
         auto_generate (dict, optional): when given and ``data_root`` does not exist, first
@@ -185,6 +193,10 @@ class PascalContextMTDataset(MultiTaskDataset):
         if 'sal' in self.tasks:
             paths['sal'] = _require(
                 osp.join(root, 'sal_distill', f'{img_id}.png'), 'sal label')
+        if 'edge' in self.tasks:
+            paths['edge'] = _require(
+                osp.join(root, 'pascal-context', 'trainval', f'{img_id}.mat'),
+                'PASCAL-Context LabelMap (edge label)')
         if 'normals' in self.tasks:
             paths['normals'] = _require(
                 osp.join(root, 'normals_distill', f'{img_id}.png'), 'normals label')
