@@ -11,7 +11,8 @@ backbone entries*, plus an ``adapter`` record:
 
 * ``backbones``: for every backbone whose weights come from a file
   (``init_cfg=dict(type='Pretrained', checkpoint=PATH)``): its module prefix, the path as
-  the config gives it, and the sha256 of the file's content;
+  the config gives it, and the sha256 of the file's content (for a URL, of its torch hub
+  cache file: the file the weights were read from);
 * ``frozen_keys`` / ``frozen_sha256``: the left-out state-dict keys and a sha256 of each
   tensor, so loading can prove that the rebuilt frozen weights are bit for bit those the
   adapters were trained with;
@@ -45,6 +46,7 @@ from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
 from mmseg.registry import HOOKS
+from ..utils.pretrained_url import fetch_checkpoint, is_url, local_checkpoint_file
 from ..utils.state_dict import is_tuner_key, strip_module_prefix
 from .atomic import AtomicSaveMixin
 
@@ -146,10 +148,12 @@ def make_adapter_checkpoint(model: nn.Module, checkpoint: dict, config_text: str
                       '(random init); its frozen weights are stored in full', 'current')
             backbones.append(dict(prefix=prefix, path=None, sha256=None))
             continue
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'pretrained backbone checkpoint {path} not found: an '
+        local = local_checkpoint_file(path)  # a URL: its hub cache file
+        if not osp.isfile(local):
+            where = path if local == path else f'{path} (cache file {local})'
+            raise FileNotFoundError(f'pretrained backbone checkpoint {where} not found: an '
                                     'adapter-only checkpoint must record its hash')
-        backbones.append(dict(prefix=prefix, path=path, sha256=sha256_file(path)))
+        backbones.append(dict(prefix=prefix, path=path, sha256=sha256_file(local)))
     frozen_set = set(frozen)
     checkpoint['state_dict'] = type(state)(
         (k, v) for k, v in state.items() if k not in frozen_set)
@@ -241,12 +245,19 @@ def check_backbones(model: nn.Module, checkpoint: dict) -> List[Tuple[nn.Module,
                     f"{then['path'] or 'a randomly initialised backbone (stored in full)'}, "
                     f"this config uses {path or 'random init'}")
             continue
-        if not osp.isfile(path):
+        if is_url(path):
+            try:
+                fetch_checkpoint(path)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(
+                    f"backbone {prefix!r}: {e}; the adapters were trained on {then['path']} "
+                    f"(sha256 {then['sha256']})") from e
+        elif not osp.isfile(path):
             raise FileNotFoundError(
                 f'backbone {prefix!r}: pretrained checkpoint {path} (model.backbone.init_cfg.'
                 f"checkpoint) not found; the adapters were trained on {then['path']} "
                 f"(sha256 {then['sha256']})")
-        digest = sha256_file(path)
+        digest = sha256_file(local_checkpoint_file(path))
         if digest != then['sha256']:
             raise AdapterCheckpointError(
                 f'backbone {prefix!r}: checkpoint {path} has sha256 {digest}, but the '

@@ -15,5 +15,7 @@ model = dict(
         drop_path_rate=0.1,
         out_indices=(0, 1, 2, 3),
         tuner=dict(type='NoTuner'),
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/pvt_small.pth')),
+        init_cfg=dict(type='Pretrained',
+                      checkpoint='https://github.com/whai362/PVT/releases/download/v2/'
+                      'pvt_small.pth')),
     decode_head=dict(in_channels=[64, 128, 320, 512]))

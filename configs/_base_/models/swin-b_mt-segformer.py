@@ -5,5 +5,6 @@ model = dict(
         embed_dims=128,
         depths=[2, 2, 18, 2],
         num_heads=[4, 8, 16, 32],
-        init_cfg=dict(checkpoint='pretrained/swin_base_patch4_window7_224.pth')),
+        init_cfg=dict(checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/'
+                      'swin_base_patch4_window7_224.pth')),
     decode_head=dict(in_channels=[128, 256, 512, 1024]))

@@ -25,8 +25,10 @@ model = dict(
         patch_norm=True,
         out_indices=(0, 1, 2, 3),
         tuner=dict(type='NoTuner'),  # frozen encoder; method configs replace it
+        # fetched into the torch hub cache on first use; a local file overrides it:
+        # --cfg-options model.backbone.init_cfg.checkpoint=pretrained/<file>.pth
         init_cfg=dict(type='Pretrained',
-                      checkpoint='pretrained/swin_tiny_patch4_window7_224.pth')),
+                      checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth')),
     decode_head=dict(
         type='MultiTaskSegformerHead',
         in_channels=[96, 192, 384, 768],

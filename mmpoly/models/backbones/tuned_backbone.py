@@ -11,6 +11,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 
 from mmseg.registry import MODELS
+from ...utils.pretrained_url import fetch_checkpoint, is_url
 from ...utils.state_dict import TUNER_PREFIX
 from ..tuners.base import BaseTuner, LayerInfo, TaskContext
 
@@ -203,7 +204,12 @@ class TunedBackboneMixin:
 
 
 def check_checkpoint_path(path: str) -> None:
-    if '://' not in path and not os.path.isfile(path):
+    """Raise FileNotFoundError naming ``path`` unless the checkpoint can be read. A URL is
+    fetched into the torch hub cache, where mmengine's CheckpointLoader then reads it;
+    offline, the error names the URL and where to put the file."""
+    if is_url(path):
+        fetch_checkpoint(path)
+    elif '://' not in path and not os.path.isfile(path):
         raise FileNotFoundError(
             f'pretrained backbone checkpoint {path} not found (model.backbone.init_cfg.'
             f'checkpoint); download it, or set model.backbone.init_cfg=None to start from '
