@@ -246,6 +246,33 @@ def test_nyud_demo_batch_goes_through_the_losses(tmp_path):
         assert torch.isfinite(value).all() and value > 0
 
 
+def test_pascal_edge_is_a_config_choice(tmp_path):
+    """PASCAL-Context's fifth task is picked by listing it (``model.tasks``, the datasets'
+    and the evaluators' ``tasks``): its labels load and its loss is computed."""
+    from mmseg.registry import DATASETS, MODELS
+
+    from mmpoly.engine.build_checks import check_task_agreement
+    root = str(tmp_path / 'synthetic_mt')
+    tasks = ['semseg', 'human_parts', 'sal', 'normals', 'edge']
+    options = {f'{part}.tasks': tasks for part in (
+        'model', 'train_dataloader.dataset', 'val_dataloader.dataset',
+        'test_dataloader.dataset', 'val_evaluator', 'test_evaluator')}
+    options.update({'train_dataloader.dataset.data_root': root,
+                    'train_dataloader.dataset.auto_generate': dict(num_train=2, num_val=1,
+                                                                   root=root)})
+    cfg = load_config(osp.join(REPO, 'configs', 'demo', 'decoder_ft_swin-tiny_synthetic.py'),
+                      options)
+    check_task_agreement(cfg, 'train')
+    assert cfg.model.task_specs['edge']['kind'] == 'edge'
+    dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    model = MODELS.build(cfg.model)
+    from mmengine.dataset import pseudo_collate
+    data = model.data_preprocessor(pseudo_collate([dataset[0], dataset[1]]), True)
+    edge = data['data_samples'][0].gt_edge.data
+    assert set(edge.unique().tolist()) <= {0, 1, 255} and (edge == 1).any()
+    assert 'loss_edge' in model(**data, mode='loss')
+
+
 def test_tool_writes_the_nyud_layout(tmp_path, monkeypatch, capsys):
     tool = osp.join(REPO, 'tools', 'make_synthetic_data.py')
     monkeypatch.setattr(sys, 'argv', [tool, str(tmp_path / 'n'), '--format', 'nyud_mt',
