@@ -38,7 +38,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Dict, List, Optional, Sequence, TextIO, Tuple
+
+from .nyud_mt import LABEL_FILES as NYUD_LABEL_FILES
+from .nyud_mt import NYUDMTDataset
+from .pascal_context_mt import PascalContextMTDataset
 
 #: Google Drive's download endpoint (the reference's ``data/google_drive.py`` uses it too).
 GDRIVE_URL = 'https://drive.google.com/uc'
@@ -95,18 +99,16 @@ RELEASES = {
         digest_note='not recorded by the reference (data/nyud.py) nor by us yet'),
 }
 
-#: The NYUD_MT release layout, as the reference ``data/nyud.py`` (``NYUD_MT``) reads it:
+#: The NYUD_MT release layout, as the reference ``data/nyud.py`` (``NYUD_MT``) reads it and
+#: ``NYUDMTDataset`` reads it (its label table ``LABEL_FILES`` gives the task entries):
 #: entry -> path under the root, with ``{split}`` / ``{id}`` filled in. ``splits`` lists
 #: one image id a line; every other entry is one file per image id: the RGB image, the
 #: 40-class segmentation (0 = void), depth in metres (0 = invalid), surface normals and
-#: edges (NumPy arrays). The NYUD loader and :func:`verify_tree` both read this table.
+#: edges (NumPy arrays). :func:`verify_tree` checks a tree with the dataset class's own rules.
 NYUD_MT_LAYOUT = dict(
     splits='gt_sets/{split}.txt',
     image='images/{id}.jpg',
-    semseg='segmentation/{id}.png',
-    depth='depth/{id}.npy',
-    normals='normals/{id}.npy',
-    edge='edge/{id}.npy',
+    **{task: f'{folder}/{{id}}{ext}' for task, (folder, ext) in NYUD_LABEL_FILES.items()},
 )
 
 
@@ -396,36 +398,27 @@ def _read_ids(split_file: str) -> List[str]:
         return [line.strip() for line in f if line.strip()]
 
 
-def _pascal_rows(root: str) -> Tuple[Callable[[str], str], Dict[str, Callable[[str], None]]]:
-    """PASCAL_MT: the paths ``PascalContextMTDataset`` reads, by calling its own rules."""
-    from .pascal_context_mt import PascalContextMTDataset
+def _dataset_rows(dataset_cls, split_file: str):
+    """The rows of a dataset class that reads ``data_root`` and ``tasks`` in
+    ``_data_info(img_id)``: its own path rules, called on the tree (one row per task of its
+    METAINFO, and 'image' for the image alone)."""
 
-    def rule(tasks):
-        view = types.SimpleNamespace(data_root=root, tasks=tasks)
-        return lambda img_id: PascalContextMTDataset._data_info(view, img_id)
+    def rows(root: str):
+        def rule(tasks):
+            view = types.SimpleNamespace(data_root=root, tasks=tasks)
+            return lambda img_id: dataset_cls._data_info(view, img_id)
 
-    checks = {'image': rule(())}
-    for task in PascalContextMTDataset.METAINFO['task_specs']:
-        checks[task] = rule((task, ))
-    return (lambda split: osp.join(root, 'ImageSets', 'Context', f'{split}.txt')), checks
+        checks = {'image': rule(())}
+        for task in dataset_cls.METAINFO['task_specs']:
+            checks[task] = rule((task, ))
+        return (lambda split: osp.join(root, split_file.format(split=split))), checks
 
-
-def _nyud_rows(root: str) -> Tuple[Callable[[str], str], Dict[str, Callable[[str], None]]]:
-    """NYUD_MT: the paths of :data:`NYUD_MT_LAYOUT`."""
-
-    def rule(entry, pattern):
-        def check(img_id):
-            path = osp.join(root, pattern.format(id=img_id))
-            if not osp.isfile(path):
-                raise FileNotFoundError(f'{entry} not found: {path}')
-        return check
-
-    checks = {entry: rule(entry, pattern) for entry, pattern in NYUD_MT_LAYOUT.items()
-              if entry != 'splits'}
-    return (lambda split: osp.join(root, NYUD_MT_LAYOUT['splits'].format(split=split))), checks
+    return rows
 
 
-TREE_RULES = dict(pascal_mt=_pascal_rows, nyud_mt=_nyud_rows)
+TREE_RULES = dict(
+    pascal_mt=_dataset_rows(PascalContextMTDataset, 'ImageSets/Context/{split}.txt'),
+    nyud_mt=_dataset_rows(NYUDMTDataset, NYUD_MT_LAYOUT['splits']))
 
 
 def verify_tree(dataset: str, root: str, expected: Dict[str, int],

@@ -156,6 +156,21 @@ def test_pascal_download_resumes_after_a_dropped_connection(tmp_path, serve, cap
     assert table(out) == expected
 
 
+def test_a_later_run_resumes_the_part_file(tmp_path, serve, capsys, pascal_src):
+    _, _, archive = pascal_src
+    server = serve({'PASCAL_MT.tgz': archive}, drop_after=1000)
+    root = tmp_path / 'data'
+    args = ['pascal_mt', '--root', str(root), '--url', server.url('/PASCAL_MT.tgz'),
+            '--expect', 'train=5', 'val=3']
+    assert main(args + ['--retries', '0']) == 1
+    assert 'run the command again to resume' in capsys.readouterr().err
+    assert (root / 'PASCAL_MT.tgz.part').read_bytes() == archive[:1000]
+    assert not (root / 'PASCAL_MT').exists()
+    assert main(args) == 0
+    assert server.requests[1] == ('/PASCAL_MT.tgz', 'bytes=1000-')
+    assert (root / 'PASCAL_MT.tgz').read_bytes() == archive
+
+
 def test_checksum_mismatch_keeps_the_file_aside_and_extracts_nothing(tmp_path, serve,
                                                                       capsys, pascal_src):
     _, _, archive = pascal_src
@@ -241,7 +256,7 @@ def test_nyud_from_google_drive_then_check(tmp_path, serve, capsys, monkeypatch)
     os.remove(gone)
     assert main(['nyud_mt', '--root', root, '--check', '--expect', 'train=3', 'val=2']) == 1
     captured = capsys.readouterr()
-    assert f'depth not found: {gone}' in captured.err
+    assert f'depth label of image 0005 not found: {gone}' in captured.err
     assert table(captured.out)[('depth', 'train')] == (3, 2, 1)
 
 
