@@ -289,7 +289,11 @@ def download(url: str, dest: str, opener: Optional[urllib.request.OpenerDirector
             os.replace(part, dest)
             return dest
         except urllib.error.HTTPError as e:
-            if e.code == 416 and have:  # the part file is already whole, or garbage
+            if e.code == 416 and have:  # nothing after byte `have`: whole, or not this file
+                match = re.match(r'bytes \*/(\d+)', e.headers.get('Content-Range', ''))
+                if match and int(match.group(1)) == have:
+                    os.replace(part, dest)
+                    return dest
                 os.remove(part)
                 continue
             raise PrepareError(f'download of {url} failed: HTTP {e.code} {e.reason}') from e

@@ -65,6 +65,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = server.files[name]
         match = re.match(r'bytes=(\d+)-$', self.headers.get('Range') or '')
         start = int(match.group(1)) if match else 0
+        if start >= len(data):
+            self.send_response(416)
+            self.send_header('Content-Range', f'bytes */{len(data)}')
+            self.send_header('Content-Length', '0')
+            return self.end_headers()
         self.send_response(206 if match else 200)
         if match:
             self.send_header('Content-Range', f'bytes {start}-{len(data) - 1}/{len(data)}')
@@ -168,6 +173,18 @@ def test_a_later_run_resumes_the_part_file(tmp_path, serve, capsys, pascal_src):
     assert not (root / 'PASCAL_MT').exists()
     assert main(args) == 0
     assert server.requests[1] == ('/PASCAL_MT.tgz', 'bytes=1000-')
+    assert (root / 'PASCAL_MT.tgz').read_bytes() == archive
+
+
+def test_a_whole_part_file_is_not_downloaded_again(tmp_path, serve, pascal_src):
+    _, _, archive = pascal_src
+    server = serve({'PASCAL_MT.tgz': archive})
+    root = tmp_path / 'data'
+    root.mkdir()
+    (root / 'PASCAL_MT.tgz.part').write_bytes(archive)  # a run that died before the rename
+    assert main(['pascal_mt', '--root', str(root), '--url', server.url('/PASCAL_MT.tgz'),
+                 '--expect', 'train=5', 'val=3']) == 0
+    assert server.requests == [('/PASCAL_MT.tgz', f'bytes={len(archive)}-')]  # 416: whole
     assert (root / 'PASCAL_MT.tgz').read_bytes() == archive
 
 
