@@ -31,8 +31,9 @@ class ReleaseServer(http.server.ThreadingHTTPServer):
     ``/download?id=..&confirm=t``. ``drop_after``: the next file reply sends that many bytes
     and closes the connection (once). ``requests`` logs (path, Range header)."""
 
-    def __init__(self, files, drop_after=None):
+    def __init__(self, files, drop_after=None, drive_page='form'):
         self.files, self.drop_after, self.requests = files, drop_after, []
+        self.drive_page = drive_page
         super().__init__(('127.0.0.1', 0), Handler)
         threading.Thread(target=self.serve_forever, kwargs=dict(poll_interval=0.05),
                          daemon=True).start()
@@ -50,7 +51,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         server.requests.append((self.path, self.headers.get('Range')))
         url = urllib.parse.urlparse(self.path)
         query = dict(urllib.parse.parse_qsl(url.query))
-        if url.path == '/uc':
+        if url.path == '/uc' and query.get('confirm') == 'TOKEN42':
+            name = query['id']  # the older page's second step: the file itself
+        elif url.path == '/uc' and server.drive_page == 'cookie':
+            page = b'<html><title>Google Drive</title>Download anyway?</html>'  # cookie only
+            self.send_response(200)
+            self.send_header('Set-Cookie', 'download_warning_1234=TOKEN42; Path=/')
+            self.send_header('Content-Type', 'text/html')
+            self.send_header('Content-Length', str(len(page)))
+            self.end_headers()
+            return self.wfile.write(page)
+        elif url.path == '/uc':
             page = (f'<html><head><title>Google Drive - Virus scan warning</title></head><body>'
                     f'<form id="download-form" action="/download" method="get">'
                     f'<input type="hidden" name="id" value="{query["id"]}">'
@@ -58,8 +69,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     f'<input type="hidden" name="confirm" value="t">'
                     f'<input type="submit" value="Download anyway"></form></body></html>')
             return self._reply(200, page.encode(), 'text/html; charset=utf-8')
-        name = query.get('id') if url.path == '/download' and query.get('confirm') == 't' \
-            else url.path.lstrip('/')
+        elif url.path == '/download' and query.get('confirm') == 't':
+            name = query.get('id')
+        else:
+            name = url.path.lstrip('/')
         if name not in server.files:
             return self._reply(404, b'not found', 'text/plain')
         data = server.files[name]
@@ -94,8 +107,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def serve():
     servers = []
 
-    def start(files, drop_after=None):
-        servers.append(ReleaseServer(files, drop_after))
+    def start(files, drop_after=None, drive_page='form'):
+        servers.append(ReleaseServer(files, drop_after, drive_page))
         return servers[-1]
 
     yield start
@@ -251,19 +264,23 @@ def write_nyud(root, splits):
                     value.save(path)
 
 
-def test_nyud_from_google_drive_then_check(tmp_path, serve, capsys, monkeypatch):
+@pytest.mark.parametrize('drive_page', ['form', 'cookie'])
+def test_nyud_from_google_drive_then_check(tmp_path, serve, capsys, monkeypatch, drive_page):
     src = str(tmp_path / 'src')
     splits = dict(train=['0003', '0005', '0010'], val=['0001', '0002'])
     write_nyud(osp.join(src, 'NYUD_MT'), splits)
     archive = tgz(src, 'NYUD_MT')
-    server = serve({RELEASES['nyud_mt'].gdrive_id: archive})  # the release's Drive id
+    # today's confirm page (a GET form) or the older one (a download_warning cookie)
+    server = serve({RELEASES['nyud_mt'].gdrive_id: archive}, drive_page=drive_page)
     monkeypatch.setenv(GDRIVE_URL_ENV, server.url('/uc'))
     root = str(tmp_path / 'data')
     assert main(['nyud_mt', '--root', root, '--expect', 'train=3', 'val=2']) == 0
     out = capsys.readouterr().out
-    # the confirm page, then its form's target
-    assert [urllib.parse.urlparse(p).path for p, _ in server.requests] == ['/uc', '/download']
-    assert 'confirm=t' in server.requests[1][0]
+    # the confirm page, then the file with the page's answer
+    second = '/download' if drive_page == 'form' else '/uc'
+    assert [urllib.parse.urlparse(p).path for p, _ in server.requests] == ['/uc', second]
+    answer = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(server.requests[1][0]).query))
+    assert answer['confirm'] == ('t' if drive_page == 'form' else 'TOKEN42')
     assert tree(osp.join(root, 'NYUD_MT')) == tree(osp.join(src, 'NYUD_MT'))
     entries = [e for e in NYUD_MT_LAYOUT if e != 'splits']
     assert table(out) == {(e, s): (len(ids), len(ids), 0) for e in entries
