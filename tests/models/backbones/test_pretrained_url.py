@@ -13,7 +13,6 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from mmseg.registry import MODELS
 from mmpoly.checkpoint.adapter import check_backbones, make_adapter_checkpoint
 from mmpoly.utils.param_count import build_model_without_weights
 from .test_swin_checkpoints import to_official
