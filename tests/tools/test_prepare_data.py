@@ -238,6 +238,7 @@ def test_check_fails_naming_a_missing_file(tmp_path, pascal_src, monkeypatch, ca
     with pytest.raises(SystemExit):
         main(['pascal_mt', '--expect', 'train'])
     assert main(['pascal_mt', '--root', str(root), '--check']) == 1
+    assert 'train.txt lists 5 images, the release has 4998' in capsys.readouterr().err
 
 
 def write_nyud(root, splits):
