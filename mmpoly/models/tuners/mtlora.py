@@ -119,7 +119,7 @@ class MTLoRA(BaseTuner):
             DDP with ``find_unused_parameters=False`` refuses. For counting only.
         layers, tasks, init_cfg: see :class:`BaseTuner` (given by the backbone).
     """
-    task_specific = False  # one shared pass ...
+    task_specific = False  # one shared pass, which forks at ``fork_layers``
     needs = ('task_forks', 'relative_position_bias')
 
     def __init__(self,
@@ -213,7 +213,10 @@ class MTLoRA(BaseTuner):
         """-> one value per stage; tasks must agree within a stage (kept per task for the
         scales in ``_task_scales``)."""
         if isinstance(value, Mapping):
-            unknown = sorted(set(value) - set(self.tasks) - {'shared'})
+            if 'shared' in value:  # the reference's R_PER_TASK.shared
+                raise ValueError(f"MTLoRA.{key}: give the shared rank / scale as 'rank' / "
+                                 f"'shared_scale', not as {key}['shared']")
+            unknown = sorted(set(value) - set(self.tasks))
             missing = sorted(set(self.tasks) - set(value))
             if unknown or missing:
                 raise ValueError(f'MTLoRA.{key}: give every task of {list(self.tasks)} '
