@@ -42,7 +42,7 @@ if ! have "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'"; then
   fi
 fi
 
-if ! have "import mmseg, scipy, cv2, matplotlib, ftfy, regex, pytest; assert mmseg.__version__ == '1.2.2'"; then
+if ! have "import mmseg, scipy, cv2, matplotlib, ftfy, regex, skimage, pytest, xdist; assert mmseg.__version__ == '1.2.2'"; then
   echo "[setup] mmsegmentation and runtime requirements"
   $PIP install mmsegmentation==1.2.2 -r requirements/runtime.txt -r requirements/tests.txt
 fi

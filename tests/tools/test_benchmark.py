@@ -5,6 +5,7 @@ Timings are measured, never asserted here."""
 import glob
 import json
 import os.path as osp
+import re
 
 import pytest
 import torch
@@ -64,10 +65,31 @@ def test_demo_configs_interleaved_json(python, demo_data):
     assert report['data']['sample_shape'] == [3, 96, 96]
 
 
-def test_every_full_config_inference_tiny(python):
-    """All configs/*.py (every method x backbone, and the floor): built with random weights,
-    one inference step at 32 x 32, one process, each model freed before the next."""
-    configs = [rel(p) for p in FULL]
+def full_config_shards(size: int = 10):
+    """configs/*.py in groups of at most ``size`` with the same backbone (and dataset), so
+    that ``pytest -n N`` spreads them over its workers; one process per group."""
+    groups = {}
+    for path in FULL:
+        name = osp.basename(path)[:-len('.py')]
+        suffix = re.search(r'_((?:swin|pvt|moby)[^_]*(?:_.*)?)$', name)
+        groups.setdefault(suffix.group(1) if suffix else name, []).append(rel(path))
+    return {f'{key}-{i // size}': paths[i:i + size]
+            for key, paths in sorted(groups.items()) for i in range(0, len(paths), size)}
+
+
+SHARDS = full_config_shards()
+
+
+def test_full_config_shards_hold_every_config_once():
+    held = [c for shard in SHARDS.values() for c in shard]
+    assert sorted(held) == [rel(p) for p in FULL]
+
+
+@pytest.mark.parametrize('shard', sorted(SHARDS))
+def test_every_full_config_inference_tiny(python, shard):
+    """All configs/*.py (every method x backbone x dataset, and the floor): built with random
+    weights, one inference step at 32 x 32, each model freed before the next."""
+    configs = SHARDS[shard]
     report = benchmark_json(python, configs[0], '--compare', *configs[1:], '--sequential',
                             '--mode', 'test', '--img-size', '32', '--iters', '1', '--warmup',
                             '0', '--profile-iters', '0')
