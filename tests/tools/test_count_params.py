@@ -1,6 +1,7 @@
 """tools/count_params.py on every config, against the paper's Tables 1, 2 and 5: the exact
 integers of the paper's structure (method.md section 8) and the printed figures."""
 import json
+import re
 
 from mmpoly.utils.paper_tables import ABLATIONS, TABLE1, TRUNCATED_IN_PAPER, printed
 from ..models.tuners.test_training_all_tuners import PAPER_ROWS
@@ -29,8 +30,13 @@ def test_count_params_all_configs(python):
     for name, row in by_name.items():
         assert 0 <= row['encoder'] <= row['all'] <= row['total'], name
         decoders = row['all'] - row['encoder']
-        same_backbone = by_name['decoder_ft_' + name.split('_')[-1]]
-        assert decoders == same_backbone['all'], name  # the decoders are the same in all rows
+        setting = re.search(r'_((?:swin|pvt|moby)[^_]*(?:_.*)?)$', name).group(1)
+        same_setting = by_name['decoder_ft_' + setting]  # backbone (and dataset)
+        assert decoders == same_setting['all'], name  # the decoders are the same in all rows
+        if setting.endswith('_nyud'):  # four tasks too: the encoder is PASCAL's
+            assert row['encoder'] == by_name[name[:-len('_nyud')]]['encoder'], name
+    nyud = {name for name in by_name if name.endswith('_swin-t_nyud')}
+    assert nyud == {f'{name}_nyud' for name in by_name if name.endswith('_swin-t')}
     assert by_name['decoder_ft_swin-t']['all'] == 2_553_120  # paper: 2.55M
     for method, exact in EXACT.items():
         assert by_name[f'{method}_swin-t']['encoder'] == exact, method
