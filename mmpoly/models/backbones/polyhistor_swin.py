@@ -124,10 +124,12 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         p = None if prompts is None else block.norm1(prompts)
         attn_out, p_attn = self._shifted_window_attention(ctx, layer, block.attn, h, hw_shape,
                                                           p)
+        x = self._widen(x, attn_out)  # a fork in the attention (MTLoRA: at 'proj')
         x = x + tuner.attn_branch(ctx, layer, x, attn_out)
 
         ffn = block.ffn
         mlp_out = ffn.dropout_layer(ffn.gamma2(self._mlp(ctx, layer, ffn, block.norm2(x))))
+        x = self._widen(x, mlp_out)  # a fork in the MLP
         x = x + tuner.mlp_branch(ctx, layer, x, mlp_out)
 
         if prompts is None or not tuner.carries_prompts:
@@ -170,7 +172,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         x = msa.window_reverse(windows.view(-1, ws, ws, C), H_pad, W_pad)
         if shift > 0:
             x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
-        x = x[:, :H, :W, :].reshape(B, H * W, C)
+        x = x[:, :H, :W, :].reshape(-1, H * W, C)  # B rows, or every stream's after a fork
         x = msa.drop(x)
         if prompts is not None:
             # one prompt output per image: the mean over the windows that saw it

@@ -143,16 +143,30 @@ class TunedBackboneMixin:
                          hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
         """One layer of a pass -> (tokens, prompts, task rows or None).
 
-        At a fork layer of a shared pass the layer runs on the shared rows plus one copy per
-        task (a forked context); the ``len(ctx.tasks) * B`` task rows (task-major) are
-        returned for the stage's output and the shared rows go on."""
+        At a fork layer of a shared pass the layer starts on the shared rows with a forked
+        context; where the tuner forks them (a ``linear`` hook returns the rows of the
+        shared stream and of one stream per task, ``groups`` times as many), the layer goes
+        on with every stream (``_layer`` widens its residual to match). The
+        ``len(ctx.tasks) * B`` task rows (task-major) are the stage's output, the shared
+        rows go on. So what every stream shares before the fork (Swin: the attention) is
+        computed once."""
         if not (ctx.shared and layer.index in self.tuner.fork_layers):
             x, prompts = self._run_layer(ctx, layer, block, x, hw_shape, prompts)
             return x, prompts, None
         forked = ctx.fork()
-        rows = x.repeat(forked.groups, *([1] * (x.dim() - 1)))
-        out, _ = self._run_layer(forked, layer, block, rows, hw_shape, None)
-        return out[:x.shape[0]], None, out[x.shape[0]:]
+        out, _ = self._run_layer(forked, layer, block, x, hw_shape, None)
+        B = x.shape[0]
+        if out.shape[0] == B:  # the tuner did not fork here: every stream is the shared one
+            out = out.repeat(forked.groups, *([1] * (out.dim() - 1)))
+        return out[:B], None, out[B:]
+
+    @staticmethod
+    def _widen(x: Tensor, branch: Tensor) -> Tensor:
+        """``x`` repeated to ``branch``'s rows where a tuner forked the rows of a forked
+        layer in the branch (shared stream first, then one per task)."""
+        if branch.shape[0] == x.shape[0]:
+            return x
+        return x.repeat(branch.shape[0] // x.shape[0], *([1] * (x.dim() - 1)))
 
     def _stage_output(self, ctx: TaskContext, x: Tensor, task_rows: Optional[Tensor]):
         """The tokens a stage gives the decoders: the fork's task rows; with a forking

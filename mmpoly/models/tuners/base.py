@@ -74,8 +74,10 @@ class TaskContext:
         num_tasks: T, the model's number of tasks (rows of a ``(T, ...)`` parameter).
         shared: one batch serves every task in ``tasks`` (no task axis on the rows).
         forked: a forked layer of a shared pass (:meth:`fork`, a tuner with
-            :attr:`BaseTuner.fork_layers`): the rows are the shared stream's ``M`` rows, then
-            one ``M``-row stream per task in ``tasks`` (``groups = 1 + len(tasks)``).
+            :attr:`BaseTuner.fork_layers`): the rows are the shared stream's ``M`` rows until
+            the tuner forks them (a ``linear`` hook returns ``groups * M`` rows: the shared
+            stream, then one stream per task in ``tasks``, ``groups = 1 + len(tasks)``);
+            the rest of the layer runs on every stream.
         prepared: what the tuner's :meth:`BaseTuner.before_forward` returned for this
             forward (e.g. every adapter's generated weights, for all T tasks), or None.
     """
@@ -166,8 +168,9 @@ class BaseTuner(BaseModule):
     #: one (PVT lacks both) refuses the tuner when it is built.
     needs: Tuple[str, ...] = ()
     #: indices of the layers where a shared pass forks into one stream per task (MTLoRA):
-    #: the backbone runs such a layer on the shared rows plus one copy per task (a
-    #: :meth:`TaskContext.fork` context), the task rows become the stage's per-task output
+    #: the backbone runs such a layer with a :meth:`TaskContext.fork` context on the shared
+    #: rows, the tuner's ``linear`` hook widens them to the shared stream plus one stream
+    #: per task where the streams part, the task rows become the stage's per-task output
     #: and the shared rows go on. Empty: no fork.
     fork_layers: FrozenSet[int] = frozenset()
     #: patterns (``re.search``) of backbone parameter names the tuner trains besides its own

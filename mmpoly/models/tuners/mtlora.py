@@ -38,7 +38,9 @@ by the task outputs). ``shared_mode`` combines the shared output: 'matrix' ``W h
 ``W h + b + LN(sum_t y_t)`` (a LayerNorm instead of TA on the forked projections),
 'lora_only' (no task streams: TA-LoRA alone, the features shared by every task). The stage's
 task outputs go to the decoders; the shared stream goes on through the patch merging into
-the next stage. One backbone pass serves all tasks.
+the next stage. One backbone pass serves all tasks: a forked block computes its attention
+once (on the shared rows) and parts the rows at its first TS projection ('proj'), where this
+tuner's ``linear`` hook returns the shared stream and one stream per task.
 
 Where mmpoly differs from the reference code, on purpose: the decoders read each stage's
 output *before* its patch merging (the stride 4 / 8 / 16 / 32 pyramid every mmpoly decoder
@@ -172,6 +174,10 @@ class MTLoRA(BaseTuner):
                 if layer.index_in_stage == depth[layer.stage] - 1}
         #: the layers whose output forks into one stream per task (none for 'lora_only')
         self.fork_layers = frozenset() if shared_mode == 'lora_only' else frozenset(last)
+        #: layer -> its first TS projection: where the streams part (the attention before
+        #: 'proj' is shared: computed once)
+        self._fork_at = {index: next((n for n in TASK_PROJECTIONS if n in targets), None)
+                         for index in self.fork_layers}
 
         self.shared_A = nn.ParameterDict()
         self.shared_B = nn.ParameterDict()
@@ -299,21 +305,20 @@ class MTLoRA(BaseTuner):
     def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                x: Tensor) -> Tensor:
         key = self._key(layer, name)
-        targeted = name in self.targets
-        if not ctx.forked:
-            return self._shared(layer, key, module, x) if targeted else module(x)
-        # a forked block: rows = the shared stream, then one stream per task in ctx.tasks
-        G = ctx.groups
-        h = x.reshape(G, -1, x.shape[-1])
         if key not in self.task_A:
-            if name == 'qkv':  # the attention is shared: every stream reads the same rows
-                y = self._shared(layer, key, module, h[0]) if targeted else module(h[0])
-                return y.expand(G, *y.shape).reshape(*x.shape[:-1], y.shape[-1])
-            return module(x)  # a forked projection without LoRA: each stream its own input
+            # the shared rows (anywhere but in a forked block past its fork), or every
+            # stream through a projection without TS-LoRA: each reads its own input
+            return self._shared(layer, key, module, x) if name in self.targets else module(x)
+        # a forked block's TS projection: at the fork (the first one) the rows are the
+        # shared stream's and this hook parts them; past it, the shared stream then one
+        # stream per task of ctx.tasks
+        G = ctx.groups
+        forks_here = name == self._fork_at[layer.index]
+        h = x.reshape(1 if forks_here else G, -1, x.shape[-1])
         dropped = self._drop(layer, h[0])
-        # proj: the reference gives no task inputs (the attention is shared), so the task
-        # branches read the shared, dropped input; fc1 / fc2 read each task's stream
-        task_in = dropped.expand(G - 1, *dropped.shape) if name == 'proj' else h[1:]
+        # at the fork the reference gives no task inputs (x_tasks=None), so the task branches
+        # read the shared, dropped input; past it, each task's own stream
+        task_in = dropped.expand(G - 1, *dropped.shape) if forks_here else h[1:]
         A = ctx.select(self.task_A[key]).transpose(1, 2)  # (T', d_in, r_t)
         Bt = ctx.select(self.task_B[key]).transpose(1, 2)  # (T', r_t, d_out)
         scale = ctx.select(getattr(self, f'task_scale{layer.stage}'))[:, None, None]
@@ -329,7 +334,10 @@ class MTLoRA(BaseTuner):
                 shared = frozen if norm is None else frozen + norm(tasks.sum(0))
             else:
                 shared = self._shared(layer, key, module, h[0], dropped, frozen)
-        return torch.cat([shared[None], tasks]).reshape(*x.shape[:-1], shared.shape[-1])
+        out = torch.cat([shared[None], tasks])  # (G, M, d_out)
+        if forks_here:
+            return out.reshape(G * x.shape[0], *x.shape[1:-1], out.shape[-1])
+        return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
 def _widths(layer: LayerInfo, name: str):
