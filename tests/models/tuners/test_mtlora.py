@@ -103,6 +103,42 @@ def test_streams_follow_the_reference_formulas(mode):
             assert not torch.allclose(per[0][i], per[1][i])
 
 
+def test_proj_fork_follows_the_reference():
+    """The default fork, at proj: TS-LoRA on proj only (B_t random, TA and the MLPs' TS at
+    zero). Task t's stream after the attention is the frozen block's with proj weight
+    W + s_t B_t A_t; its MLP output is the *shared* stream's (its fc1 / fc2 read the shared
+    input, their TS adds 0). Oracle: two frozen copies, one with the edited proj."""
+    model = build(task_scale=[2., 2., 2., 3.])
+    tuner = model.tuner
+    randomize_tuner(model, 0.05, [p for k, p in tuner.task_B.items() if k.startswith('proj')])
+    shared_copy = frozen_copy(model)
+    seen = {}
+
+    def tap(copy, tag):
+        for i, stage in enumerate(copy.stages):
+            stage.blocks[-1].norm2.register_forward_hook(
+                lambda m, inputs, out, i=i: seen.update({(tag, i): inputs[0]}))
+
+    tap(shared_copy, 'shared')
+    with torch.no_grad():
+        per = per_task(model(X), len(TASKS))
+        shared_out = shared_copy(X)
+        for t in range(len(TASKS)):
+            for i in range(4):  # stage i edited alone: the task stream does not go on
+                edited = frozen_copy(model)
+                tap(edited, t)
+                index = model.layer_infos[2 * i + 1].index
+                delta = tuner.task_B[f'proj{index}'][t] @ tuner.task_A[f'proj{index}'][t]
+                edited.stages[i].blocks[-1].attn.w_msa.proj.weight += (2., 2., 2., 3.)[i] * delta
+                edited(X)
+                side = 16 >> i
+                x1_s = seen[('shared', i)].view(B, side, side, -1).permute(0, 3, 1, 2)
+                x1_t = seen[(t, i)].view(B, side, side, -1).permute(0, 3, 1, 2)
+                expected = x1_t + (shared_out[i] - x1_s)
+                torch.testing.assert_close(per[t][i], expected, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(per[0][3], per[1][3])
+
+
 def test_one_step_gives_each_task_its_own_features():
     model = build(dropout=0.0)
     model.train()
