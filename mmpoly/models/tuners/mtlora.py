@@ -63,8 +63,8 @@ stream), so there is no per-task pass to loop over: 'loop' runs the same single 
 Merging (inference): TA-LoRA folds into ``W + s B A`` (kept beside the frozen ``W``, which is
 never modified) for every projection whose every stream uses ``W + TA``: all projections but
 the forked ones in 'matrix' mode, whose task streams need the bare ``W x`` (so the shared
-stream adds its TA to that product, unmerged: 12 of Swin-T's 48 projections). TS-LoRA stays
-a low-rank branch.
+stream adds its TA to that product, unmerged: 11 of the 47 TA-LoRA projections built on
+Swin-T). TS-LoRA stays a low-rank branch.
 """
 import math
 from typing import Dict, List, Mapping, Optional, Sequence, Union
