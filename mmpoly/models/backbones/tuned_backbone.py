@@ -82,7 +82,11 @@ class TunedBackboneMixin:
 
     def _check_fork_layers(self) -> None:
         """A fork's task rows are its stage's per-task output: only a stage's last layer
-        may fork."""
+        may fork, in a backbone whose stages run their layers through ``_run_stage_layer``
+        ('task_forks' in :attr:`provides`)."""
+        if self.tuner.fork_layers and 'task_forks' not in self.provides:
+            raise ValueError(f'{type(self.tuner).__name__} forks its pass into task streams '
+                             f'(fork_layers), which {type(self).__name__} does not support')
         last = {}
         for layer in self.layer_infos:
             last[layer.stage] = layer.index

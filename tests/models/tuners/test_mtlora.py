@@ -291,6 +291,22 @@ def test_refused_by_pvt():
                           **PVT_TINY))
 
 
+def test_a_fork_needs_a_backbone_that_forks():
+    """Any tuner with fork layers: refused by a backbone without fork support, and on Swin
+    only in the last layer of a stage."""
+    from mmpoly.models.tuners import BaseTuner
+    from ..backbones.test_polyhistor_pvt import TINY as PVT_TINY
+
+    class ForksFirstLayer(BaseTuner):
+        fork_layers = frozenset({0})
+
+    with pytest.raises(ValueError, match='PolyhistorPVT does not support'):
+        MODELS.build(dict(type='PolyhistorPVT', tasks=TASKS, tuner=dict(type=ForksFirstLayer),
+                          **PVT_TINY))
+    with pytest.raises(ValueError, match=r'layers \[0\] are not the last layer'):
+        helpers.build(dict(type=ForksFirstLayer))
+
+
 def test_bad_keys_are_named():
     with pytest.raises(ValueError, match='MTLoRA.rank'):
         build(rank=[4, 4])
