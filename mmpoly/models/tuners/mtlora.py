@@ -319,16 +319,22 @@ class MTLoRA(BaseTuner):
         # at the fork the reference gives no task inputs (x_tasks=None), so the task branches
         # read the shared, dropped input; past it, each task's own stream
         task_in = dropped.expand(G - 1, *dropped.shape) if forks_here else h[1:]
-        A = ctx.select(self.task_A[key]).transpose(1, 2)  # (T', d_in, r_t)
-        Bt = ctx.select(self.task_B[key]).transpose(1, 2)  # (T', r_t, d_out)
+        # s_t folded into the small A_t; the low-rank product added inside the batched
+        # matmul (baddbmm): no pass over the (T', M, d_out) update of its own
         scale = ctx.select(getattr(self, f'task_scale{layer.stage}'))[:, None, None]
-        delta = torch.bmm(torch.bmm(task_in, A), Bt) * scale
+        A = ctx.select(self.task_A[key]).transpose(1, 2) * scale  # (T', d_in, r_t)
+        Bt = ctx.select(self.task_B[key]).transpose(1, 2)  # (T', r_t, d_out)
+        low = torch.bmm(task_in, A)  # (T', M, r_t)
+
+        def plus_updates(base: Tensor) -> Tensor:  # base + s_t B_t A_t task_in, every task
+            return torch.baddbmm(base.expand(low.shape[0], *base.shape), low, Bt)
+
         if self.shared_mode == 'matrixv2':  # every stream has W + TA: merges
             shared = self._shared(layer, key, module, h[0], dropped)
-            tasks = shared + delta
+            tasks = plus_updates(shared)
         else:  # the task streams read the bare W: computed once, TA added unmerged
             frozen = module(h[0])
-            tasks = frozen + delta
+            tasks = plus_updates(frozen)
             if self.shared_mode == 'addition':
                 norm = self.shared_norm[key] if key in self.shared_norm else None
                 shared = frozen if norm is None else frozen + norm(tasks.sum(0))
