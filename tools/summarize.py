@@ -2,8 +2,10 @@
 [--out FILE]``.
 
 One row per work dir: run name, method, backbone, trainable encoder and all parameters (as
-``tools/count_params.py`` counts them, from the run's config), each task's main metric
-(semseg / human_parts / sal mIoU, normals mErr) and Δm.
+``tools/count_params.py`` counts them, from the run's config), the main metric of each
+of the run's own tasks (its config's ``model.tasks``: PASCAL-Context semseg / human_parts /
+sal mIoU and normals mErr, NYUD-v2 semseg mIoU, depth rmse, normals mErr, edge odsF, ...)
+and Δm; runs of different task sets share one table, '-' where a run lacks a task.
 
 * Config: the one mmengine dumped into the work dir (``WORK_DIR/<name>.py``; else the newest
   ``WORK_DIR/<timestamp>/vis_data/config.py``).
@@ -32,7 +34,7 @@ from mmengine.config import Config  # noqa: E402
 from mmpoly.evaluation.metrics.functional import (DEFAULT_REFERENCE,  # noqa: E402
                                                   MAIN_METRICS, delta_m, main_metric_key)
 from mmpoly.engine import load_config  # noqa: E402
-from mmpoly.tasks import ALL_TASKS  # noqa: E402
+from mmpoly.tasks import resolve_task_specs  # noqa: E402
 
 # tuner type -> the paper's name of the method (Table 1)
 METHOD_NAMES = {
@@ -53,11 +55,12 @@ METHOD_NAMES = {
     'Hyperformer': 'Hyperformer',
     'Polyhistor': 'Polyhistor',
     'PolyhistorLite': 'Polyhistor-Lite',
+    'MTLoRA': 'MTLoRA',
 }
 SWIN_SIZES = {(96, (2, 2, 6, 2)): 'Swin-T', (96, (2, 2, 18, 2)): 'Swin-S',
               (128, (2, 2, 18, 2)): 'Swin-B', (192, (2, 2, 18, 2)): 'Swin-L'}
-COLUMNS = ['run', 'method', 'backbone', 'encoder_params', 'all_params'] + \
-    [main_metric_key(t) for t in ALL_TASKS] + ['delta_m']
+#: the columns before the tasks' main metrics (which come from each run's own tasks)
+RUN_COLUMNS = ['run', 'method', 'backbone', 'encoder_params', 'all_params']
 
 
 # ----------------------------------------------------------------------- reading a run
@@ -153,15 +156,17 @@ def load_run(work_dir: str) -> Dict[str, object]:
     row = dict(run=osp.basename(osp.normpath(work_dir)), method=method_name(cfg),
                backbone=backbone_name(cfg), encoder_params=int(counts['encoder']),
                all_params=int(counts['all']))
-    for task in ALL_TASKS:
-        value = metrics.get(main_metric_key(task))
-        row[main_metric_key(task)] = None if value is None else float(value)
+    specs = run_task_specs(cfg)
+    row['metrics'] = [main_metric_key(task, spec) for task, spec in specs.items()]
+    for key in row['metrics']:
+        value = metrics.get(key)
+        row[key] = None if value is None else float(value)
     dm = metrics.get('delta_m')
     if dm is None:
         evaluator = cfg.get('test_evaluator') or {}
         reference = evaluator.get('reference') if isinstance(evaluator, dict) else None
-        tasks = evaluator.get('tasks') if isinstance(evaluator, dict) else None
-        dm = delta_m(metrics, reference or DEFAULT_REFERENCE, tasks=tasks)
+        dm = delta_m(metrics, reference or DEFAULT_REFERENCE, tasks=list(specs),
+                     task_specs=specs)
     row['delta_m'] = None if dm is None else float(dm)
     row['config'], row['metrics_file'] = cfg_path, source
     checkpoint = metrics.get('checkpoint') if isinstance(metrics.get('checkpoint'), dict) else {}
@@ -170,11 +175,29 @@ def load_run(work_dir: str) -> Dict[str, object]:
     return row
 
 
+def run_task_specs(cfg: Config):
+    """task -> TaskSpec of the run's tasks (``model.tasks``, specs from its dataset)."""
+    model = cfg.model
+    return resolve_task_specs(model.get('tasks'), model.get('task_specs'),
+                              where=f'model.tasks of {cfg.filename}')
+
+
 # ------------------------------------------------------------------------- formatting
 HEADERS = {'run': 'run', 'method': 'method', 'backbone': 'backbone',
            'encoder_params': 'encoder (M)', 'all_params': 'all (M)',
-           'semseg/mIoU': 'semseg mIoU', 'human_parts/mIoU': 'parts mIoU',
-           'sal/mIoU': 'sal mIoU', 'normals/mErr': 'normals mErr', 'delta_m': 'Δm (%)'}
+           'human_parts/mIoU': 'parts mIoU', 'delta_m': 'Δm (%)'}
+
+
+def columns_of(rows: List[dict]) -> List[str]:
+    """The run columns, every run's task metrics (in order of first appearance), Δm."""
+    metrics = []
+    for row in rows:
+        metrics += [k for k in row['metrics'] if k not in metrics]
+    return RUN_COLUMNS + metrics + ['delta_m']
+
+
+def header(column: str) -> str:
+    return HEADERS.get(column, column.replace('/', ' '))
 
 
 def _md_cell(key: str, value) -> str:
@@ -193,7 +216,8 @@ def format_table(rows: List[dict], fmt: str = 'md') -> str:
     # which checkpoint produced the metrics (tools/test.py records it in test_metrics.json)
     checkpoints = any(row.get('checkpoint') for row in rows)
     if fmt == 'csv':
-        columns = COLUMNS + (['checkpoint', 'checkpoint_sha256'] if checkpoints else [])
+        columns = columns_of(rows) + (['checkpoint', 'checkpoint_sha256'] if checkpoints
+                                      else [])
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator='\n')
         writer.writerow(columns)
@@ -206,11 +230,12 @@ def format_table(rows: List[dict], fmt: str = 'md') -> str:
         return json.dumps(rows, indent=1) + '\n'
     if fmt != 'md':
         raise ValueError(f'unknown format {fmt!r}: md, csv or json')
-    lines = ['| ' + ' | '.join(HEADERS[c] for c in COLUMNS) + ' |',
+    columns = columns_of(rows)
+    lines = ['| ' + ' | '.join(header(c) for c in columns) + ' |',
              '|' + '|'.join('---' if c in ('run', 'method', 'backbone') else '---:'
-                            for c in COLUMNS) + '|']
+                            for c in columns) + '|']
     for row in rows:
-        lines.append('| ' + ' | '.join(_md_cell(c, row[c]) for c in COLUMNS) + ' |')
+        lines.append('| ' + ' | '.join(_md_cell(c, row.get(c)) for c in columns) + ' |')
     if checkpoints:
         lines.append('')
         lines += [f"- {row['run']}: metrics of checkpoint {row['checkpoint']} (sha256 "

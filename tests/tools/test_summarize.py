@@ -127,3 +127,26 @@ def test_plot_tradeoff_plots_the_runs_values(runs, tmp_path):
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     from PIL import Image
     assert Image.open(out).size == (800, 550)
+
+
+NYUD = 'configs/demo/decoder_ft_swin-tiny_synthetic_nyud.py'
+NYUD_METRICS = {'semseg/mIoU': 30.5, 'depth/rmse': 0.6125, 'depth/log_rmse': 0.25,
+                'normals/mErr': 25.25, 'edge/odsF': 70.75}
+
+
+def test_runs_of_two_datasets_share_one_table(tmp_path, capsys):
+    """Each run's columns are its own tasks' main metrics (by kind): a NYUD-v2 run has depth
+    rmse and edge odsF, a PASCAL-Context run parts / sal mIoU; '-' where a run lacks one."""
+    pascal = make_work_dir(str(tmp_path / 'pascal'), MT, test_metrics=TEST_METRICS)
+    nyud = make_work_dir(str(tmp_path / 'nyud'), NYUD, test_metrics=NYUD_METRICS)
+    tool = runpy.run_path(osp.join(REPO, 'tools', 'summarize.py'))
+    tool['main']([pascal, nyud])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ')]
+    header = [c.strip() for c in lines[0].strip('|').split('|')]
+    assert header[5:] == ['semseg mIoU', 'parts mIoU', 'sal mIoU', 'normals mErr',
+                          'depth rmse', 'edge odsF', 'Δm (%)']
+    rows = {r[0]: dict(zip(header, r)) for r in
+            ([c.strip() for c in line.strip('|').split('|')] for line in lines[1:])}
+    assert rows['nyud']['depth rmse'] == '0.61' and rows['nyud']['edge odsF'] == '70.75'
+    assert rows['nyud']['semseg mIoU'] == '30.50' and rows['nyud']['parts mIoU'] == '-'
+    assert rows['pascal']['depth rmse'] == '-' and rows['pascal']['sal mIoU'] == '55.12'
