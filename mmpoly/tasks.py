@@ -75,6 +75,9 @@ class TaskSpec:
             (class ids, 8-bit probability, 8-bit normals), 'npy' (float32 (C, H, W)) or
             'mat' (MATLAB file with the (H, W) map under the task's name, the reference's
             depth format); default (''): 'npy' for regression, else 'png'.
+        positive: regression kind: the quantity is positive (depth). Scored as the
+            reference's ``eval_depth``: a prediction ``<= 0`` counts as 1e-9, and the
+            log-RMSE is reported besides the RMSE.
     """
     kind: str
     num_outputs: int
@@ -88,6 +91,7 @@ class TaskSpec:
     loss: Optional[Mapping[str, Any]] = field(default=None, compare=False, hash=False)
     max_dist: Optional[float] = None
     prediction_format: str = ''
+    positive: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -113,18 +113,20 @@ class MultiTaskMetric(BaseMetric):
       about 0.1-0.4 degrees of quantisation error per pixel); set
       ``quantize_normals=True`` to reproduce it. Angles are computed in float64
       (reference: float32).
-    - depth (regression kind): as the reference's ``eval_depth``: over the valid pixels
-      (label != ``ignore_index``, 0 for depth) of the whole split, rmse = sqrt(sum (gt -
-      pred)^2 / n) and log_rmse = sqrt(sum (log gt - log pred)^2 / n) (a prediction <= 0
-      taken as 1e-9), pooled per pixel (not a mean of per-image values); also the mean
-      absolute error 'mae'. float64 sums (reference: float32).
+    - depth (regression kind, ``positive`` spec): as the reference's ``eval_depth``: over
+      the valid pixels (label != ``ignore_index``, 0 for depth) of the whole split, with a
+      prediction <= 0 taken as 1e-9, rmse = sqrt(sum (gt - pred)^2 / n) and log_rmse =
+      sqrt(sum (log gt - log pred)^2 / n), pooled per pixel (not a mean of per-image
+      values); also the mean absolute error 'mae'. float64 sums (reference: float32). A
+      regression task without ``positive`` gets rmse and mae of the raw prediction.
     - edge: the boundary benchmark's F-measure (SEISM / BSDS ``fb``, as the reference and
       ATRC evaluate): probability quantised as the reference's PNG, thresholded at each of
       ``edge_thresholds`` (``q / 255 >= t``), thinned (``edge_thin``), matched one to one
       with the label's edge pixels within ``max_dist`` x the image diagonal (the task
       spec's ``max_dist``: 0.0075 PASCAL-Context, 0.011 NYUD-v2; ``edge_max_dist``
-      overrides), through pyEdgeEval. Counts summed over the split per threshold: odsF =
-      max over thresholds of F (percent); oisF with each image's best threshold. 'loss' is
+      overrides; a maximum bipartite matching, ``match_edge_pixels``). Counts summed over
+      the split per threshold: odsF = max over thresholds of F (percent); oisF with each
+      image's best threshold. 'loss' is
       the reference's own validation number (its ``EdgeMeter``: the weighted BCE with
       ``edge_pos_weight`` over every pixel, with the probability as the loss's input).
     - delta_m: (1/T) sum_t (-1)^{l_t} (M_t - M_t^ref) / M_t^ref x 100 over the
@@ -161,9 +163,9 @@ class MultiTaskMetric(BaseMetric):
             diagonal) for every edge task. Default (None): each task's ``max_dist``, else
             0.0075.
         edge_thin (bool): thin the thresholded edge maps before matching. Default: True.
-        edge_ods (bool): compute odsF / oisF. The matching costs about a second per
-            threshold for a 480 x 640 image on one CPU core (the reference runs it once,
-            offline, through SEISM, and validates on the loss during training); False
+        edge_ods (bool): compute odsF / oisF. The matching at every threshold costs time
+            at 480 x 640 (the reference runs it once, offline, through SEISM, and
+            validates on the loss during training); False
             reports only 'edge/loss' (and Δm leaves the edge task out), e.g. for a
             ``val_evaluator``. Default: True.
         edge_pos_weight (float): positive weight of the reference's edge validation loss.
@@ -284,7 +286,7 @@ class MultiTaskMetric(BaseMetric):
             elif spec.kind == 'edge':
                 stats = self._edge_stats(pred, gt, spec)
             else:
-                stats = regression_image_stats(pred, gt, spec.ignore_index)
+                stats = regression_image_stats(pred, gt, spec.ignore_index, spec.positive)
             if stats is not None:
                 record[task] = stats
         return record
