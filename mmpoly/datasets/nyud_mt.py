@@ -52,7 +52,10 @@ NYUD_TASK_SPECS = dict(
     semseg=dict(kind='class', num_outputs=40, label_format='nyud_semseg_png',
                 ignore_index=255, classes=NYUD_CLASSES, palette=NYUD_PALETTE,
                 loss=dict(type='PixelCrossEntropyLoss', loss_weight=1.0)),
+    # positive: scored as the reference's eval_depth (log-RMSE too); predictions written as
+    # the reference's .mat files
     depth=dict(kind='regression', num_outputs=1, label_format='depth_npy', ignore_index=0,
+               positive=True, prediction_format='mat',
                loss=dict(type='RegressionL1Loss', ignore_index=0, loss_weight=1.0)),
     normals=dict(kind='normal', num_outputs=3, label_format='normals_npy', ignore_index=0,
                  loss=dict(type='NormalL1Loss', loss_weight=10.0)),

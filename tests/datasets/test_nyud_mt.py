@@ -61,6 +61,9 @@ def test_loader_gives_the_reference_labels(nyud_root):
     assert len(dataset) == 6 and dataset.tasks == ('semseg', 'depth', 'normals', 'edge')
     kinds = {t: s['kind'] for t, s in dataset.metainfo['task_specs'].items()}
     assert kinds == dict(semseg='class', depth='regression', normals='normal', edge='edge')
+    specs = dataset.metainfo['task_specs']
+    assert specs['depth']['positive'] and specs['depth']['prediction_format'] == 'mat'
+    assert specs['edge']['max_dist'] == 0.011 and specs['semseg']['num_outputs'] == 40
     void = invalid = edges = 0
     for i in range(len(dataset)):
         sample = dataset[i]
