@@ -373,3 +373,56 @@ def test_prediction_files_score_what_the_metric_scores_in_memory(tmp_path):
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
+
+
+# -------------------------------------------------------------- the NYUD demo, end to end
+NYUD_DEMO = 'configs/demo/polyhistor_lite_swin-tiny_synthetic_nyud.py'
+
+
+def test_nyud_demo_trains_tests_writes_and_scores_its_predictions(tmp_path):
+    """tools/train.py (1 epoch on 8 synthetic NYUD_MT images), tools/test.py --out, and
+    tools/eval_predictions.py on the files: finite metrics for all four tasks, and the
+    files score what test.py scored in memory (normals: within the PNG's 0.778 degrees)."""
+    import sys
+    from tests.tools.conftest import REPO, demo_options, read_json, run_tool
+    from tests.tools.test_predictions import NORMAL_BOUND
+    root = str(tmp_path / 'synthetic_nyud_mt')
+    generate = [f'{split}_dataloader.dataset.auto_generate.{key}={value}'
+                for split in ('train', 'val', 'test')
+                for key, value in (('root', root), ('num_train', 8), ('num_val', 3))]
+    options = demo_options(root, 1, *generate, 'train_dataloader.batch_size=4',
+                           'val_dataloader.batch_size=3', 'test_dataloader.batch_size=3',
+                           'train_cfg.val_interval=2')  # no validation: test.py evaluates
+    work = str(tmp_path / 'work')
+    run_tool(sys.executable, 'tools/train.py', NYUD_DEMO, '--work-dir', work, *options)
+    out = str(tmp_path / 'out')
+    run_tool(sys.executable, 'tools/test.py', NYUD_DEMO, osp.join(work, 'epoch_1.pth'),
+             '--work-dir', work, '--out', out, *options)
+    from_test = read_json(osp.join(work, 'test_metrics.json'))
+    keys = {'semseg/mIoU', 'depth/rmse', 'normals/mErr', 'edge/odsF', 'edge/loss'}
+    assert keys <= set(from_test)
+    assert all(math.isfinite(from_test[k]) for k in keys), from_test
+    with open(osp.join(root, 'gt_sets', 'val.txt')) as f:
+        ids = sorted(line.strip() for line in f if line.strip())
+    for task in TASKS:
+        names = sorted(os.listdir(osp.join(out, task)))
+        assert [osp.splitext(n)[0] for n in names] == ids, task
+    # eval_predictions in this process (its evaluate_folder; the CLI is tests/tools')
+    import runpy
+    from mmengine.config import DictAction
+    from mmpoly.engine import load_config
+    evaluate_folder = runpy.run_path(osp.join(REPO, 'tools',
+                                              'eval_predictions.py'))['evaluate_folder']
+    test_options = [arg.split('=', 1) for arg in options[1:]
+                    if arg.startswith('test_dataloader.')]
+    cfg = load_config(osp.join(REPO, NYUD_DEMO),
+                      {k: DictAction._parse_iterable(v) for k, v in test_options})
+    from_files = evaluate_folder(cfg, out)
+    for key, value in from_test.items():
+        if '/' not in key:
+            continue  # not a metric (checkpoint, ...)
+        if key.startswith('normals/'):
+            if key in ('normals/mErr', 'normals/rmse'):
+                assert abs(from_files[key] - value) <= NORMAL_BOUND, key
+        elif key != 'delta_m':
+            assert from_files[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
