@@ -4,6 +4,9 @@ from .functional import (CLASS_NAMES, DEFAULT_REFERENCE, DEFAULT_SAL_THRESHOLDS,
                          is_human_parts_evaluated, main_metric_key, normal_angles,
                          normals_image_stats, normals_scores, quantize_probability,
                          sal_image_stats, sal_scores)
+from .functional import (edge_image_stats, edge_loss_image_stats, edge_loss_score,  # NYUD
+                         edge_scores, match_edge_pixels, regression_image_stats,
+                         regression_scores)
 from .multi_task_metric import MultiTaskMetric
 
 __all__ = [
@@ -11,5 +14,6 @@ __all__ = [
     'MAIN_METRICS', 'confusion_image_stats', 'delta_m', 'iou_scores',
     'is_human_parts_evaluated', 'main_metric_key', 'normal_angles',
     'normals_image_stats', 'normals_scores', 'quantize_probability', 'sal_image_stats',
-    'sal_scores'
+    'sal_scores', 'edge_image_stats', 'edge_loss_image_stats', 'edge_loss_score',
+    'edge_scores', 'match_edge_pixels', 'regression_image_stats', 'regression_scores'
 ]
