@@ -10,8 +10,9 @@ distributed ranks:
   ranks are gathered cannot change a digit).
 
 They follow the reference evaluation of Multi-Task-Learning-PyTorch
-(``evaluation/eval_{semseg,human_parts,sal,normals}.py``, ``evaluation/jaccard.py``);
-deviations are listed in each function's docstring.
+(``evaluation/eval_{semseg,human_parts,sal,normals,depth,edge}.py``,
+``evaluation/jaccard.py``; edges: the SEISM boundary benchmark it calls); deviations are
+listed in each function's docstring.
 """
 import math
 from typing import Dict, List, Mapping, Optional, Sequence
