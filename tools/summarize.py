@@ -165,8 +165,10 @@ def load_run(work_dir: str) -> Dict[str, object]:
     if dm is None:
         evaluator = cfg.get('test_evaluator') or {}
         reference = evaluator.get('reference') if isinstance(evaluator, dict) else None
-        dm = delta_m(metrics, reference or DEFAULT_REFERENCE, tasks=list(specs),
-                     task_specs=specs)
+        if reference is None:  # the metric's default; an empty one (NYUD-v2 today): no Δm
+            reference = DEFAULT_REFERENCE
+        dm = delta_m(metrics, reference, tasks=list(specs), task_specs=specs) \
+            if reference else None
     row['delta_m'] = None if dm is None else float(dm)
     row['config'], row['metrics_file'] = cfg_path, source
     checkpoint = metrics.get('checkpoint') if isinstance(metrics.get('checkpoint'), dict) else {}

@@ -8,8 +8,9 @@
 * the checkpoint-size table: ``docs/benchmarks/checkpoint_sizes.json``
   (``tools/export_adapter.py --measure --json``), and that report against the live counts
   (a report measured for other parameter counts is stale);
-* the main job's table: ``docs/benchmarks/main_job.json`` (the two runs' metrics, as
-  ``tools/summarize.py`` reads them), and its parameter count against the live one.
+* the demo runs' tables (the main job, the NYUD-v2 demo): ``docs/benchmarks/main_job.json``
+  and ``nyud_demo.json`` (the runs' metrics, as ``tools/summarize.py`` reads them), and
+  their parameter counts against the live ones.
 
 A failure names the table, the row and the column. ``MMPOLY_README`` points the tests at
 another copy of the README (to try a changed number without touching the real one).
@@ -180,8 +181,13 @@ def is_targets(t):
     return t.header[:3] == ['target', 'measured', 'met?']
 
 
-def is_main_job(t):
-    return t.has('trainable encoder') and t.has('Δm')
+#: the tables of demo runs and the ``tools/summarize.py --format json`` file of their runs
+#: (by a column only that table has)
+DEMO_RUNS = {'parts mIoU': 'main_job.json', 'depth rmse': 'nyud_demo.json'}
+
+
+def is_demo_runs(t):
+    return t.has('trainable encoder')
 
 
 BACKBONES = ('swin-t', 'swin-b', 'swin-b-in22k', 'moby-t', 'pvt-s')
@@ -201,7 +207,7 @@ def is_mtlora_table(t):
     return t.header[0] == 'MTLoRA'
 
 
-CHECKED = (is_benchmark, is_param_table, is_ablation, is_size_table, is_targets, is_main_job,
+CHECKED = (is_benchmark, is_param_table, is_ablation, is_size_table, is_targets, is_demo_runs,
            is_other_backbones, is_mtlora_table)
 #: tables whose digits are configuration, not measured or counted: the tuners' keys, the
 #: old forms' --cfg-options, the reliability guarantees and their tests
@@ -537,31 +543,45 @@ def test_checkpoint_size_report_is_not_stale():
 
 
 # ------------------------------------------------------------------ the main job
-MAIN_JOB_COLUMNS = {'semseg mIoU': 'semseg/mIoU', 'parts mIoU': 'human_parts/mIoU',
-                    'sal mIoU': 'sal/mIoU', 'normals mErr': 'normals/mErr'}
+def metric_key(column):
+    """A demo table's metric column -> the metric key ('parts mIoU' -> 'human_parts/mIoU')."""
+    task, metric = column.split(' ')
+    return f"{'human_parts' if task == 'parts' else task}/{metric}"
 
 
-def test_main_job_table_is_the_stored_runs():
-    with open(osp.join(BENCH, 'main_job.json')) as f:
-        runs = {r['method']: r for r in json.load(f)['runs']}
-    (table, ) = the(is_main_job)
+def test_demo_run_tables_are_the_stored_runs():
+    """The main job's table (main_job.json) and the NYUD-v2 demo's (nyud_demo.json)."""
+    found = the(is_demo_runs)
     errors = []
-    if sorted(plain(r[0]) for r in table.rows) != sorted(runs):
-        errors.append(f'{table}: rows {[r[0] for r in table.rows]} != runs {sorted(runs)}')
-    for row in table.rows:
-        run = runs.get(plain(row[0]))
-        if run is None:
+    for table in found:
+        source = [f for column, f in DEMO_RUNS.items() if table.has(column)]
+        if len(source) != 1:
+            errors.append(f'{table}: no stored runs for it (DEMO_RUNS: {DEMO_RUNS})')
             continue
-        enc = run['encoder_params']
-        compare(table, row[0], 'trainable encoder', table.col(row, 'trainable encoder'),
-                '0' if enc == 0 else f'{millions(enc)}M', errors)
-        for column, key in MAIN_JOB_COLUMNS.items():
-            compare(table, row[0], column, table.col(row, column), f'{run[key]:.2f}', errors)
-        compare(table, row[0], 'Δm', table.col(row, 'Δm'), f"{run['delta_m']:.2f} %", errors)
-        # the stored run's count is the config's today
-        c = counts(osp.relpath(run['config'], 'configs'))
-        if c['encoder'] != enc:
-            errors.append(f"docs/benchmarks/main_job.json is stale for {row[0]}: run with "
-                          f"{enc:,d} trainable encoder parameters, {run['config']} has "
-                          f"{c['encoder']:,d} now")
+        with open(osp.join(BENCH, source[0])) as f:
+            runs = {r['method']: r for r in json.load(f)['runs']}
+        if sorted(plain(r[0]) for r in table.rows) != sorted(runs):
+            errors.append(f'{table}: rows {[r[0] for r in table.rows]} != runs {sorted(runs)}')
+        metrics = [c for c in table.header[2:] if c != 'Δm']
+        for row in table.rows:
+            run = runs.get(plain(row[0]))
+            if run is None:
+                continue
+            enc = run['encoder_params']
+            compare(table, row[0], 'trainable encoder', table.col(row, 'trainable encoder'),
+                    '0' if enc == 0 else f'{millions(enc)}M', errors)
+            for column in metrics:
+                compare(table, row[0], column, table.col(row, column),
+                        f'{run[metric_key(column)]:.2f}', errors)
+            if table.has('Δm'):
+                compare(table, row[0], 'Δm', table.col(row, 'Δm'), f"{run['delta_m']:.2f} %",
+                        errors)
+            # the stored run's count is the config's today
+            c = counts(osp.relpath(run['config'], 'configs'))
+            if c['encoder'] != enc:
+                errors.append(f"docs/benchmarks/{source[0]} is stale for {row[0]}: run with "
+                              f"{enc:,d} trainable encoder parameters, {run['config']} has "
+                              f"{c['encoder']:,d} now")
+    assert sorted({f for t in found for c, f in DEMO_RUNS.items() if t.has(c)}) == \
+        sorted(DEMO_RUNS.values()), 'a stored demo run has no README table'
     report_errors(errors)

@@ -150,3 +150,5 @@ def test_runs_of_two_datasets_share_one_table(tmp_path, capsys):
     assert rows['nyud']['depth rmse'] == '0.61' and rows['nyud']['edge odsF'] == '70.75'
     assert rows['nyud']['semseg mIoU'] == '30.50' and rows['nyud']['parts mIoU'] == '-'
     assert rows['pascal']['depth rmse'] == '-' and rows['pascal']['sal mIoU'] == '55.12'
+    # NYUD-v2 has no single-task references yet: no Δm (not one against PASCAL's numbers)
+    assert rows['nyud']['Δm (%)'] == '-' and rows['pascal']['Δm (%)'] == '-35.43'
