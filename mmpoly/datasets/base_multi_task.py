@@ -1,5 +1,6 @@
 """The base of a multi-task dataset: its tasks and their specs come from its METAINFO."""
-from typing import Optional, Sequence
+import os.path as osp
+from typing import List, Optional, Sequence
 
 from mmengine.dataset import BaseDataset
 
@@ -42,3 +43,18 @@ class MultiTaskDataset(EpochSeededDataset, BaseDataset):
         info.setdefault('tasks', self.tasks)
         info['task_specs'] = self.task_specs
         return info
+
+    def read_split(self, split_file: str, hint: str) -> List[str]:
+        """The image ids of a split file (one a line). A missing data root (``hint``: how to
+        get it), a missing or an empty split file is an error naming it."""
+        if not osp.isdir(self.data_root):
+            raise FileNotFoundError(f'{type(self).__name__}: data_root not found: '
+                                    f'{self.data_root} ({hint})')
+        if not osp.isfile(split_file):
+            raise FileNotFoundError(f'split file of split {self.split!r} not found: '
+                                    f'{split_file}')
+        with open(split_file) as f:
+            img_ids = [line.strip() for line in f if line.strip()]
+        if not img_ids:
+            raise ValueError(f'split file {split_file} lists no image')
+        return img_ids

@@ -179,19 +179,10 @@ class NYUDMTDataset(MultiTaskDataset):
             **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        root = self.data_root
-        if not osp.isdir(root):
-            raise FileNotFoundError(
-                f'NYUD_MT data_root not found: {root} (tools/prepare_data.py nyud_mt fetches '
-                'it; auto_generate=dict() generates a synthetic one there)')
-        split_file = osp.join(root, 'gt_sets', f'{self.split}.txt')
-        if not osp.isfile(split_file):
-            raise FileNotFoundError(f'split file of split {self.split!r} not found: '
-                                    f'{split_file}')
-        with open(split_file) as f:
-            img_ids = [line.strip() for line in f if line.strip()]
-        if not img_ids:
-            raise ValueError(f'split file {split_file} lists no image')
+        img_ids = self.read_split(
+            osp.join(self.data_root, 'gt_sets', f'{self.split}.txt'),
+            'tools/prepare_data.py nyud_mt fetches NYUD_MT; auto_generate=dict() generates a '
+            'synthetic one there')
         return [self._data_info(img_id) for img_id in img_ids]
 
     def _data_info(self, img_id: str) -> dict:

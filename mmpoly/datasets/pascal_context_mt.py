@@ -2,7 +2,6 @@ import json
 import logging
 import os
 import os.path as osp
-import shutil
 import tempfile
 from typing import Dict, List, Optional, Sequence
 
@@ -11,7 +10,7 @@ from mmseg.registry import DATASETS
 
 from mmpoly.tasks import ALL_TASKS
 from .base_multi_task import MultiTaskDataset
-from .synthetic import VOC_CLASSES, make_synthetic_pascal_mt
+from .synthetic import VOC_CLASSES, make_synthetic_pascal_mt, prepare_synthetic_root
 from .transforms.loading import PERSON_CLASS, read_object_classes
 
 VOC_PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
@@ -48,31 +47,6 @@ def _require(path: str, what: str) -> str:
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} not found: {path}')
     return path
-
-
-def _generate_once(data_root: str, **kwargs) -> None:
-    """Generate the synthetic dataset at ``data_root`` unless another process wins.
-
-    The files are written to a temporary directory beside ``data_root`` and renamed into
-    place, so a reader never sees a half-written root.
-    """
-    parent = osp.dirname(osp.abspath(data_root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(data_root)}.', dir=parent)
-    try:
-        make_synthetic_pascal_mt(tmp, **kwargs)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
-        try:
-            os.rename(tmp, data_root)
-        except OSError:
-            if not osp.isdir(data_root):
-                raise
-            # Another process renamed its copy first: keep that one.
-        else:
-            print_log(f'generated a synthetic PASCAL_MT dataset at {data_root}', 'current')
-    finally:
-        if osp.isdir(tmp):
-            shutil.rmtree(tmp)
 
 
 @DATASETS.register_module()
@@ -133,17 +107,9 @@ class PascalContextMTDataset(MultiTaskDataset):
                  metainfo: Optional[dict] = None,
                  **kwargs):
         self.split = split
-        if auto_generate is not None and not osp.exists(data_root):
-            auto_generate = dict(auto_generate)
-            own_root = auto_generate.pop('root', None)
-            if own_root is not None and osp.abspath(own_root) != osp.abspath(data_root):
-                raise FileNotFoundError(
-                    f'data_root {data_root} not found. The synthetic dataset is generated only '
-                    f'at its own root {own_root} (auto_generate.root), never at another path '
-                    'that may be a typo: fix data_root, or set auto_generate.root to '
-                    f'{data_root} (e.g. --cfg-options train_dataloader.dataset.auto_generate.'
-                    f'root={data_root}) to generate it there')
-            _generate_once(data_root, **auto_generate)
+        if auto_generate is not None:
+            prepare_synthetic_root(data_root, auto_generate, make_synthetic_pascal_mt,
+                                   'PASCAL_MT')
         super().__init__(
             tasks=tasks,
             data_root=data_root,
@@ -153,18 +119,10 @@ class PascalContextMTDataset(MultiTaskDataset):
             **kwargs)
 
     def load_data_list(self) -> List[dict]:
-        root = self.data_root
-        if not osp.isdir(root):
-            raise FileNotFoundError(
-                f'PASCAL_MT data_root not found: {root} (pass auto_generate=dict() to '
-                'generate a synthetic dataset there)')
-        split_file = _require(osp.join(root, 'ImageSets', 'Context', f'{self.split}.txt'),
-                              f'split file of split {self.split!r}')
-        with open(split_file) as f:
-            img_ids = [line.strip() for line in f if line.strip()]
-        if not img_ids:
-            raise ValueError(f'split file {split_file} lists no image')
-
+        img_ids = self.read_split(
+            osp.join(self.data_root, 'ImageSets', 'Context', f'{self.split}.txt'),
+            'tools/prepare_data.py pascal_mt fetches PASCAL_MT; auto_generate=dict() '
+            'generates a synthetic one there')
         data_list = [self._data_info(img_id) for img_id in img_ids]
         if 'human_parts' in self.tasks:
             objects = self._parts_cache(data_list)

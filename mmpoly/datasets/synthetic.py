@@ -279,7 +279,9 @@ def prepare_synthetic_root(data_root: str, auto_generate: dict, make: Callable,
         raise FileNotFoundError(
             f'data_root {data_root} not found. The synthetic {name} is generated only at its '
             f'own root {own_root} (auto_generate.root), never at another path that may be a '
-            f'typo: fix data_root, or set auto_generate.root to {data_root}')
+            f'typo: fix data_root, or set auto_generate.root to {data_root} (e.g. '
+            f'--cfg-options train_dataloader.dataset.auto_generate.root={data_root}) to '
+            'generate it there')
     parent = osp.dirname(osp.abspath(data_root))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{osp.basename(data_root)}.', dir=parent)
