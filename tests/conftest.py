@@ -14,6 +14,17 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
     torch.set_num_threads(1)
 
 
+#: the files of the slow tests (tools run as subprocesses, several ranks, whole trainings):
+#: started first, so that the `-n 2` workers share them instead of one of them running last
+#: and alone while the other worker idles
+SLOW_FIRST = ('tests/tools/', 'tests/utils/', 'tests/models/test_ddp_all_tuners.py',
+              'tests/models/test_speed_features.py', 'tests/evaluation/test_nyud_metrics.py')
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))  # stable
+
+
 @pytest.fixture
 def python():
     """The interpreter running the tests, for tools run as subprocesses."""
