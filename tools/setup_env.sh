@@ -42,15 +42,10 @@ if ! have "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'"; then
   fi
 fi
 
+# skimage: the thinning of PASCAL-Context's edge labels; xdist: the suite's two workers
 if ! have "import mmseg, scipy, cv2, matplotlib, ftfy, regex, skimage, pytest, xdist; assert mmseg.__version__ == '1.2.2'"; then
   echo "[setup] mmsegmentation and runtime requirements"
   $PIP install mmsegmentation==1.2.2 -r requirements/runtime.txt -r requirements/tests.txt
-fi
-
-# scikit-image: the thinning of PASCAL-Context's edge labels (as the reference loader)
-if ! have "import skimage"; then
-  echo "[setup] scikit-image"
-  $PIP install -r requirements/runtime.txt
 fi
 
 # mmpoly itself, editable, pointing at this checkout.
