@@ -22,15 +22,19 @@ class ChannelLayerNorms(nn.ModuleList):
 
 
 class BaseMultiTaskHead(BaseModule):
-    """Task t -> ``forward_task(t, its pyramid)``; losses and predictions per task.
+    """Task t: its output norms (optional), then ``self.decoders[t]``, on its own pyramid;
+    losses and predictions per task.
 
     A subclass builds ``self.decoders[task]``: an mmseg decode head (whose ``loss_decode``
-    is the task's loss, see ``task_loss``) and implements ``forward_task``.
+    is the task's loss, see ``task_loss``).
 
     Args:
         tasks, task_specs: as in ``MultiTaskEncoderDecoder`` (resolved here).
         align_corners: of the resizes of the logits to the input and original sizes.
         where: the config key named by errors about ``tasks``.
+        in_channels: widths of the backbone levels.
+        output_norms: per-task LayerNorms on the backbone outputs (Swin's output norms,
+            which mmpoly's backbones leave to the decoders).
     """
 
     def __init__(self,
@@ -38,14 +42,21 @@ class BaseMultiTaskHead(BaseModule):
                  task_specs: Optional[Mapping[str, Any]],
                  align_corners: bool,
                  where: str,
+                 in_channels: Sequence[int],
+                 output_norms: bool,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.task_specs = resolve_task_specs(tasks, task_specs, where=where)
         self.tasks = tuple(self.task_specs)
         self.align_corners = align_corners
+        self.norms = nn.ModuleDict(
+            {t: ChannelLayerNorms(in_channels) for t in self.tasks} if output_norms else {})
 
     def forward_task(self, task: str, feats: List[Tensor]) -> Tensor:
-        raise NotImplementedError
+        """One task's pyramid -> its logits (at the decoder's output resolution)."""
+        if task in self.norms:
+            feats = self.norms[task](feats)
+        return self.decoders[task](feats)
 
     def forward(self, feats: Dict[str, List[Tensor]]) -> Dict[str, Tensor]:
         """task -> that task's feature pyramid  =>  task -> logits."""

@@ -22,7 +22,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS
-from .base_multi_task_head import BaseMultiTaskHead, ChannelLayerNorms, task_loss
+from .base_multi_task_head import BaseMultiTaskHead, task_loss
 
 
 @MODELS.register_module()
@@ -102,11 +102,10 @@ class MultiTaskHRNetHead(BaseMultiTaskHead):
                  act_cfg: dict = dict(type='ReLU'),
                  align_corners: bool = False,
                  init_cfg=None):
-        super().__init__(tasks, task_specs, align_corners,
-                         where='MultiTaskHRNetHead.tasks', init_cfg=init_cfg)
+        super().__init__(tasks, task_specs, align_corners, where='MultiTaskHRNetHead.tasks',
+                         in_channels=in_channels, output_norms=output_norms,
+                         init_cfg=init_cfg)
         losses = losses or {}
-        self.norms = nn.ModuleDict(
-            {t: ChannelLayerNorms(in_channels) for t in self.tasks} if output_norms else {})
         self.decoders = nn.ModuleDict({
             task: HRNetFuseHead(
                 in_channels=in_channels,
@@ -121,9 +120,3 @@ class MultiTaskHRNetHead(BaseMultiTaskHead):
                 loss_decode=task_loss(self.task_specs[task].default_loss, losses.get(task)))
             for task in self.tasks
         })
-
-    def forward_task(self, task: str, feats: List[Tensor]) -> Tensor:
-        """One task's pyramid -> its logits at the finest level's resolution."""
-        if task in self.norms:
-            feats = self.norms[task](feats)
-        return self.decoders[task](feats)

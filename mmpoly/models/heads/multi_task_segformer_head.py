@@ -1,12 +1,12 @@
 """One SegFormer All-MLP decoder per task, each with its own output norms and loss."""
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
-from torch import Tensor, nn
+from torch import nn
 
 from mmseg.models.decode_heads import SegformerHead
 from mmseg.registry import MODELS
 from ...tasks import ALL_TASKS
-from .base_multi_task_head import BaseMultiTaskHead, ChannelLayerNorms, task_loss
+from .base_multi_task_head import BaseMultiTaskHead, task_loss
 
 
 @MODELS.register_module()
@@ -38,11 +38,10 @@ class MultiTaskSegformerHead(BaseMultiTaskHead):
                  act_cfg: dict = dict(type='ReLU'),
                  align_corners: bool = False,
                  init_cfg=None):
-        super().__init__(tasks, task_specs, align_corners,
-                         where='MultiTaskSegformerHead.tasks', init_cfg=init_cfg)
+        super().__init__(tasks, task_specs, align_corners, where='MultiTaskSegformerHead.tasks',
+                         in_channels=in_channels, output_norms=output_norms,
+                         init_cfg=init_cfg)
         losses = losses or {}
-        self.norms = nn.ModuleDict(
-            {t: ChannelLayerNorms(in_channels) for t in self.tasks} if output_norms else {})
         self.decoders = nn.ModuleDict()
         for task in self.tasks:
             self.decoders[task] = SegformerHead(
@@ -56,9 +55,3 @@ class MultiTaskSegformerHead(BaseMultiTaskHead):
                 act_cfg=act_cfg,
                 align_corners=align_corners,
                 loss_decode=task_loss(self.task_specs[task].default_loss, losses.get(task)))
-
-    def forward_task(self, task: str, feats: List[Tensor]) -> Tensor:
-        """One task's pyramid -> its logits at 1/4 resolution."""
-        if task in self.norms:
-            feats = self.norms[task](feats)
-        return self.decoders[task](feats)
