@@ -52,6 +52,9 @@ def parse_args(argv=None):
                         help='profiled steps for the breakdown (0: no breakdown)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--zero-init', action='store_true',
+                        help='weights filled with zeros instead of random draws: builds '
+                        'several times faster, to check that many configs build and run')
     parser.add_argument('--json', action='store_true', help='print one JSON object only')
     parser.add_argument('--markdown', action='store_true',
                         help="print the results as a markdown table (the README's format)")
@@ -121,7 +124,7 @@ def main(argv=None):
 
         def build(spec):
             return Case(spec, args.cfg_options, args.batch_size, args.img_size, args.mode,
-                        args.device, args.amp, args.seed)
+                        args.device, args.amp, args.seed, not args.zero_init)
 
         if args.sequential:
             for spec in specs:

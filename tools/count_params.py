@@ -28,7 +28,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 def count_config(path, cfg_options=None):
     cfg = load_config(path, cfg_options)
     with explain_build_errors():
-        model = build_model_without_weights(cfg)
+        model = build_model_without_weights(cfg, random_init=False)  # counts only
     return count_parameters(model)
 
 

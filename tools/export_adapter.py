@@ -115,7 +115,8 @@ def measure(configs, as_json: bool = False) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             s = measure_sizes(path, tmp)
         # what the sizes were measured for: a report whose counts differ is stale
-        counts = count_parameters(build_model_without_weights(load_config(path)))
+        model = build_model_without_weights(load_config(path), random_init=False)
+        counts = count_parameters(model)
         rows.append(dict(config=path, **s, encoder_params=counts['encoder'],
                          all_params=counts['all']))
         if not as_json:

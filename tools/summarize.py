@@ -142,7 +142,7 @@ def count_params(cfg: Config) -> Dict[str, int]:
         out = subprocess.run([sys.executable, tool, f.name, '--json'], check=True,
                              capture_output=True, text=True).stdout
         return json.loads(out)
-    return count_parameters(build_model_without_weights(cfg))
+    return count_parameters(build_model_without_weights(cfg, random_init=False))
 
 
 def load_run(work_dir: str) -> Dict[str, object]:

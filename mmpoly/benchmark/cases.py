@@ -116,16 +116,17 @@ def _truthy(v) -> bool:
 
 
 class Case:
-    """One model to measure: built from a config with random weights, its optimiser, a
-    random batch and the step function of ``mode``."""
+    """One model to measure: built from a config with random weights (zeros with
+    ``random_init=False``: building is faster, for checking that configs run), its optimiser,
+    a random batch and the step function of ``mode``."""
 
     def __init__(self, spec: str, cfg_options: Optional[dict] = None, batch_size: int = 1,
                  img_size: Optional[int] = None, mode: str = 'train', device: str = 'cpu',
-                 amp: bool = False, seed: int = 0):
+                 amp: bool = False, seed: int = 0, random_init: bool = True):
         from mmengine.optim import build_optim_wrapper
 
         from ..engine.optim_wrappers import amp_dtype
-        from ..utils.param_count import build_model_without_weights
+        from ..utils.param_count import build_model_without_weights, zero_filled_init
         path, options = parse_spec(spec)
         bench = {k[len('bench.'):]: v for k, v in options.items() if k.startswith('bench.')}
         unknown = set(bench) - {'amp', 'mode', 'merge_lora', 'eval_cache'}
@@ -151,9 +152,10 @@ class Case:
         self.img_size = img_size or int(
             (cfg.model.get('data_preprocessor') or {}).get('size', (512, 512))[0])
         torch.manual_seed(seed)
-        model = build_model_without_weights(cfg)
-        with _quiet_logs():  # init_weights logs every parameter
-            model.init_weights()
+        with nullcontext() if random_init else zero_filled_init():
+            model = build_model_without_weights(cfg)
+            with _quiet_logs():  # init_weights logs every parameter
+                model.init_weights()
         self.model = model.to(device)
         self.tasks = tuple(model.tasks)
         self.batch = random_batch(self.tasks, batch_size, self.img_size, seed,

@@ -2,6 +2,7 @@
 
 - ``config``: ``load_config(path, cfg_options)``, the one way every tool loads a config (task
   specs filled in from the dataset's METAINFO);
+- ``config_text``: mmengine's config formatting done once per run (it ran four times);
 - ``runtime``: backend and work dir of a run (``prepare_run``), ``finish_distributed``;
 - ``build_checks`` / ``build_errors``: config checks before building, hints after a failure;
 - ``optim_wrappers``: ``MixedPrecisionOptimWrapper`` (``--amp``);
@@ -10,8 +11,11 @@
 """
 from . import exact_resume, nonfinite, optim_wrappers  # noqa: F401  (registrations)
 from .build_errors import explain_build_errors
+from .config_text import remember_formatted_configs
 from .config import dataset_task_specs, fill_task_specs, load_config
 from .runtime import finish_distributed, prepare_run, setup_runtime
+
+remember_formatted_configs()
 
 __all__ = ['load_config', 'fill_task_specs', 'dataset_task_specs', 'prepare_run',
            'setup_runtime', 'finish_distributed', 'explain_build_errors']

@@ -7,6 +7,7 @@ decoder). The per-task output LayerNorms sit in the decoders and count there.
 import json
 import os.path as osp
 from collections import OrderedDict
+from contextlib import contextmanager, nullcontext
 from typing import Dict
 
 from mmengine.config import Config
@@ -15,6 +16,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import init_default_scope
+import torch
 from torch import nn
 
 from mmseg.registry import HOOKS
@@ -83,13 +85,33 @@ def reference_lines(model: nn.Module, trainable: int, total: int) -> Dict[str, i
                 extra=trainable - lora - decoders, total=total, total_without_lora=total - lora)
 
 
-def build_model_without_weights(cfg: Config) -> nn.Module:
-    """The config's model, randomly initialised: no checkpoint is read."""
+@contextmanager
+def zero_filled_init():
+    """Inside, the random initialisers fill zeros instead of drawing numbers.
+
+    torch's and mmengine's initialisers (``kaiming_uniform_`` of every ``nn.Linear``,
+    ``trunc_normal_``, ...) all draw through ``Tensor.uniform_`` / ``normal_``; drawing is
+    most of the time it takes to build a model (2 s of 2.3 s for a four-backbone Swin-B).
+    For counting parameters and for checking that configs build and run, never training."""
+    drawers = torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.erfinv_
+    torch.Tensor.uniform_ = torch.Tensor.normal_ = lambda tensor, *args, **kwargs: \
+        tensor.zero_()
+    torch.Tensor.erfinv_ = lambda tensor: tensor  # trunc_normal_'s next step: erfinv(0) = 0
+    try:
+        yield
+    finally:
+        torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.erfinv_ = drawers
+
+
+def build_model_without_weights(cfg: Config, random_init: bool = True) -> nn.Module:
+    """The config's model, randomly initialised (zero-filled with ``random_init=False``, see
+    ``zero_filled_init``): no checkpoint is read."""
     from mmseg.registry import MODELS
     import mmpoly  # noqa: F401  (registration)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     model_cfg = cfg.model.copy()
-    return MODELS.build(model_cfg)
+    with zero_filled_init() if not random_init else nullcontext():
+        return MODELS.build(model_cfg)
 
 
 def format_counts(counts: Dict) -> str:
