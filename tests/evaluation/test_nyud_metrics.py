@@ -14,7 +14,7 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from mmpoly.evaluation import MultiTaskMetric
-from mmpoly.evaluation.metrics.functional import (edge_image_stats, edge_scores,
+from mmpoly.evaluation.metrics.functional import (EdgeMatcher, edge_image_stats, edge_scores,
                                                   match_edge_pixels, regression_image_stats,
                                                   regression_scores)
 from mmpoly.evaluation.prediction_writer import read_prediction, write_prediction
@@ -217,13 +217,21 @@ def test_edge_ods_and_ois_over_two_images_and_ignore():
 def test_matching_is_a_maximum_bipartite_matching_within_the_radius():
     from scipy.optimize import linear_sum_assignment
     rng = np.random.default_rng(7)
-    for density, radius in ((0.25, 1.5), (0.4, 2.3), (0.15, 3.0), (0.5, 1.0)):
-        pred, gt = rng.random((2, 12, 14)) < density
-        p, g = np.argwhere(pred), np.argwhere(gt)
-        # oracle: the largest set of pairs at distance <= radius (0/1 assignment costs)
-        far = np.linalg.norm(p[:, None] - g[None], axis=2) > radius
-        rows, cols = linear_sum_assignment(far)
-        assert match_edge_pixels(pred, gt, radius) == int((~far[rows, cols]).sum())
+    # the last two: a sparse label, so that most predicted pixels have nothing in reach
+    for density, gt_density, radius in ((0.25, 0.25, 1.5), (0.4, 0.4, 2.3), (0.15, 0.15, 3.0),
+                                        (0.5, 0.5, 1.0), (0.5, 0.03, 1.5), (0.3, 0.01, 2.0)):
+        gt = rng.random((12, 14)) < gt_density
+        matcher = EdgeMatcher(gt, radius)  # one label, several predictions (thresholds)
+        for _ in range(3):
+            pred = rng.random((12, 14)) < density
+            p, g = np.argwhere(pred), np.argwhere(gt)
+            # oracle: the largest set of pairs at distance <= radius (0/1 assignment costs)
+            far = np.linalg.norm(p[:, None] - g[None], axis=2) > radius
+            rows, cols = linear_sum_assignment(far)
+            expected = int((~far[rows, cols]).sum())
+            assert match_edge_pixels(pred, gt, radius) == matcher.match(pred) == expected
+    none = np.zeros((12, 14), bool)
+    assert EdgeMatcher(none, 2.0).match(~none) == EdgeMatcher(~none, 2.0).match(none) == 0
     one = np.zeros((3, 3), bool)
     one[0, 0] = True
     other = np.zeros((3, 3), bool)
@@ -426,3 +434,19 @@ def test_nyud_demo_trains_tests_writes_and_scores_its_predictions(tmp_path):
                 assert abs(from_files[key] - value) <= NORMAL_BOUND, key
         elif key != 'delta_m':
             assert from_files[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_edge_benchmark_tool_times_a_synthetic_pair(monkeypatch, capsys):
+    """tools/benchmark_edges.py: the synthetic prediction peaks on the label's edges, so
+    its best threshold recovers most of them; the timing is reported per image."""
+    import runpy
+    from mmpoly.benchmark.edges import synthetic_edge_pair
+    prob, label = synthetic_edge_pair(96, 128, seed=3)
+    s = edge_image_stats(prob, label, max_dist=0.011)
+    assert label.sum() > 100 and edge_scores([s])['odsF'] > 50
+    monkeypatch.setattr('sys.argv', ['benchmark_edges.py', '--height', '48', '--width', '64',
+                                     '--images', '1', '--json'])
+    runpy.run_path('tools/benchmark_edges.py', run_name='__main__')
+    result = json.loads(capsys.readouterr().out)
+    assert result['seconds_per_image'] > 0 and result['label_pixels'][0] > 0
+    assert result['odsF'] > 50
