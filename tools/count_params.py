@@ -14,7 +14,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
-from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
 
 from mmpoly.engine import explain_build_errors, load_config  # noqa: E402
 from mmpoly.utils.param_count import (build_model_without_weights, count_parameters,  # noqa

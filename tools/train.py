@@ -47,7 +47,7 @@ def main():
                       args.work_dir)
     check_task_agreement(cfg, 'train')  # model, datasets, metrics and losses: same tasks
 
-    if args.amp:  # float16 + loss scaling on GPUs, bfloat16 on CPU (mmpoly/engine/optim_wrappers.py)
+    if args.amp:  # float16 + loss scaling on GPUs, bfloat16 on CPU (engine/optim_wrappers.py)
         cfg.optim_wrapper.type = 'MixedPrecisionOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         cfg.optim_wrapper.setdefault('dtype', 'auto')

@@ -11,7 +11,7 @@ models built in the same process, which is what ``--compare`` needs.
 
 import ctypes
 import re
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 

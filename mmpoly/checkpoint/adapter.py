@@ -206,7 +206,8 @@ def check_compatible(model: nn.Module, checkpoint: dict) -> None:
         problems.append(f'the frozen backbone entries differ ({len(diff)} keys, e.g. '
                         f'{diff[:5]}): the tuner or backbone of the config is not the one '
                         'the adapters were trained with')
-    problems += state_dict_problems(model.state_dict(), strip_module_prefix(checkpoint['state_dict']),
+    problems += state_dict_problems(model.state_dict(),
+                                    strip_module_prefix(checkpoint['state_dict']),
                                     may_miss=frozen_now)
     if problems:
         raise AdapterCheckpointError(
@@ -426,4 +427,3 @@ def measure_sizes(config: str, work_dir: str) -> Dict[str, int]:
     torch.save(small, osp.join(work_dir, 'adapter_no_optim.pth'))
     sizes['adapter_no_optimizer'] = os.path.getsize(osp.join(work_dir, 'adapter_no_optim.pth'))
     return sizes
-

@@ -126,4 +126,3 @@ def test_unreachable_url_says_which_url_and_where_to_put_the_file(tmp_path, monk
     assert url in message and cache in message
     assert 'model.backbone.init_cfg.checkpoint=' in message
     assert not osp.exists(cache)
-
