@@ -26,14 +26,15 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout
 
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.runner.checkpoint import _load_checkpoint, save_checkpoint  # noqa: E402
+from mmengine.runner.checkpoint import _load_checkpoint  # noqa: E402
 
 import mmpoly  # noqa: E402,F401  (registration)
 from mmpoly.engine import explain_build_errors, load_config  # noqa: E402
 from mmpoly.checkpoint.adapter import (AdapterCheckpointError,  # noqa: E402
-                                             frozen_backbone_keys, is_adapter_checkpoint,
-                                             make_adapter_checkpoint, pretrained_backbones,
-                                             sha256_tensor)
+                                       frozen_backbone_keys, is_adapter_checkpoint,
+                                       make_adapter_checkpoint, pretrained_backbones,
+                                       sha256_tensor)
+from mmpoly.checkpoint.atomic import atomic_save_checkpoint  # noqa: E402
 from mmpoly.utils.state_dict import strip_module_prefix  # noqa: E402
 from mmpoly.utils.param_count import (build_model_without_weights,  # noqa: E402
                                       count_parameters)
@@ -81,7 +82,7 @@ def export(full_ckpt: str, out: str, cfg: Config, keep_optimizer: bool = True) -
     if not keep_optimizer:
         checkpoint.pop('optimizer', None)
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-    save_checkpoint(checkpoint, out)
+    atomic_save_checkpoint(checkpoint, out)  # never a half-written file under its name
     return checkpoint
 
 

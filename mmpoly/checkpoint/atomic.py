@@ -6,7 +6,9 @@ Writing (:class:`AtomicCheckpointHook`, and ``AdapterCheckpointHook`` through
 ``epoch_2.pth`` either does not exist or is complete. Only then are older checkpoints deleted
 (``max_keep_ckpts``) and ``last_checkpoint`` rewritten (itself atomically), so it always names
 a complete file. mmengine's ``CheckpointHook`` deletes the oldest checkpoint *before* writing
-the new one: a kill during the write lost every checkpoint with ``max_keep_ckpts=1``.
+the new one: a kill during the write lost every checkpoint with ``max_keep_ckpts=1``. The
+same for ``save_best``: the new best checkpoint is complete before the previous one goes.
+``atomic_save_checkpoint`` does it for a single file (``tools/export_adapter.py``).
 
 Reading: every local checkpoint load of mmengine (``load_from``, ``--resume``,
 ``tools/test.py``, ``init_model``, ``tools/export_adapter.py``) goes through
@@ -79,6 +81,23 @@ def atomic_write_text(path: str, text: str) -> None:
     fsync_dir(osp.dirname(osp.abspath(path)))
 
 
+def atomic_save_checkpoint(checkpoint: dict, path: str) -> None:
+    """mmengine's ``save_checkpoint`` to a local ``path`` through a temporary file in the
+    same directory and a rename: ``path`` is the old file or the complete new one."""
+    from mmengine.runner.checkpoint import save_checkpoint
+    directory, name = osp.split(osp.abspath(path))
+    tmp = osp.join(directory, f'.{name}{_TMP_MARK}{os.getpid()}')
+    try:
+        save_checkpoint(checkpoint, tmp)
+        _pause_if_asked(tmp, name)
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    finally:
+        if osp.exists(tmp):  # the write failed: no temporary file left behind
+            os.remove(tmp)
+    fsync_dir(directory)
+
+
 def _pause_if_asked(tmp: str, filename: str) -> None:
     if os.environ.get(_PAUSE_ENV) != filename:
         return
@@ -148,6 +167,62 @@ class AtomicSaveMixin:
             elif self.file_backend.isdir(old):
                 self.file_backend.rmtree(old)
         atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        """mmengine deletes the previous best checkpoint, then writes the new one under its
+        final name: a kill in between left no best checkpoint, or a half-written one. Here
+        the new one is written through a temporary file and renamed, and only then is the
+        previous one deleted."""
+        if not self.save_best:
+            return
+        several = len(self.key_indicators) > 1
+        previous = dict(self.best_ckpt_path_dict) if several else {None: self.best_ckpt_path}
+        # mmengine deletes what these name before it writes: hidden from it, deleted below
+        if several:
+            self.best_ckpt_path_dict = dict.fromkeys(previous)
+        else:
+            self.best_ckpt_path = None
+        runner.save_checkpoint = self._atomic_save(runner.save_checkpoint)
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        finally:
+            del runner.save_checkpoint  # the Runner's own method again
+            for key, old in previous.items():
+                new = self.best_ckpt_path_dict[key] if several else self.best_ckpt_path
+                if new is None:  # not better this time: the old one stays the best
+                    if several:
+                        self.best_ckpt_path_dict[key] = old
+                    else:
+                        self.best_ckpt_path = old
+                elif old and old != new and is_main_process() and osp.isfile(new):
+                    self._remove(runner, old)
+
+    def _remove(self, runner, path: str) -> None:
+        if self.file_backend.isfile(path):
+            self.file_backend.remove(path)
+        elif self.file_backend.isdir(path):
+            self.file_backend.rmtree(path)
+        runner.logger.info(f'The previous best checkpoint {path} is removed')
+
+    @staticmethod
+    def _atomic_save(save_checkpoint):
+        """``runner.save_checkpoint`` through a temporary file (what the best checkpoint is
+        written with); the hook's own temporary files pass through as they are."""
+
+        def save(out_dir, filename, *args, **kwargs):
+            if filename.startswith('.') and _TMP_MARK in filename:
+                return save_checkpoint(out_dir, filename, *args, **kwargs)
+            tmp_filename = f'.{filename}{_TMP_MARK}{os.getpid()}'
+            save_checkpoint(out_dir, tmp_filename, *args, **kwargs)
+            if is_main_process():
+                tmp = osp.join(out_dir, tmp_filename)
+                _pause_if_asked(tmp, filename)
+                fsync_file(tmp)
+                os.replace(tmp, osp.join(out_dir, filename))
+                fsync_dir(out_dir)
+
+        return save
 
 
 @HOOKS.register_module()

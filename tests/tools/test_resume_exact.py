@@ -6,7 +6,9 @@
   uninterrupted run's, bit for bit, with 2 persistent data-loader workers and validation
   after every epoch;
 * a damaged latest checkpoint: ``--resume`` names it, falls back to the newest complete one,
-  and the re-run epoch again equals the original.
+  and the re-run epoch again equals the original;
+* ``save_best``: killed while a new best checkpoint is being written, the previous best
+  survives complete (mmengine deleted it first); the next best replaces it.
 """
 import glob
 import json
@@ -40,9 +42,9 @@ def options(data_root, keep=1, epochs=EPOCHS):
             'randomness.seed=0']
 
 
-def run(work_dir, data_root, *extra, env=None, keep=1):
+def run(work_dir, data_root, *extra, env=None, keep=1, epochs=EPOCHS, cfg=()):
     cmd = [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work_dir), *extra,
-           *options(data_root, keep)]
+           *options(data_root, keep, epochs), *cfg]
     full_env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', **(env or {}))
     return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -178,3 +180,36 @@ def test_damaged_latest_checkpoint_falls_back_to_the_newest_complete(reference, 
     for step, runs in got.items():
         assert runs == [expected[step]], step
     assert damage(str(work_dir / 'epoch_2.pth')) is None  # rewritten, complete
+
+
+def test_killed_while_writing_a_new_best_keeps_the_previous_best(tmp_path, data_root):
+    """The seed-0 run's semseg mIoU is higher at epochs 2 and 3 than at epoch 1: epoch 1's
+    best is replaced at epoch 2, whose write is killed here."""
+    work_dir = tmp_path / 'best'
+    best = ['default_hooks.checkpoint.save_best=semseg/mIoU']
+    proc = run(work_dir, data_root, epochs=3, cfg=best, env={
+        'MMPOLY_TEST_PAUSE_IN_CHECKPOINT_WRITE': 'best_semseg_mIoU_epoch_2.pth'})
+    wait_for(lambda: osp.exists(work_dir / 'best_semseg_mIoU_epoch_2.pth.writing'), proc)
+    kill(proc)
+    bests = sorted(glob.glob(str(work_dir / 'best_*.pth')))
+    assert [osp.basename(p) for p in bests] == ['best_semseg_mIoU_epoch_1.pth']
+    assert damage(bests[0]) is None
+    assert glob.glob(str(work_dir / '.best_semseg_mIoU_epoch_2.pth.tmp.*'))
+
+    # resumed from epoch_2.pth (written before epoch 2's validation): epoch 1's score is the
+    # best known; epoch 3 beats it, and only then is epoch 1's file deleted
+    check_complete(run(work_dir, data_root, '--resume', epochs=3, cfg=best))
+    bests = sorted(glob.glob(str(work_dir / 'best_*.pth')))
+    assert [osp.basename(p) for p in bests] == ['best_semseg_mIoU_epoch_3.pth']
+    assert damage(bests[0]) is None and not glob.glob(str(work_dir / '.*.tmp.*'))
+    scores = {}
+    for path in glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json')):
+        with open(path) as f:
+            scores.update({r['step']: r['semseg/mIoU'] for r in map(json.loads, f)
+                           if 'semseg/mIoU' in r})
+    # epoch 2 was validated and logged before its best checkpoint was being written
+    assert sorted(scores) == [1, 2, 3] and scores[2] > scores[1] and scores[3] > scores[1]
+    import torch
+    hub = torch.load(str(work_dir / 'epoch_3.pth'), map_location='cpu',
+                     weights_only=True)['message_hub']['runtime_info']
+    assert hub['best_score'] == scores[3] and hub['best_ckpt'] == bests[0]

@@ -58,3 +58,17 @@ def test_other_pickled_objects_are_still_refused(tmp_path):
     torch.save({'x': Custom()}, path)
     with pytest.raises(Exception, match='Custom'):
         torch.load(path, weights_only=True)
+
+
+def test_atomic_save_checkpoint_leaves_the_old_file_or_the_new_one(tmp_path):
+    from mmpoly.checkpoint.atomic import atomic_save_checkpoint
+    path = tmp_path / 'adapter.pth'
+    atomic_save_checkpoint({'state_dict': {'w': torch.ones(2)}}, str(path))
+    before = path.read_bytes()
+    with pytest.raises(Exception):  # a lambda cannot be pickled: the write fails midway
+        atomic_save_checkpoint({'state_dict': {'w': torch.zeros(2)}, 'bad': lambda: 0},
+                               str(path))
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == \
+        ['adapter.pth']  # the old file, and no temporary one
+    atomic_save_checkpoint({'state_dict': {'w': torch.zeros(2)}}, str(path))
+    assert torch.load(path, weights_only=True)['state_dict']['w'].eq(0).all()
