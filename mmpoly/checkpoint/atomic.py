@@ -168,7 +168,6 @@ class AtomicSaveMixin:
                 self.file_backend.rmtree(old)
         atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
 
-
     def _save_best_checkpoint(self, runner, metrics) -> None:
         """mmengine deletes the previous best checkpoint, then writes the new one under its
         final name: a kill in between left no best checkpoint, or a half-written one. Here

@@ -2,7 +2,7 @@
 
 - ``config``: ``load_config(path, cfg_options)``, the one way every tool loads a config (task
   specs filled in from the dataset's METAINFO);
-- ``config_text``: mmengine's config formatting done once per run (it ran four times);
+- ``config_text``: mmengine's yapf formatting of a config done once per run (was 4-6);
 - ``runtime``: backend and work dir of a run (``prepare_run``), ``finish_distributed``;
 - ``build_checks`` / ``build_errors``: config checks before building, hints after a failure;
 - ``optim_wrappers``: ``MixedPrecisionOptimWrapper`` (``--amp``);

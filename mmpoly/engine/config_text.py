@@ -1,9 +1,10 @@
 """Format a config's text once per run, not once per use.
 
 mmengine's ``Config.pretty_text`` runs the text through yapf every time it is read: a run
-reads it four times (the log, the work dir's copy, the visualizer's copy, the env log), about
-a second each on one core, half of a short ``tools/test.py``. The formatted text is a function
-of the raw text and the style alone, so ``remember_formatted_configs`` keeps the last few.
+reads it four to six times (the environment log, the work dir's copy, the visualizer's
+copies), about a second each on one core: half of a short ``tools/test.py`` before. The
+formatted text is a function of the raw text and the style alone, so
+``remember_formatted_configs`` keeps the last few.
 """
 import json
 from collections import OrderedDict

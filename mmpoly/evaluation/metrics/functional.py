@@ -459,8 +459,11 @@ class EdgeMatcher:
         self.offsets = edge_disk_offsets(radius)
         self.gt_id = np.full(gt.shape, -1, dtype=np.int64)
         self.gt_id[self.gt_yx[:, 0], self.gt_yx[:, 1]] = np.arange(len(self.gt_yx))
-        # exact Euclidean distance to the nearest label pixel: <= radius iff one is in the disk
-        self.near = (distance_transform_edt(gt == 0) <= radius) if len(self.gt_yx) else None
+        # Euclidean distance to the nearest label pixel: <= radius iff one is in the disk (the
+        # margin keeps every such pixel when sqrt and the disk's d^2 <= r^2 round apart; a
+        # pixel let in with nothing in reach only adds an unmatched vertex)
+        self.near = (distance_transform_edt(gt == 0) <= radius + 1e-6) if len(self.gt_yx) \
+            else None
 
     def match(self, pred: np.ndarray) -> int:
         if self.near is None:
