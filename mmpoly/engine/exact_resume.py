@@ -16,8 +16,10 @@ Two pieces, both in ``default_runtime.py``:
   with the (forked or spawned) workers through shared memory, so persistent workers see it.
 
 Scope: a run resumes from an epoch-end checkpoint (``by_epoch=True``, the configs' setting);
-bit-exact on CPU. With several ranks, each rank restores only the states that are the same on
-every rank (sampler, augmentation); the generators of rank 0 are saved.
+bit-exact on CPU. With several ranks the checkpoint holds every rank's generators (gathered at
+the last iteration of the epoch: rank 0 alone writes the file) and each rank restores its
+own; resumed on another number of ranks, only the states shared by all ranks (sampler,
+augmentation) are restored.
 """
 import multiprocessing
 import random
@@ -25,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from mmengine.dist import get_world_size
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
@@ -105,6 +107,7 @@ class ExactResumeHook(Hook):
     def __init__(self):
         self._pending: Optional[dict] = None  # generator states for the next epoch's start
         self._sample_seed: Optional[int] = None
+        self._rank_states: Optional[list] = None  # every rank's, at the end of the epoch
 
     def before_train(self, runner) -> None:
         dataset = _train_dataset(runner)
@@ -130,6 +133,13 @@ class ExactResumeHook(Hook):
                 set_rng_state(self._pending)
                 self._pending = None
 
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        # the epoch's last step: every rank's generators as the epoch ends, gathered now (all
+        # ranks are here; the checkpoint is written by rank 0 alone)
+        if get_world_size() > 1 and batch_idx == len(runner.train_dataloader) - 1:
+            self._rank_states = all_gather_object(
+                dict(get_rng_state(), sample_seed=self._sample_seed))  # seed + rank: own
+
     def after_train_epoch(self, runner) -> None:
         self._pending = get_rng_state()
 
@@ -139,7 +149,8 @@ class ExactResumeHook(Hook):
             get_rng_state(),
             sampler_seed=getattr(sampler, 'seed', None),
             sample_seed=self._sample_seed,
-            world_size=get_world_size())
+            world_size=get_world_size(),
+            ranks=self._rank_states if get_world_size() > 1 else None)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if not runner._resume:  # load_from: weights only, a fresh run
@@ -153,12 +164,24 @@ class ExactResumeHook(Hook):
         sampler = runner.train_dataloader.sampler
         if state.get('sampler_seed') is not None and hasattr(sampler, 'seed'):
             sampler.seed = state['sampler_seed']
-        if state.get('sample_seed') is not None:
-            self._sample_seed = int(state['sample_seed'])
-        if state.get('world_size', 1) == 1 and get_world_size() == 1:
-            self._pending = {k: state[k] for k in ('torch', 'numpy', 'python', 'cuda')
-                             if k in state}
-        print_log('ExactResumeHook: random states restored from the checkpoint', 'current')
+        saved_world, world = state.get('world_size', 1), get_world_size()
+        own = state if world == 1 else (state.get('ranks') or [None] * world)[get_rank()]
+        if saved_world != world:
+            own = None
+        sample_seed = (own or state).get('sample_seed')  # per rank with diff_rank_seed
+        if sample_seed is not None:
+            self._sample_seed = int(sample_seed)
+        if own is not None:
+            self._pending = {k: own[k] for k in ('torch', 'numpy', 'python', 'cuda')
+                             if k in own}
+            print_log('ExactResumeHook: random states restored from the checkpoint',
+                      'current')
+        else:
+            why = (f'was written by {saved_world} rank(s), this run has {world}'
+                   if saved_world != world else 'has no per-rank states (an older version)')
+            print_log(f'ExactResumeHook: the checkpoint {why}: the sampler and augmentation '
+                      'seeds are restored, the generators (dropout) start anew', 'current',
+                      level=30)
 
 
 __all__ = ['EpochSeededDataset', 'ExactResumeHook', 'get_rng_state', 'set_rng_state']

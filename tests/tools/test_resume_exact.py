@@ -8,7 +8,9 @@
 * a damaged latest checkpoint: ``--resume`` names it, falls back to the newest complete one,
   and the re-run epoch again equals the original;
 * ``save_best``: killed while a new best checkpoint is being written, the previous best
-  survives complete (mmengine deleted it first); the next best replaces it.
+  survives complete (mmengine deleted it first); the next best replaces it;
+* two gloo ranks (``tools/dist_train.sh``) resumed from epoch 1 log epoch 2's losses of the
+  uninterrupted run, bit for bit: each rank gets its own generators back (dropout).
 """
 import glob
 import json
@@ -213,3 +215,24 @@ def test_killed_while_writing_a_new_best_keeps_the_previous_best(tmp_path, data_
     hub = torch.load(str(work_dir / 'epoch_3.pth'), map_location='cpu',
                      weights_only=True)['message_hub']['runtime_info']
     assert hub['best_score'] == scores[3] and hub['best_ckpt'] == bests[0]
+
+
+def test_two_ranks_resumed_equal_uninterrupted(tmp_path, data_root):
+    """2 ranks x batch 4 of 16 images: 2 steps per epoch. From the second step on, rank 0's
+    losses depend on rank 1's dropout masks too (through the averaged gradients), and the
+    ranks are seeded apart (``diff_rank_seed``): rank 1 must get its own states back."""
+    from .conftest import run_tool
+    full, resumed = tmp_path / 'full', tmp_path / 'resumed'
+    run_tool('bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(full),
+             *options(data_root, keep=2), 'randomness.diff_rank_seed=True')
+    os.makedirs(resumed)
+    with open(full / 'epoch_1.pth', 'rb') as src, open(resumed / 'epoch_1.pth', 'wb') as dst:
+        dst.write(src.read())
+    proc = run_tool('bash', 'tools/dist_train.sh', CONFIG, '2', '--work-dir', str(resumed),
+                    '--resume', str(resumed / 'epoch_1.pth'), *options(data_root, keep=2),
+                    'randomness.diff_rank_seed=True')
+    assert 'random states restored' in proc.stdout + proc.stderr
+    expected = {step: runs[0] for step, runs in logged_losses(full).items()}
+    got = {step: runs[0] for step, runs in logged_losses(resumed).items()}
+    assert sorted(expected) == [1, 2, 3, 4] and sorted(got) == [3, 4]
+    assert got == {step: expected[step] for step in (3, 4)}

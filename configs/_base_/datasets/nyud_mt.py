@@ -61,7 +61,7 @@ nyud_test_dataloader = nyud_val_dataloader
 # semseg mIoU, depth rmse, normals mErr, edge odsF). Until then delta_m is not reported.
 nyud_reference = dict()
 # Validation scores edges by the reference's proxy only (edge/loss, as the reference
-# validates while training): the exact ODS matching over 99 thresholds costs about 14 s per
+# validates while training): the exact ODS matching over 99 thresholds costs about 15 s per
 # 480 x 640 image on one CPU core (tools/benchmark_edges.py). tools/test.py reports odsF.
 nyud_test_evaluator = dict(
     _delete_=True, type='MultiTaskMetric', tasks=nyud_tasks, reference=nyud_reference)
