@@ -71,15 +71,15 @@ NYUD_RUN = ('configs/polyhistor_lite_swin-t_nyud.py', 'configs/mtlora_swin-t_nyu
 INFERENCE = [p for p in FULL if not p.endswith('_nyud.py') or rel(p) in NYUD_RUN]
 
 
-def full_config_shards(size: int = 10):
-    """The configs of ``INFERENCE`` in groups of at most ``size`` with the same backbone
-    (and dataset), so that ``pytest -n N`` spreads them over its workers; one process per
-    group."""
+def full_config_shards(size: int = 18):
+    """The configs of ``INFERENCE`` in groups of at most ``size`` with the same backbone, so
+    that ``pytest -n N`` spreads them over its workers; one process per group (each process
+    start costs seconds: no more groups than the balance needs)."""
     groups = {}
     for path in INFERENCE:
         name = osp.basename(path)[:-len('.py')]
-        suffix = re.search(r'_((?:swin|pvt|moby)[^_]*(?:_.*)?)$', name)
-        groups.setdefault(suffix.group(1) if suffix else name, []).append(rel(path))
+        backbone = re.search(r'_((?:swin|pvt|moby)[^_]*)(?:_.*)?$', name)
+        groups.setdefault(backbone.group(1) if backbone else name, []).append(rel(path))
     shards = {}
     for key, paths in sorted(groups.items()):
         n = -(-len(paths) // size)  # as few shards as the size allows, of even lengths

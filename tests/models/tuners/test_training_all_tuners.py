@@ -37,11 +37,15 @@ def swin_t_tuners():
 TUNERS = swin_t_tuners()
 
 
-def demo_batch(data_root, indices):
-    """Training samples ``indices`` of a synthetic PASCAL_MT, through the demo pipeline."""
+def demo_batch(data_root, indices, img_scale=None):
+    """Training samples ``indices`` of a synthetic PASCAL_MT, through the demo pipeline
+    (resized to ``img_scale`` instead of the demo's 96 x 96 when given)."""
     init_default_scope('mmseg')
     cfg = Config.fromfile(DEMO_BASE).train_dataloader.dataset
     cfg.update(data_root=data_root, auto_generate=None)
+    if img_scale is not None:
+        cfg.pipeline = [dict(step, scale=img_scale) if step['type'] == 'MTResize' else step
+                        for step in cfg.pipeline]
     dataset = DATASETS.build(cfg)
     return pseudo_collate([dataset[i] for i in indices])
 
