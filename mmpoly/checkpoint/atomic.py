@@ -70,9 +70,31 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _temporary_name(filename: str) -> str:
+    """The hidden name a file is written under before it is renamed to ``filename``."""
+    return f'.{filename}{_TMP_MARK}{os.getpid()}'
+
+
+def _publish(tmp: str, path: str) -> None:
+    """The complete temporary file ``tmp`` becomes ``path``: fsync, rename, fsync of the
+    directory (so the rename itself survives a crash)."""
+    _pause_if_asked(tmp, osp.basename(path))
+    fsync_file(tmp)
+    os.replace(tmp, path)
+    fsync_dir(osp.dirname(osp.abspath(path)))
+
+
+def _remove_checkpoint(file_backend, path: str) -> None:
+    """A checkpoint file, or a checkpoint directory (DeepSpeed's)."""
+    if file_backend.isfile(path):
+        file_backend.remove(path)
+    elif file_backend.isdir(path):
+        file_backend.rmtree(path)
+
+
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
-    tmp = osp.join(osp.dirname(path), f'.{osp.basename(path)}{_TMP_MARK}{os.getpid()}')
+    tmp = osp.join(osp.dirname(path), _temporary_name(osp.basename(path)))
     with open(tmp, 'w') as f:
         f.write(text)
         f.flush()
@@ -86,16 +108,13 @@ def atomic_save_checkpoint(checkpoint: dict, path: str) -> None:
     same directory and a rename: ``path`` is the old file or the complete new one."""
     from mmengine.runner.checkpoint import save_checkpoint
     directory, name = osp.split(osp.abspath(path))
-    tmp = osp.join(directory, f'.{name}{_TMP_MARK}{os.getpid()}')
+    tmp = osp.join(directory, _temporary_name(name))
     try:
         save_checkpoint(checkpoint, tmp)
-        _pause_if_asked(tmp, name)
-        fsync_file(tmp)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     finally:
         if osp.exists(tmp):  # the write failed: no temporary file left behind
             os.remove(tmp)
-    fsync_dir(directory)
 
 
 def _pause_if_asked(tmp: str, filename: str) -> None:
@@ -141,7 +160,7 @@ class AtomicSaveMixin:
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = self.file_backend.join_path(self.out_dir, ckpt_filename)
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        tmp_filename = f'.{ckpt_filename}{_TMP_MARK}{os.getpid()}'
+        tmp_filename = _temporary_name(ckpt_filename)
         runner.save_checkpoint(
             self.out_dir,
             tmp_filename,
@@ -154,18 +173,11 @@ class AtomicSaveMixin:
             **self.args)
         if not is_main_process():
             return
-        tmp = self.file_backend.join_path(self.out_dir, tmp_filename)
-        _pause_if_asked(tmp, ckpt_filename)
-        fsync_file(tmp)
-        os.replace(tmp, self.last_ckpt)
-        fsync_dir(self.out_dir)
+        _publish(self.file_backend.join_path(self.out_dir, tmp_filename), self.last_ckpt)
         # the new checkpoint is complete: now the old one may go
         if removed is not None and removed != step:
-            old = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(removed))
-            if self.file_backend.isfile(old):
-                self.file_backend.remove(old)
-            elif self.file_backend.isdir(old):
-                self.file_backend.rmtree(old)
+            _remove_checkpoint(self.file_backend, self.file_backend.join_path(
+                self.out_dir, self.filename_tmpl.format(removed)))
         atomic_write_text(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
 
     def _save_best_checkpoint(self, runner, metrics) -> None:
@@ -195,14 +207,8 @@ class AtomicSaveMixin:
                     else:
                         self.best_ckpt_path = old
                 elif old and old != new and is_main_process() and osp.isfile(new):
-                    self._remove(runner, old)
-
-    def _remove(self, runner, path: str) -> None:
-        if self.file_backend.isfile(path):
-            self.file_backend.remove(path)
-        elif self.file_backend.isdir(path):
-            self.file_backend.rmtree(path)
-        runner.logger.info(f'The previous best checkpoint {path} is removed')
+                    _remove_checkpoint(self.file_backend, old)
+                    runner.logger.info(f'The previous best checkpoint {old} is removed')
 
     @staticmethod
     def _atomic_save(save_checkpoint):
@@ -212,14 +218,10 @@ class AtomicSaveMixin:
         def save(out_dir, filename, *args, **kwargs):
             if filename.startswith('.') and _TMP_MARK in filename:
                 return save_checkpoint(out_dir, filename, *args, **kwargs)
-            tmp_filename = f'.{filename}{_TMP_MARK}{os.getpid()}'
+            tmp_filename = _temporary_name(filename)
             save_checkpoint(out_dir, tmp_filename, *args, **kwargs)
             if is_main_process():
-                tmp = osp.join(out_dir, tmp_filename)
-                _pause_if_asked(tmp, filename)
-                fsync_file(tmp)
-                os.replace(tmp, osp.join(out_dir, filename))
-                fsync_dir(out_dir)
+                _publish(osp.join(out_dir, tmp_filename), osp.join(out_dir, filename))
 
         return save
 

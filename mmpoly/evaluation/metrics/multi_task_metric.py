@@ -163,9 +163,10 @@ class MultiTaskMetric(BaseMetric):
             diagonal) for every edge task. Default (None): each task's ``max_dist``, else
             0.0075.
         edge_thin (bool): thin the thresholded edge maps before matching. Default: True.
-        edge_ods (bool): compute odsF / oisF. The matching at every threshold costs time
-            at 480 x 640 (the reference runs it once, offline, through SEISM, and
-            validates on the loss during training); False
+        edge_ods (bool): compute odsF / oisF. Thinning and matching at every threshold
+            cost about 15 s per 480 x 640 image on one CPU core
+            (``tools/benchmark_edges.py``; the reference runs it once, offline, through
+            SEISM, and validates on the loss during training); False
             reports only 'edge/loss' (and Δm leaves the edge task out), e.g. for a
             ``val_evaluator``. Default: True.
         edge_pos_weight (float): positive weight of the reference's edge validation loss.
