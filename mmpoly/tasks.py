@@ -199,13 +199,6 @@ def resolve_task_specs(tasks,
     return {t: TaskSpec.from_any(specs[t], f'{where}[{t!r}]') for t in names}
 
 
-def specs_of(obj) -> Optional[Mapping[str, Any]]:
-    """``task_specs`` of a dataset metainfo / results dict, or None."""
-    if not obj:
-        return None
-    return obj.get('task_specs')
-
-
 def task_spec_of(results: Mapping[str, Any], task: str) -> TaskSpec:
     """The ``TaskSpec`` of ``task`` for a sample: ``results['task_specs']`` (set by the
     dataset), else the default dataset's."""
@@ -227,11 +220,3 @@ def check_tasks(tasks: Sequence[str], where: str = 'tasks') -> Tuple[str, ...]:
 
 # The task names of the default dataset (PASCAL-Context), for default arguments only.
 ALL_TASKS: Tuple[str, ...] = ('semseg', 'human_parts', 'sal', 'normals')
-
-
-def __getattr__(name):
-    # ``TASK_SPECS`` (the default dataset's resolved specs) for code written before tasks
-    # were data; components take their specs from the config / dataset metainfo instead.
-    if name == 'TASK_SPECS':
-        return resolve_task_specs(ALL_TASKS)
-    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -7,7 +7,11 @@ import torch
 # Tests import the checkout they live in, even where another mmpoly is installed.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-if os.environ.get('PYTEST_XDIST_WORKER'):
+if os.environ.get('MMPOLY_TORCH_THREADS'):
+    # tools/ci_matrix.sh: the suite under a given thread count (other matmul blockings)
+    os.environ['OMP_NUM_THREADS'] = os.environ['MMPOLY_TORCH_THREADS']
+    torch.set_num_threads(int(os.environ['MMPOLY_TORCH_THREADS']))
+elif os.environ.get('PYTEST_XDIST_WORKER'):
     # `pytest -n N` runs N workers, one per core: torch's default of one thread per core
     # in every worker would oversubscribe the machine (and the tools the tests start).
     os.environ['OMP_NUM_THREADS'] = '1'

@@ -131,17 +131,7 @@ def backbone_name(cfg: Config) -> str:
 
 def count_params(cfg: Config) -> Dict[str, int]:
     """Trainable parameters as tools/count_params.py counts them (no weights are read)."""
-    try:
-        from mmpoly.utils.param_count import build_model_without_weights, count_parameters
-    except ImportError:  # an older checkout: ask the tool
-        import subprocess
-        import tempfile
-        with tempfile.NamedTemporaryFile('w', suffix='.py', delete=False) as f:
-            f.write(cfg.pretty_text)
-        tool = osp.join(osp.dirname(osp.abspath(__file__)), 'count_params.py')
-        out = subprocess.run([sys.executable, tool, f.name, '--json'], check=True,
-                             capture_output=True, text=True).stdout
-        return json.loads(out)
+    from mmpoly.utils.param_count import build_model_without_weights, count_parameters
     return count_parameters(build_model_without_weights(cfg, random_init=False))
 
 

@@ -199,6 +199,18 @@ def test_delta_m_hand_computed():
     assert round(delta_m(mt, st), 2) == 2.23
 
 
+def test_delta_m_refused_when_a_named_task_cannot_be_compared():
+    """A run's Δm averages over every one of its tasks: a fifth task without a reference
+    (PASCAL's edge) or a NaN main metric gives no Δm, not the mean over the others."""
+    st = dict(semseg=67.21, human_parts=61.93, sal=62.35, normals=17.97)
+    mt = {'semseg/mIoU': 68.71, 'human_parts/mIoU': 62.13, 'sal/mIoU': 64.18,
+          'normals/mErr': 17.35}
+    four = ['semseg', 'human_parts', 'sal', 'normals']
+    assert round(delta_m(mt, st, tasks=four), 2) == 2.23
+    assert delta_m(dict(mt, **{'edge/odsF': 0.7}), st, tasks=four + ['edge']) is None
+    assert delta_m(dict(mt, **{'sal/mIoU': float('nan')}), st, tasks=four) is None
+
+
 # ------------------------------------------------------------------ whole metric
 def random_samples(n, seed=0, as_dict=True):
     rng = np.random.default_rng(seed)

@@ -48,6 +48,9 @@ def test_amp_bf16_on_cpu_matches_fp32(method):
         loss = loss_of(case)
     assert loss.dtype == torch.float32
     torch.testing.assert_close(loss.detach(), ref, rtol=1e-2, atol=0)
+    # not vacuous: autocast ran in bf16 (8-bit mantissa, relative rounding ~4e-3 a product),
+    # far off fp32's 1e-7; a context that did nothing would give the fp32 loss to its last bits
+    assert (loss.detach() - ref).abs() > 1e-5 * ref.abs(), 'bf16 autocast left the loss as fp32'
     ow.update_params(loss)
     changed = [n for n, p in model.named_parameters() if n in before
                and not torch.equal(p.detach(), before[n])]

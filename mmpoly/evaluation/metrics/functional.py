@@ -654,7 +654,9 @@ def delta_m(results: Mapping[str, float],
             by metric key (``{'semseg/mIoU': 68.7, 'normals/mErr': 17.4, ...}``).
         reference: single-task value of the main metric per task, same units.
         tasks: tasks to average over; default: every task with both a finite result
-            and a reference value.
+            and a reference value. When given, every one of them must have both: a
+            task without a reference or with a non-finite result makes Δm None (a mean
+            over fewer tasks is another number, never reported under the same name).
         task_specs: task -> ``TaskSpec`` (main metric and direction by kind); default:
             the default dataset's tasks.
 
@@ -669,10 +671,11 @@ def delta_m(results: Mapping[str, float],
                 values[task] = float(results[key])
     if tasks is None:
         tasks = [t for t in specs if t in values and t in reference]
-    tasks = [t for t in tasks if t in values and t in reference
-             and math.isfinite(values[t])]
-    if not tasks:
+    comparable = [t for t in tasks if t in values and t in reference
+                  and math.isfinite(values[t])]
+    if not comparable or len(comparable) < len(tasks):
         return None
+    tasks = comparable
     total = 0.0
     for t in tasks:
         ref = float(reference[t])

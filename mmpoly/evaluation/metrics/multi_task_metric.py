@@ -352,6 +352,14 @@ class MultiTaskMetric(BaseMetric):
         dm = delta_m(metrics, self.reference, tasks=self.tasks, task_specs=self.task_specs)
         if dm is not None:
             metrics['delta_m'] = dm
+        elif self.reference:
+            lacking = [t for t in self.tasks if t not in self.reference
+                       or not math.isfinite(metrics.get(main_metric_key(t, self.task_specs[t]),
+                                                        float('nan')))]
+            print_log(f'{self.__class__.__name__}: no delta_m: task(s) {lacking} have no '
+                      'reference value or a non-finite main metric (a mean over the other '
+                      'tasks would not be the Δm of this run)', logger=logger,
+                      level=logging.WARNING)
         self._log_tables(scores, metrics, logger)
         return metrics
 
