@@ -664,24 +664,36 @@ def delta_m(results: Mapping[str, float],
         Δm in percent (e.g. 2.23 for +2.23 %), or None when no task can be compared.
     """
     specs = _specs(task_specs)
-    values = {}
-    for task, spec in specs.items():
-        for key in (task, f'{task}/{spec.main_metric}'):
-            if key in results and results[key] is not None:
-                values[task] = float(results[key])
+    values = _main_values(results, specs)
     if tasks is None:
         tasks = [t for t in specs if t in values and t in reference]
-    comparable = [t for t in tasks if t in values and t in reference
-                  and math.isfinite(values[t])]
-    if not comparable or len(comparable) < len(tasks):
+    if not tasks or incomparable_tasks(results, reference, tasks, task_specs):
         return None
-    tasks = comparable
     total = 0.0
     for t in tasks:
         ref = float(reference[t])
         sign = -1.0 if specs[t].lower_is_better else 1.0
         total += sign * (values[t] - ref) / ref
     return total / len(tasks) * 100
+
+
+def incomparable_tasks(results: Mapping[str, float], reference: Mapping[str, float],
+                       tasks: Sequence[str],
+                       task_specs: Optional[Mapping[str, object]] = None) -> List[str]:
+    """The ``tasks`` that Δm cannot compare: no reference value, or no finite main metric."""
+    values = _main_values(results, _specs(task_specs))
+    return [t for t in tasks
+            if t not in reference or not math.isfinite(values.get(t, float('nan')))]
+
+
+def _main_values(results, specs) -> Dict[str, float]:
+    """Task -> main metric from ``results`` keyed by task or by metric key."""
+    values = {}
+    for task, spec in specs.items():
+        for key in (task, f'{task}/{spec.main_metric}'):
+            if key in results and results[key] is not None:
+                values[task] = float(results[key])
+    return values
 
 
 def _specs(task_specs) -> Dict[str, TaskSpec]:

@@ -14,7 +14,8 @@ from mmpoly.tasks import (ALL_TASKS, TaskSpec, check_tasks, default_task_specs,
 from .functional import (DEFAULT_EDGE_MAX_DIST, DEFAULT_EDGE_THRESHOLDS, DEFAULT_REFERENCE,
                          DEFAULT_SAL_THRESHOLDS, confusion_image_stats, delta_m,
                          edge_image_stats, edge_loss_image_stats, edge_loss_score,
-                         edge_scores, iou_scores, is_single_value_label_evaluated,
+                         edge_scores, incomparable_tasks, iou_scores,
+                         is_single_value_label_evaluated,
                          main_metric_key, normals_image_stats, normals_scores,
                          regression_image_stats, regression_scores, sal_image_stats,
                          sal_scores)
@@ -353,9 +354,7 @@ class MultiTaskMetric(BaseMetric):
         if dm is not None:
             metrics['delta_m'] = dm
         elif self.reference:
-            lacking = [t for t in self.tasks if t not in self.reference
-                       or not math.isfinite(metrics.get(main_metric_key(t, self.task_specs[t]),
-                                                        float('nan')))]
+            lacking = incomparable_tasks(metrics, self.reference, self.tasks, self.task_specs)
             print_log(f'{self.__class__.__name__}: no delta_m: task(s) {lacking} have no '
                       'reference value or a non-finite main metric (a mean over the other '
                       'tasks would not be the Δm of this run)', logger=logger,
