@@ -12,6 +12,7 @@ scene, so all four tasks are learnable:
 
 Some semseg maps are written to ``semseg/pascal-context/`` to exercise the fallback path.
 """
+import io
 import json
 import os
 import os.path as osp
@@ -198,6 +199,20 @@ def _make_scene(size: Tuple[int, int], num_classes: int, rng: np.random.Generato
         objects=objects)
 
 
+_MAT_HEADER_TEXT = b'MATLAB 5.0 MAT-file, written by mmpoly.datasets.synthetic'
+
+
+def _savemat_reproducible(path: str, variables: dict) -> None:
+    """``scipy.io.savemat`` without its clock: the 116-byte header text carries the creation
+    time, so two runs with one seed would differ byte for byte across a second boundary."""
+    buffer = io.BytesIO()
+    sio.savemat(buffer, variables, do_compression=True)
+    data = bytearray(buffer.getvalue())
+    data[:116] = _MAT_HEADER_TEXT.ljust(116)
+    with open(path, 'wb') as f:
+        f.write(data)
+
+
 def _write_sample(root: str, img_id: str, scene: dict, context_fallback: bool) -> List[int]:
     """Write one sample's files; return its entry of the Parts cache."""
     Image.fromarray(scene['img']).save(osp.join(root, 'JPEGImages', f'{img_id}.jpg'),
@@ -206,12 +221,11 @@ def _write_sample(root: str, img_id: str, scene: dict, context_fallback: bool) -
     Image.fromarray(scene['semseg']).save(osp.join(root, 'semseg', semseg_dir, f'{img_id}.png'))
     Image.fromarray(scene['sal']).save(osp.join(root, 'sal_distill', f'{img_id}.png'))
     Image.fromarray(scene['normals']).save(osp.join(root, 'normals_distill', f'{img_id}.png'))
-    sio.savemat(osp.join(root, 'pascal-context', 'trainval', f'{img_id}.mat'),
-                {'LabelMap': scene['label_map']}, do_compression=True)
+    _savemat_reproducible(osp.join(root, 'pascal-context', 'trainval', f'{img_id}.mat'),
+                          {'LabelMap': scene['label_map']})
     objects = scene['objects']
-    sio.savemat(osp.join(root, 'human_parts', f'{img_id}.mat'),
-                {'anno': {'imname': img_id, 'objects': _objects_struct(objects)}},
-                do_compression=True)
+    _savemat_reproducible(osp.join(root, 'human_parts', f'{img_id}.mat'),
+                          {'anno': {'imname': img_id, 'objects': _objects_struct(objects)}})
     return [obj['cls'] if obj['mask'].any() else -1 for obj in objects]
 
 
