@@ -101,6 +101,7 @@ def main(argv=None):
     from mmpoly.benchmark import (Case, MemoryProbe, case_result, data_throughput,
                                   format_markdown, format_report, machine_info, ratios,
                                   run_cases, to_json)
+    from mmpoly.benchmark.provenance import dirty_sources, git_commit
     if args.render:
         with open(args.render) as f:  # the last line: the JSON object of a --json run
             report = json.loads(f.read().strip().splitlines()[-1])
@@ -111,6 +112,12 @@ def main(argv=None):
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no GPU is available here')
     MemoryProbe.configure_malloc()
+    if args.config:  # before any model is built: a clear reason, not a figure made up
+        from mmpoly.benchmark.memory import MemoryUnavailable
+        try:
+            MemoryProbe.method(args.device)
+        except MemoryUnavailable as e:
+            raise SystemExit(f'peak memory cannot be measured: {e}')
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
     if args.json:  # stdout carries the JSON object only: everything else (logs) to stderr
         sys.stdout.flush()
@@ -137,6 +144,10 @@ def main(argv=None):
             run_cases(cases, args.iters, args.warmup, args.profile_iters, log=log)
             report['results'] = [case_result(c) for c in cases]
         report['ratios'] = ratios(report['results'])
+        # what the numbers were measured on: the commit, and the files that differed from it
+        report['commit'] = git_commit()
+        report['dirty'] = sorted({path for r in report['results']
+                                  for path in dirty_sources(r['sources'], report['commit'])})
     if args.data:
         report['data'] = data_throughput(args.data, args.data_samples, args.data_root)
     if args.json:

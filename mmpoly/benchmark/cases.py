@@ -16,7 +16,8 @@ import torch
 
 from ..models.profiling import PREFIX, profile_range
 from ..models.tuners.base import BaseTuner
-from .memory import MemoryProbe
+from .memory import UPPER_BOUND_SUFFIX, MemoryProbe
+from .provenance import case_sources
 
 
 #: the README's benchmark tables as named suites (``tools/benchmark.py --suite NAME``):
@@ -41,6 +42,27 @@ SUITES = {
         'configs/lora_swin-t.py', 'configs/decoder_ft_swin-t.py',
         'configs/mtlora_swin-t.py@bench.merge_lora=1', 'configs/mtlora_swin-t.py'],
         options=dict(mode='test', iters=6, warmup=2, profile_iters=0)),
+    # (b) Polyhistor-Lite vs the frozen T-pass floor, with a profiled step each
+    'b': dict(specs=[
+        'configs/floor_swin-t.py', 'configs/polyhistor_lite_swin-t.py',
+        'configs/polyhistor_lite_swin-t.py@model.backbone.with_cp=[0,1,2]',
+        'configs/polyhistor_lite_swin-t.py@bench.amp=1', 'configs/single_task_ft_swin-t.py'],
+        options=dict(iters=3, warmup=1)),
+    # (b') activation checkpointing of the frozen blocks, all or some stages
+    'b2': dict(specs=['configs/polyhistor_lite_swin-t.py'] + [
+        f'configs/polyhistor_lite_swin-t.py@model.backbone.with_cp={cp}'
+        for cp in ('True', '[0,1]', '[0]', '[0,1,2]')] + ['configs/single_task_ft_swin-t.py'],
+        options=dict(iters=3, warmup=1, profile_iters=0)),
+    # (c) the task-stacked pass vs a loop of T per-task passes
+    'c': dict(specs=[
+        f'configs/{m}_swin-t.py{loop}' for m in ('adapter', 'lora', 'polyhistor_lite')
+        for loop in ('', '@model.backbone.task_batching=loop')],
+        options=dict(iters=3, warmup=1, profile_iters=0)),
+    # the tiny synthetic demo configs (96 x 96, batch 2)
+    'tiny': dict(specs=[f'configs/demo/{m}_swin-tiny_synthetic.py' for m in (
+        'single_task_ft', 'floor', 'polyhistor_lite', 'polyhistor', 'adapter', 'lora',
+        'decoder_ft', 'multi_task_ft')],
+        options=dict(batch_size=2, iters=5, warmup=2, profile_iters=0)),
 }
 
 #: profiler ranges, in step order; the model opens hypernet, backbone, decoders, losses
@@ -186,7 +208,10 @@ class Case:
             self.step = torch.compile(self.step, **compile_cfg)
         self.times: List[float] = []
         self.peaks: List[int] = []
+        self.peak_methods: List[str] = []  # each recorded peak's MemoryProbe.last_method
         self.last_loss: Optional[float] = None
+        self.last_task_losses: Optional[Dict[str, float]] = None  # train: parse_losses' vars
+        self.last_outputs: Optional[Dict[str, dict]] = None  # test: each task's prediction
 
     # -------------------------------------------------------------- steps
     def _autocast(self):
@@ -205,7 +230,8 @@ class Case:
                 data = model.data_preprocessor(self.batch, True)
             losses = model._run_forward(data, mode='loss')
             with profile_range('losses'):
-                loss, _ = model.parse_losses(losses)
+                loss, log_vars = model.parse_losses(losses)
+        self.last_task_losses = {k: float(v) for k, v in log_vars.items()}
         with profile_range('backward'):
             ow.backward(loss)
         with profile_range('optimizer'):
@@ -222,7 +248,11 @@ class Case:
         with torch.no_grad(), self._autocast():
             with profile_range('data_preprocessor'):
                 data = model.data_preprocessor(self.batch, False)
-            model._run_forward(data, mode='predict')
+            samples = model._run_forward(data, mode='predict')
+        # what came out, per task (the smoke runs check every task's map and its values)
+        self.last_outputs = {
+            task: dict(shape=list(pred.shape), finite=bool(pred.isfinite().all()))
+            for task, pred in ((t, samples[0].get(f'pred_{t}').data) for t in self.tasks)}
         return None
 
     def run_step(self, record: bool = True) -> float:
@@ -240,7 +270,21 @@ class Case:
         if record:
             self.times.append(dt)
             self.peaks.append(peak)
+            self.peak_methods.append(mem.last_method)
         return dt
+
+    def peak_step(self):
+        """(bytes, method, upper bound?) of the largest recorded step peak. The largest of
+        per-step figures that are each exact or an upper bound is exact when an exact figure
+        reaches it (it is then also the largest true peak), else an upper bound."""
+        if not self.peaks:
+            raise RuntimeError(f'{self.name}: no recorded step, no peak memory')
+        peak = max(self.peaks)
+        exact = [m for p, m in zip(self.peaks, self.peak_methods)
+                 if p == peak and not m.endswith(UPPER_BOUND_SUFFIX)]
+        if exact:
+            return peak, exact[0], False
+        return peak, self.peak_methods[self.peaks.index(peak)], True
 
     def state_bytes(self) -> int:
         """Parameters, buffers and optimiser state held between steps."""
@@ -312,7 +356,7 @@ class Case:
         times = sorted(self.times)
         med = statistics.median(times)
         state = self.state_bytes()
-        peak_step = max(self.peaks) if self.peaks else 0
+        peak_step, mem_method, upper_bound = self.peak_step()
         return dict(
             config=self.path,
             name=self.name,
@@ -328,10 +372,17 @@ class Case:
             peak_mem_mb=(state + peak_step) / 2**20,
             state_mb=state / 2**20,
             peak_step_mb=peak_step / 2**20,
-            mem_method=MemoryProbe.method(self.device),
+            mem_method=mem_method,
+            # the method ends in '_upper_bound': peak_step_mb and peak_mem_mb are upper bounds
+            mem_upper_bound=upper_bound,
             loss=self.last_loss,
+            spec=self.spec,
+            task_losses=self.last_task_losses,
+            outputs=self.last_outputs,
             trainable_params=sum(p.numel() for p in self.model.parameters()
                                  if p.requires_grad),
+            # the repository files this case ran (config chain, model code): blob ids
+            sources=case_sources(self.path, self.model),
         )
 
 

@@ -7,6 +7,18 @@ trimmed before each step. Both devices report ``peak_mem_mb = state_mb + peak_st
 the exact bytes of parameters, buffers and optimiser state held between steps, plus the peak
 the step adds on top of them (activations, gradients, temporaries). It is comparable across
 models built in the same process, which is what ``--compare`` needs.
+
+Each measurement names its method (``MemoryProbe.last_method``) and says whether it is exact
+or only an upper bound (``MemoryProbe.upper_bound``); nothing falls back silently:
+
+- ``cuda_max_memory_allocated``, ``rss_hwm_reset``: exact.
+- ``rss_hwm_lifetime``: ``clear_refs`` cannot be written (an old kernel, a sandbox), so
+  ``VmHWM`` is the process's lifetime peak. When the step raised it, it is the step's peak
+  (exact); otherwise ``VmHWM - VmRSS(before)`` is only an upper bound (an earlier, larger
+  peak hides the step's): the method then reads ``rss_hwm_lifetime_upper_bound``.
+- no ``/proc/self/status`` (``VmRSS`` / ``VmHWM``) or no glibc ``malloc_trim``:
+  :class:`MemoryUnavailable`. ``getrusage``'s ``ru_maxrss`` is not used: it is the lifetime
+  peak with no current RSS to subtract, so a step's peak cannot be had from it.
 """
 
 import ctypes
@@ -16,44 +28,71 @@ from typing import Optional
 import torch
 
 
+class MemoryUnavailable(RuntimeError):
+    """The peak memory of a step cannot be measured on this machine."""
+
+
 # ------------------------------------------------------------------ memory
 _STATUS = '/proc/self/status'
+_CLEAR_REFS = '/proc/self/clear_refs'
+
+CUDA_METHOD = 'cuda_max_memory_allocated'
+RESET_METHOD = 'rss_hwm_reset'
+LIFETIME_METHOD = 'rss_hwm_lifetime'
+UPPER_BOUND_SUFFIX = '_upper_bound'
 
 
-def _proc_kb(field: str) -> Optional[int]:
+def _proc_kb(field: str) -> int:
+    """``field`` of /proc/self/status in kB; :class:`MemoryUnavailable` when it cannot be
+    read (never a default: a base of 0 made the step's peak the whole process's RSS)."""
     try:
         with open(_STATUS) as f:
-            m = re.search(rf'{field}:\s+(\d+) kB', f.read())
-        return int(m.group(1)) if m else None
-    except OSError:
-        return None
+            text = f.read()
+    except OSError as e:
+        raise MemoryUnavailable(
+            f'CPU peak memory needs {_STATUS} (VmRSS, VmHWM), which cannot be read ({e}); '
+            'getrusage ru_maxrss is the lifetime peak with no current RSS to subtract') from e
+    m = re.search(rf'{field}:\s+(\d+) kB', text)
+    if m is None:
+        raise MemoryUnavailable(f'{_STATUS} has no {field} line: CPU peak memory cannot be '
+                                'measured')
+    return int(m.group(1))
 
 
 class MemoryProbe:
-    """Peak memory a step adds (bytes): CUDA max allocated, or the RSS high-water mark."""
+    """Peak memory a step adds (bytes): CUDA max allocated, or the RSS high-water mark.
+
+    After :meth:`stop`, ``last_method`` is the method of that measurement and
+    ``upper_bound`` whether its figure is only an upper bound (see the module doc)."""
     _libc = None
     _configured = False
 
     def __init__(self, device: str):
         self.cuda = device.startswith('cuda')
+        self.last_method: Optional[str] = None
+        self.upper_bound: Optional[bool] = None
 
     @classmethod
-    def configure_malloc(cls) -> None:
-        """Fixed mmap threshold (freed activations go back to the OS; see module doc)."""
-        if cls._configured:
-            return
-        cls._configured = True
-        try:
-            cls._libc = ctypes.CDLL('libc.so.6')
-            cls._libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
-            cls._libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
-        except (OSError, AttributeError):
-            cls._libc = None
+    def configure_malloc(cls) -> bool:
+        """Fixed mmap threshold (freed activations go back to the OS; see module doc).
+        False when glibc's allocator cannot be reached (the CPU probe then refuses)."""
+        if not cls._configured:
+            cls._configured = True
+            try:
+                libc = ctypes.CDLL('libc.so.6')
+                libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+                libc.mallopt(-1, 128 * 1024)  # M_TRIM_THRESHOLD
+                if hasattr(libc, 'malloc_trim'):
+                    cls._libc = libc
+            except (OSError, AttributeError):
+                cls._libc = None
+        return cls._libc is not None
 
     @staticmethod
     def can_reset_hwm() -> bool:
+        """Reset VmHWM to the current RSS; False when ``clear_refs`` cannot be written."""
         try:
-            with open('/proc/self/clear_refs', 'w') as f:
+            with open(_CLEAR_REFS, 'w') as f:
                 f.write('5')
             return True
         except OSError:
@@ -61,34 +100,44 @@ class MemoryProbe:
 
     @classmethod
     def method(cls, device: str) -> str:
+        """The method a probe on ``device`` measures with; :class:`MemoryUnavailable` (with
+        the reason) when it cannot measure. (A lifetime-HWM measurement may still come out
+        as ``rss_hwm_lifetime_upper_bound``: see ``last_method``.)"""
         if device.startswith('cuda'):
-            return 'cuda_max_memory_allocated'
-        if cls.can_reset_hwm():
-            return 'rss_hwm_reset'
-        return 'ru_maxrss'  # monotonic: only the first step's growth is visible
+            return CUDA_METHOD
+        cls._check_cpu()
+        return RESET_METHOD if cls.can_reset_hwm() else LIFETIME_METHOD
+
+    @classmethod
+    def _check_cpu(cls) -> None:
+        if not cls.configure_malloc():
+            raise MemoryUnavailable(
+                "CPU peak memory needs glibc's mallopt / malloc_trim (libc.so.6): without "
+                'them freed activations stay resident and later steps look free')
+        _proc_kb('VmRSS'), _proc_kb('VmHWM')
 
     def start(self) -> None:
+        self.last_method = self.upper_bound = None
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
+            self._method = CUDA_METHOD
             return
-        self.configure_malloc()
-        if self._libc is not None:
-            self._libc.malloc_trim(0)
-        self.can_reset_hwm()
-        self.base = (_proc_kb('VmRSS') or 0) * 1024
-        self.base_hwm = self._hwm()
-
-    def _hwm(self) -> int:
-        kb = _proc_kb('VmHWM')
-        if kb is None:
-            import resource
-            kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return kb * 1024
+        self._check_cpu()
+        self._libc.malloc_trim(0)
+        self._method = RESET_METHOD if self.can_reset_hwm() else LIFETIME_METHOD
+        self.base = _proc_kb('VmRSS') * 1024
+        self.base_hwm = _proc_kb('VmHWM') * 1024
 
     def stop(self) -> int:
         if self.cuda:
             torch.cuda.synchronize()
+            self.last_method, self.upper_bound = self._method, False
             return torch.cuda.max_memory_allocated() - self.base
-        return max(0, self._hwm() - max(self.base, 0))
+        hwm = _proc_kb('VmHWM') * 1024
+        # with the mark reset it is the step's peak; else only when the step raised it
+        exact = self._method == RESET_METHOD or hwm > self.base_hwm
+        self.upper_bound = not exact
+        self.last_method = self._method + ('' if exact else UPPER_BOUND_SUFFIX)
+        return max(0, hwm - self.base)

@@ -24,7 +24,6 @@ import os
 import os.path as osp
 import pickle
 import re
-import time
 import zipfile
 from typing import List, Optional
 
@@ -36,11 +35,6 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmseg.registry import HOOKS
 
-# Fault injection for the tests only: the name of a checkpoint whose write is to be
-# interrupted. The temporary file is cut to half its size (what a kill during the write
-# leaves), a marker file ``<value>.writing`` is created beside it and the process waits to be
-# killed.
-_PAUSE_ENV = 'MMPOLY_TEST_PAUSE_IN_CHECKPOINT_WRITE'
 _TMP_MARK = '.tmp.'
 
 
@@ -78,7 +72,6 @@ def _temporary_name(filename: str) -> str:
 def _publish(tmp: str, path: str) -> None:
     """The complete temporary file ``tmp`` becomes ``path``: fsync, rename, fsync of the
     directory (so the rename itself survives a crash)."""
-    _pause_if_asked(tmp, osp.basename(path))
     fsync_file(tmp)
     os.replace(tmp, path)
     fsync_dir(osp.dirname(osp.abspath(path)))
@@ -117,16 +110,6 @@ def atomic_save_checkpoint(checkpoint: dict, path: str) -> None:
             os.remove(tmp)
 
 
-def _pause_if_asked(tmp: str, filename: str) -> None:
-    if os.environ.get(_PAUSE_ENV) != filename:
-        return
-    with open(tmp, 'r+b') as f:
-        f.truncate(os.path.getsize(tmp) // 2)
-    open(osp.join(osp.dirname(tmp), filename + '.writing'), 'w').close()
-    while True:  # the test kills the process here
-        time.sleep(1)
-
-
 def remove_stale_temporaries(out_dir: str) -> None:
     """Delete temporary checkpoint files a killed process left in ``out_dir``."""
     for path in glob.glob(osp.join(out_dir, f'.*{_TMP_MARK}*')):
@@ -146,6 +129,11 @@ class AtomicSaveMixin:
         super().before_train(runner)
         if is_main_process():
             remove_stale_temporaries(self.out_dir)
+
+    def publish(self, tmp: str, path: str) -> None:
+        """The complete temporary file ``tmp`` becomes the checkpoint ``path`` (the one place
+        a checkpoint appears under its name: tests interrupt a write by overriding it)."""
+        _publish(tmp, path)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         removed = None
@@ -173,7 +161,7 @@ class AtomicSaveMixin:
             **self.args)
         if not is_main_process():
             return
-        _publish(self.file_backend.join_path(self.out_dir, tmp_filename), self.last_ckpt)
+        self.publish(self.file_backend.join_path(self.out_dir, tmp_filename), self.last_ckpt)
         # the new checkpoint is complete: now the old one may go
         if removed is not None and removed != step:
             _remove_checkpoint(self.file_backend, self.file_backend.join_path(
@@ -194,7 +182,7 @@ class AtomicSaveMixin:
             self.best_ckpt_path_dict = dict.fromkeys(previous)
         else:
             self.best_ckpt_path = None
-        runner.save_checkpoint = self._atomic_save(runner.save_checkpoint)
+        runner.save_checkpoint = self._atomic(runner.save_checkpoint)
         try:
             super()._save_best_checkpoint(runner, metrics)
         finally:
@@ -210,8 +198,7 @@ class AtomicSaveMixin:
                     _remove_checkpoint(self.file_backend, old)
                     runner.logger.info(f'The previous best checkpoint {old} is removed')
 
-    @staticmethod
-    def _atomic_save(save_checkpoint):
+    def _atomic(self, save_checkpoint):
         """``runner.save_checkpoint`` through a temporary file (what the best checkpoint is
         written with); the hook's own temporary files pass through as they are."""
 
@@ -221,7 +208,7 @@ class AtomicSaveMixin:
             tmp_filename = _temporary_name(filename)
             save_checkpoint(out_dir, tmp_filename, *args, **kwargs)
             if is_main_process():
-                _publish(osp.join(out_dir, tmp_filename), osp.join(out_dir, filename))
+                self.publish(osp.join(out_dir, tmp_filename), osp.join(out_dir, filename))
 
         return save
 
@@ -249,13 +236,28 @@ def damage(path: str) -> Optional[str]:
                     head = f.read(2)
             except OSError:
                 head = b''
-            if head[:1] == b'\x80':  # a legacy (pre-zip) torch file: cannot be checked
-                return None
+            if head[:1] == b'\x80':  # a legacy (pre-zip) torch file: no CRCs to check
+                return _legacy_damage(path)
             return ('truncated or not a checkpoint (no zip central directory: was its '
                     'write interrupted?)')
         return f'damaged zip archive ({error})'
     if bad is not None:
         return f'damaged: member {bad} fails its CRC check'
+    return None
+
+
+def _legacy_damage(path: str) -> Optional[str]:
+    """Why a legacy (torch < 1.6, non-zip) file is not a complete checkpoint, or None. It has
+    no central directory and no CRCs: it is complete when the weights-only unpickler (which runs
+    no code) reads its pickles and every storage to the end."""
+    try:
+        torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as error:
+        return ('a legacy (non-zip) torch file whose completeness cannot be checked: it holds '
+                f'objects the weights-only unpickler refuses ({str(error).splitlines()[0]}); '
+                're-save it with torch.save')
+    except (RuntimeError, EOFError, ValueError) as error:
+        return f'truncated legacy (non-zip) torch file ({str(error).splitlines()[0]})'
     return None
 
 

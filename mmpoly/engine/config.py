@@ -1,7 +1,8 @@
 """Loading a config, the one way every tool does it.
 
 ``load_config(path, cfg_options)`` reads the file (``FileNotFoundError`` naming it when it is
-missing), merges ``--cfg-options`` and fills in the task specs: the flow of tasks is
+missing), merges ``--cfg-options`` (importing ``custom_imports`` again when an option
+changes them) and fills in the task specs: the flow of tasks is
 
     config (``model.tasks``, the dataset's ``tasks``)
       -> the dataset class's ``METAINFO['task_specs']`` (+ ``dataset.metainfo.task_specs``,
@@ -17,6 +18,7 @@ import os.path as osp
 from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
+from mmengine.utils import import_modules_from_strings
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -26,6 +28,10 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        if any(key.split('.')[0] == 'custom_imports' for key in cfg_options):
+            # Config.fromfile imported the file's custom_imports; an option changing them
+            # (a hook or a tuner of one's own) would otherwise be ignored
+            import_modules_from_strings(**cfg.custom_imports)
     fill_task_specs(cfg)
     return cfg
 

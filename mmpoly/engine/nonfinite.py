@@ -5,17 +5,23 @@ loss and the total before the optimizer step. The config key ``nonfinite_loss`` 
 
 * ``'stop'`` (default): raise :class:`NonFiniteLossError` naming the iteration and the
   task(s), before the backward pass and the optimizer step; the run ends there, so no
-  checkpoint of that state is written;
+  checkpoint of that state is written. A step whose loss is finite but whose gradients are
+  not stops the same way, before the optimizer step, naming the parameters;
 * ``'skip'``: drop the step (no backward, no optimizer update), log a warning with the count
   of skipped steps so far, and go on. A step whose loss is finite but whose gradients are not
-  is skipped too (without a float16 loss scaler, which does that itself), and the buffers the
-  forward pass updated (BatchNorm statistics) are restored, so the weights stay finite.
+  is skipped too, and the buffers the forward pass updated (BatchNorm statistics and their
+  ``num_batches_tracked``) are restored: parameters, optimizer state and buffers are those
+  from before the step.
+
+Gradients are checked only without a float16 loss scaler (``--amp`` on GPUs), which skips
+steps with non-finite gradients itself and lowers its scale.
 
 Under DDP the decision is taken by all ranks together (a NaN on one rank stops or skips the
 step on every rank).
 """
+import functools
 import math
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 import torch.distributed as torch_dist
@@ -83,6 +89,8 @@ class NonFiniteLossHook(Hook):
             return parsed, log_vars
 
         model.parse_losses = checked_parse_losses
+        self._names = {id(p): name for name, p in model.named_parameters()}
+        self._device = next(model.parameters(), torch.empty(0)).device
         wrappers = getattr(runner.optim_wrapper, 'optim_wrappers', None)
         for wrapper in (wrappers.values() if wrappers else [runner.optim_wrapper]):
             self._guard(runner, wrapper)
@@ -90,27 +98,32 @@ class NonFiniteLossHook(Hook):
     def _guard(self, runner, optim_wrapper) -> None:
         update_params = optim_wrapper.update_params
         hook = self
-        if self.action == 'skip' and getattr(optim_wrapper, 'loss_scaler', None) is None:
-            # a finite loss may still give non-finite gradients: skipping must keep the
-            # weights finite (a loss scaler, with float16, skips those steps itself)
+        if getattr(optim_wrapper, 'loss_scaler', None) is None:
+            # a finite loss may still give non-finite gradients: the step would make the
+            # weights non-finite, and the end of the epoch would save them (a loss scaler,
+            # with float16, skips those steps itself)
             step = optim_wrapper.step
 
+            # wraps: keeps the ``_with_counter`` mark of mmengine's parameter schedulers
+            @functools.wraps(step)
             def checked_step(*args, **kwargs):
-                params = [p for group in optim_wrapper.optimizer.param_groups
-                          for p in group['params'] if p.grad is not None]
-                finite = torch.tensor([float(all(bool(torch.isfinite(p.grad).all())
-                                                 for p in params))])
-                if torch_dist.is_available() and torch_dist.is_initialized():
-                    torch_dist.all_reduce(finite, op=torch_dist.ReduceOp.MIN)
-                if finite.item() == 1:
+                bad = hook._nonfinite_grads(optim_wrapper)
+                if bad is None:
                     return step(*args, **kwargs)
+                what = ('finite loss but non-finite gradients of ' + ', '.join(bad[:3])
+                        + (f' and {len(bad) - 3} more' if len(bad) > 3 else '')
+                        if bad else 'finite loss but non-finite gradients on another rank')
+                if hook.action == 'stop':
+                    raise NonFiniteLossError(
+                        f'{what} at {hook._where(runner)}. Stopped before the optimizer '
+                        'step: no checkpoint of this state is written (lower the learning '
+                        "rate, or set nonfinite_loss='skip' to skip such steps)")
                 hook.skipped += 1
                 hook._restore_buffers()
                 optim_wrapper.zero_grad()
                 runner.message_hub.update_info('nonfinite_skipped_steps', hook.skipped)
-                print_log(f'skipped the step of iteration {runner.iter + 1}: finite loss but '
-                          f'non-finite gradients ({hook.skipped} step(s) skipped so far)',
-                          'current', level=30)
+                print_log(f'skipped the step of {hook._where(runner)}: {what} '
+                          f'({hook.skipped} step(s) skipped so far)', 'current', level=30)
                 return None
 
             optim_wrapper.step = checked_step
@@ -125,9 +138,7 @@ class NonFiniteLossHook(Hook):
             hook._bad = []
             if flag.item() == 0:
                 return update_params(loss, *args, **kwargs)
-            iteration = runner.iter + 1
-            where = (f'iteration {iteration} (epoch {runner.epoch + 1})'
-                     if runner.train_loop is not None else f'iteration {iteration}')
+            where = hook._where(runner)
             if bad:
                 tasks = sorted({_task_of(b) for b in bad if b != 'loss'})
                 what = (f"task{'s' if len(tasks) > 1 else ''} {', '.join(tasks)}: "
@@ -150,11 +161,34 @@ class NonFiniteLossHook(Hook):
 
         optim_wrapper.update_params = guarded_update_params
 
+    @staticmethod
+    def _where(runner) -> str:
+        iteration = runner.iter + 1
+        return (f'iteration {iteration} (epoch {runner.epoch + 1})'
+                if runner.train_loop is not None else f'iteration {iteration}')
+
+    def _nonfinite_grads(self, optim_wrapper) -> Optional[List[str]]:
+        """None when every gradient is finite on every rank; else the names of the parameters
+        whose gradients are not finite on this rank (empty: only on another rank). One
+        device-to-host copy for all parameters; the flag lives on the model's device (nccl
+        reduces only CUDA tensors)."""
+        params = [p for group in optim_wrapper.optimizer.param_groups
+                  for p in group['params'] if p.grad is not None]
+        flags = (torch.stack([torch.isfinite(p.grad).all().to(self._device) for p in params])
+                 if params else torch.ones(0, dtype=torch.bool, device=self._device))
+        finite = flags.all().float().reshape(1)
+        if torch_dist.is_available() and torch_dist.is_initialized():
+            torch_dist.all_reduce(finite, op=torch_dist.ReduceOp.MIN)
+        if finite.item() == 1:
+            return None
+        return [self._names.get(id(p), 'a parameter')
+                for p, ok in zip(params, flags.tolist()) if not ok]
+
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self.action == 'skip':  # a skipped step also undoes the forward's buffer updates
+            # every buffer: BatchNorm's integer num_batches_tracked too (the forward counts it)
             model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-            self._buffers = [(b, b.detach().clone()) for b in model.buffers()
-                             if b.is_floating_point()]
+            self._buffers = [(b, b.detach().clone()) for b in model.buffers()]
 
     def _restore_buffers(self) -> None:
         with torch.no_grad():

@@ -259,6 +259,44 @@ def test_benchmark_tables_are_their_reports():
     report_errors(errors)
 
 
+def hashable(value):
+    return tuple(map(hashable, value)) if isinstance(value, (list, tuple)) else value
+
+
+def test_benchmark_reports_are_todays_code():
+    """A report is stale once the code it timed changes: each records its commit (clean), and
+    each case the blob ids of the files it ran and its trainable count; all must be today's
+    (else: re-measure with the table's ``tools/benchmark.py --suite NAME --json``)."""
+    from mmpoly.benchmark.cases import parse_spec
+    from mmpoly.benchmark.provenance import changed_sources
+    errors = []
+    for name, report in benchmark_reports().items():
+        label = f'docs/benchmarks/{name}'
+        commit = report.get('commit') or ''
+        if not re.fullmatch(r'[0-9a-f]{40}', commit):
+            errors.append(f'{label}: no commit recorded (measured before reports recorded it)')
+            continue
+        if report.get('dirty'):
+            errors.append(f'{label}: measured at {commit[:7]} with uncommitted changes to '
+                          f'{report["dirty"]}')
+        for r in report['results']:
+            if not r.get('sources') or 'spec' not in r:
+                errors.append(f'{label} {r["name"]}: no sources recorded')
+                continue
+            changed = changed_sources(r['sources'])
+            if changed:
+                errors.append(f'{label} {r["name"]}: measured at {commit[:7]}; changed since: '
+                              f'{changed}')
+            path, options = parse_spec(r['spec'])
+            model_options = tuple(sorted((k, hashable(v)) for k, v in options.items()
+                                         if not k.startswith('bench.')))
+            today = counts(osp.relpath(path, 'configs'), model_options)['all']
+            if r['trainable_params'] != today:
+                errors.append(f'{label} {r["name"]}: {r["trainable_params"]:,} trainable '
+                              f'parameters measured, {today:,} today')
+    report_errors(errors)
+
+
 # ------------------------------------------------------------------ targets
 def named(report, name):
     for r, q in zip(report['results'], report['ratios']):
@@ -278,9 +316,14 @@ def printed_ratio(a, b):
     return f"{round(a, 3) / round(b, 3):.2f}"
 
 
+def yes(ok):
+    return 'yes' if ok else 'no'
+
+
 def targets_from(reports):
-    """target -> the 'measured' cell, every number formatted from the reports; the words
-    (and the numbers no stored report holds, marked) are the README's."""
+    """target -> (the 'measured' cell, the 'met?' cell), every number formatted from the
+    reports and every verdict computed from the target's threshold (on the printed value);
+    the words are the README's."""
     a, b = reports['a_every_method.json'], reports['b_floor.json']
     b2, c, d = (reports[k] for k in ('b2_checkpointing.json', 'c_task_loop.json',
                                      'd_inference.json'))
@@ -290,47 +333,68 @@ def targets_from(reports):
     mem_st = named(b2, 'single_task_ft_swin-t')[0]['peak_mem_mb']
 
     def mem(name):
-        return f"{named(b2, name)[0]['peak_mem_mb'] / mem_st:.2f}x"
+        return named(b2, name)[0]['peak_mem_mb'] / mem_st
+
+    def r2(x):  # as printed
+        return round(x, 2)
 
     hyper = named(b, lite)[0]
     loop = {m: printed_ratio(named(c, f'{m}_swin-t task_batching=loop')[1]['time_ratio_paired'],
                              named(c, f'{m}_swin-t')[1]['time_ratio_paired'])
             for m in ('adapter', 'lora', 'polyhistor_lite')}
+    names = {'adapter': 'Adapter', 'lora': 'LoRA', 'polyhistor_lite': 'Polyhistor-Lite'}
     b_cp = named(b, f'{cp}[0, 1, 2]')[1]['time_ratio_paired']
     st_mem = named(b, 'single_task_ft_swin-t')[0]['peak_mem_mb']
     lite_mem = named(b, lite)[0]['peak_mem_mb']
+    a_lite = named(a, lite)[1]['time_ratio_paired']
+    b_vs_st = printed_ratio(b_lite['time_ratio_paired'], b_st['time_ratio_paired'])
+    cp_time = {s: named(b2, cp + s)[1]['time_ratio_paired']
+               for s in ('[0, 1]', '[0, 1, 2]', 'True')}
+    cp_ok = {s: (r2(mem(cp + s)) <= 0.4, r2(t) <= 1.35) for s, t in cp_time.items()}
+    cp_ok['[0, 1, 2] (b)'] = (cp_ok['[0, 1, 2]'][0],
+                              float(printed_ratio(b_cp, b_lite['time_ratio_paired'])) <= 1.35)
+    merged = named(d, f'{plain_lora} merge_lora=1')[1]['time_ratio_paired']
     return {
-        'Polyhistor-Lite step <= 0.85x single-task full FT':
-            f"{spread(named(a, lite)[1])} ((a)); "
-            f"{printed_ratio(b_lite['time_ratio_paired'], b_st['time_ratio_paired'])} "
+        'Polyhistor-Lite step <= 0.85x single-task full FT': (
+            f"{spread(named(a, lite)[1])} ((a)); {b_vs_st} "
             f"({b_lite['time_ratio_paired']:.3f} / {b_st['time_ratio_paired']:.3f}, (b))",
-        'Polyhistor-Lite step <= 1.15x the floor':
-            f"{spread(b_lite)} ((b))",
-        'cached inference <= 1.12x the frozen T-pass forward':
+            f"{yes(r2(a_lite) <= 0.85)} ((a)), {yes(float(b_vs_st) <= 0.85)} ((b))"),
+        'Polyhistor-Lite step <= 1.15x the floor': (
+            f"{spread(b_lite)} ((b))", yes(r2(b_lite['time_ratio_paired']) <= 1.15)),
+        'cached inference <= 1.12x the frozen T-pass forward': (
             f"{spread(named(d, lite)[1])} ((d))",
-        'peak training memory <= 0.8x single-task full FT':
+            yes(r2(named(d, lite)[1]['time_ratio_paired']) <= 1.12)),
+        'peak training memory <= 0.8x single-task full FT': (
             f"{lite_mem:.0f} / {st_mem:.0f} MB = {lite_mem / st_mem:.2f}",
-        'with activation checkpointing <= 0.4x, at <= 1.35x the time':
-            f"stages 0-1 (`with_cp=[0,1]`): {mem(cp + '[0, 1]')}, "
+            yes(r2(lite_mem / st_mem) <= 0.8)),
+        'with activation checkpointing <= 0.4x, at <= 1.35x the time': (
+            f"stages 0-1 (`with_cp=[0,1]`): {mem(cp + '[0, 1]'):.2f}x, "
             f"{spread(named(b2, cp + '[0, 1]')[1]).replace(' [', 'x [')}; stages 0-2: "
-            f"{mem(cp + '[0, 1, 2]')}, "
-            f"{named(b2, cp + '[0, 1, 2]')[1]['time_ratio_paired']:.2f}x and "
+            f"{mem(cp + '[0, 1, 2]'):.2f}x, {cp_time['[0, 1, 2]']:.2f}x and "
             f"{printed_ratio(b_cp, b_lite['time_ratio_paired'])}x in two runs; every layer "
-            f"(`with_cp=True`): {mem(cp + 'True')}, "
+            f"(`with_cp=True`): {mem(cp + 'True'):.2f}x, "
             f"{spread(named(b2, cp + 'True')[1]).replace(' [', 'x [')} ((b'), (b))",
-        'hypernetwork generation < 2% of a step':
+            '; '.join(f'{label}: memory {yes(cp_ok[s][0])}, time {yes(cp_ok[s][1])}'
+                      for label, s in (('stages 0-1', '[0, 1]'), ('stages 0-2', '[0, 1, 2]'),
+                                       ('stages 0-2 in (b)', '[0, 1, 2] (b)'),
+                                       ('every layer', 'True')))),
+        'hypernetwork generation < 2% of a step': (
             f"forward + backward alone {hyper['hypernet_fwd_bwd_ms']:.0f} ms = "
             f"{100 * hyper['hypernet_frac']:.1f}% of the step; its forward range "
             f"{hyper['breakdown_ms']['hypernet']:.0f} ms = "
             f"{100 * hyper['breakdown_frac']['hypernet']:.1f}% ((b))",
-        'task-stacked pass never slower than the per-task loop on CPU':
+            yes(round(100 * hyper['hypernet_frac'], 1) < 2)),
+        'task-stacked pass never slower than the per-task loop on CPU': (
             f"loop / stacked: Adapter {loop['adapter']}, LoRA {loop['lora']}, "
             f"Polyhistor-Lite {loop['polyhistor_lite']} ((c))",
-        'task-stacked >= 1.3x faster than the loop on GPU': 'not measured (no GPU lent)',
-        'merged LoRA inference within 3% of the frozen forward':
+            ', '.join(f'{names[m]} {yes(float(v) >= 1)}' for m, v in loop.items())),
+        'task-stacked >= 1.3x faster than the loop on GPU': (
+            'not measured (no GPU lent)', 'unknown'),
+        'merged LoRA inference within 3% of the frozen forward': (
             f"{spread(named(d, f'{plain_lora} merge_lora=1')[1], 3)} ((d), LoRA without the "
             f"input LayerNorm, the form that merges); unmerged "
             f"{named(d, plain_lora)[1]['time_ratio_paired']:.3f}",
+            yes(abs(round(merged, 3) - 1) <= 0.03)),
     }
 
 
@@ -342,8 +406,10 @@ def test_targets_table_is_the_reports():
         errors.append(f'{table}: rows {listed}, checked here {sorted(expected)}')
     for row in table.rows:
         if plain(row[0]) in expected:
-            compare(table, plain(row[0]), 'measured', table.col(row, 'measured'),
-                    expected[plain(row[0])], errors)
+            measured, met = expected[plain(row[0])]
+            compare(table, plain(row[0]), 'measured', table.col(row, 'measured'), measured,
+                    errors)
+            compare(table, plain(row[0]), 'met?', table.col(row, 'met?'), met, errors)
     report_errors(errors)
 
 
@@ -559,7 +625,13 @@ def test_demo_run_tables_are_the_stored_runs():
             errors.append(f'{table}: no stored runs for it (DEMO_RUNS: {DEMO_RUNS})')
             continue
         with open(osp.join(BENCH, source[0])) as f:
-            runs = {r['method']: r for r in json.load(f)['runs']}
+            record = json.load(f)
+        runs = {r['method']: r for r in record['runs']}
+        # tools/measure_demo_runs.py records the full commit of a clean tree
+        if not re.fullmatch(r'[0-9a-f]{40}', record.get('commit', '')) or record.get('dirty'):
+            errors.append(f"docs/benchmarks/{source[0]}: commit {record.get('commit')!r}, "
+                          f"uncommitted changes {record.get('dirty')}: re-run "
+                          'tools/measure_demo_runs.py')
         if sorted(plain(r[0]) for r in table.rows) != sorted(runs):
             errors.append(f'{table}: rows {[r[0] for r in table.rows]} != runs {sorted(runs)}')
         metrics = [c for c in table.header[2:] if c != 'Δm']

@@ -31,6 +31,28 @@ def rel(path):
     return osp.relpath(path, REPO)
 
 
+def prediction_shapes(config, img_size):
+    """task -> the shape of its ``pred_<task>`` map, from the config's task specs: class ids,
+    probabilities and edges one channel, normals three, regressions their outputs."""
+    from mmpoly.engine.config import load_config
+    from mmpoly.tasks import resolve_task_specs
+    model = load_config(osp.join(REPO, config)).model
+    specs = resolve_task_specs(model.tasks, model.get('task_specs'))
+    channels = {'class': 1, 'binary': 1, 'edge': 1, 'normal': 3}
+    return {t: [channels.get(s.kind, s.num_outputs), img_size, img_size]
+            for t, s in specs.items()}
+
+
+def check_task_losses(result):
+    """A training step gave every task of the config a finite loss (and the total)."""
+    losses = result['task_losses']
+    tasks = prediction_shapes(result['config'], result['img_size'])
+    assert sorted(k for k in losses if k != 'loss') == sorted(f'loss_{t}' for t in tasks), (
+        result['config'], losses)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values()), losses
+    assert losses['loss'] == pytest.approx(sum(v for k, v in losses.items() if k != 'loss'))
+
+
 def benchmark_json(python, *args):
     return json.loads(run_tool(python, 'tools/benchmark.py', *args, '--json').stdout)
 
@@ -56,6 +78,7 @@ def test_demo_configs_interleaved_json(python, demo_data):
         assert r['breakdown_ms']['backbone'] > 0 and r['breakdown_ms']['decoders'] > 0
         assert r['breakdown_ms']['backward'] > 0 and r['breakdown_ms']['optimizer'] > 0
         assert r['loss'] > 0 and r['mode'] == 'train' and r['img_size'] == 64
+        check_task_losses(r)
     by_name = {osp.basename(r['config']): r for r in report['results']}
     hyper = by_name['polyhistor_lite_swin-tiny_synthetic.py']
     assert hyper['breakdown_ms']['hypernet'] > 0 and hyper['hypernet_fwd_bwd_ms'] > 0
@@ -111,6 +134,10 @@ def test_every_full_config_inference_tiny(python, shard):
     for r in report['results']:
         assert r['mode'] == 'test' and r['step_time_s']['median'] > 0
         assert r['breakdown_ms'] is None
+        # every task's map, at the input's size, finite
+        shapes = prediction_shapes(r['config'], 32)
+        assert {t: o['shape'] for t, o in r['outputs'].items()} == shapes, r['config']
+        assert all(o['finite'] for o in r['outputs'].values()), r['config']
 
 
 def test_full_configs_train_step(python):
@@ -124,6 +151,7 @@ def test_full_configs_train_step(python):
     for r in report['results']:
         assert r['img_size'] == 64 and r['mode'] == 'train'
         assert r['breakdown_ms']['backward'] > 0 and r['loss'] > 0
+        check_task_losses(r)
 
 
 def test_text_report_and_bench_options(python):

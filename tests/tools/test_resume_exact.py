@@ -25,6 +25,7 @@ import pytest
 
 from mmpoly.datasets import make_synthetic_pascal_mt
 from mmpoly.checkpoint.atomic import damage
+from tests.tools.interrupted_write import interrupt_options
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/demo/lora_swin-tiny_synthetic.py'
@@ -128,8 +129,7 @@ def test_killed_in_write_and_mid_epoch_then_resumed_equals_uninterrupted(
     work_dir = tmp_path / 'killed'
 
     # 1. killed while epoch_2.pth is being written
-    proc = run(work_dir, data_root, env={
-        'MMPOLY_TEST_PAUSE_IN_CHECKPOINT_WRITE': 'epoch_2.pth'})
+    proc = run(work_dir, data_root, cfg=interrupt_options('epoch_2.pth'))
     wait_for(lambda: osp.exists(work_dir / 'epoch_2.pth.writing'), proc)
     kill(proc)
     assert not osp.exists(work_dir / 'epoch_2.pth')
@@ -189,8 +189,8 @@ def test_killed_while_writing_a_new_best_keeps_the_previous_best(tmp_path, data_
     best is replaced at epoch 2, whose write is killed here."""
     work_dir = tmp_path / 'best'
     best = ['default_hooks.checkpoint.save_best=semseg/mIoU']
-    proc = run(work_dir, data_root, epochs=3, cfg=best, env={
-        'MMPOLY_TEST_PAUSE_IN_CHECKPOINT_WRITE': 'best_semseg_mIoU_epoch_2.pth'})
+    proc = run(work_dir, data_root, epochs=3,
+               cfg=best + interrupt_options('best_semseg_mIoU_epoch_2.pth'))
     wait_for(lambda: osp.exists(work_dir / 'best_semseg_mIoU_epoch_2.pth.writing'), proc)
     kill(proc)
     bests = sorted(glob.glob(str(work_dir / 'best_*.pth')))

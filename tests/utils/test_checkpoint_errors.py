@@ -19,7 +19,7 @@ from mmseg.registry import MODELS
 from mmpoly.datasets import make_synthetic_pascal_mt
 from mmpoly.checkpoint.adapter import load_adapter_checkpoint, sha256_file
 from mmpoly.checkpoint.atomic import (CheckpointLoadError, candidate_checkpoints, damage,
-                                            resolve_resume)
+                                      resolve_resume)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = 'configs/demo/lora_swin-tiny_synthetic.py'
@@ -78,8 +78,8 @@ def test_refused_pickle_names_the_file_and_the_object(tmp_path):
         with pytest.raises(pickle.UnpicklingError) as info:
             load(path)
         message = str(info.value)
-        assert path in message and 'refused' in message and 'Payload' in message, (name,
-                                                                                  message)
+        assert path in message and 'refused' in message and 'Payload' in message, (
+            name, message)
 
 
 def test_resume_resolution(good, truncated, tmp_path):
@@ -94,6 +94,29 @@ def test_resume_resolution(good, truncated, tmp_path):
     # an explicit damaged file is an error naming it
     with pytest.raises(CheckpointLoadError, match=f'--resume {truncated}: truncated'):
         resolve_resume(work_dir, truncated)
+
+
+def test_legacy_pickle_checkpoints_are_checked_not_trusted(tmp_path):
+    """A legacy (torch < 1.6, non-zip) file has no CRCs: it counts as complete only when
+    every pickle and storage reads to the end (it used to count as complete unread)."""
+    state = {'state_dict': {'w': torch.arange(1000.), 'b': torch.ones(30, 30)},
+             'meta': {'epoch': 1}}
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    assert damage(path) is None
+    with open(path, 'rb') as f:
+        data = f.read()
+    for cut in (len(data) // 3, len(data) - 8):  # inside the pickles; inside the last storage
+        cut_path = str(tmp_path / f'epoch_{cut}.pth')
+        with open(cut_path, 'wb') as f:
+            f.write(data[:cut])
+        assert 'truncated legacy' in damage(cut_path), cut
+    evil = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'x': Payload()}, evil, _use_new_zipfile_serialization=False)
+    assert 'cannot be checked' in damage(evil)
+    with open(osp.join(tmp_path, 'last_checkpoint'), 'w') as f:
+        f.write(cut_path)
+    assert resolve_resume(str(tmp_path)) == path
 
 
 def test_test_py_names_a_truncated_checkpoint_and_records_a_good_one(good, truncated,

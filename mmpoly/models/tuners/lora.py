@@ -9,9 +9,20 @@ input of the LoRA branch only (the frozen ``x W^T`` still reads ``x``): the auth
 controller adds it, and it is what the paper's 0.32M counts. ``input_norm=False`` drops it
 (LoRA eq. 3 as the text gives it: ``s * x A_t^T B_t^T``). A_t starts as LoRA's
 kaiming-uniform, B_t at zero and LN_t at (1, 0), so the tuned backbone starts as the frozen
-one. The update acts through the ``linear`` hook on the fused qkv projection (PVT: its q and
-kv projections, each with its own LN_t; optionally ``proj``); all tasks' updates are one
-batched matmul.
+one. The update acts through the ``linear`` hook on the query-key-value projection
+(optionally also ``proj``); all tasks' updates are one batched matmul.
+
+The query-key-value projection is ONE branch (LN_t, A_t in R^(r x d), B_t in R^(3d x r)) on
+every backbone (``qkv_branch='shared'``, the authors' form): on Swin it updates the fused qkv
+projection; PVT computes q from the tokens x and k, v from the spatially reduced tokens x'
+with two linears ``q`` (d -> d) and ``kv`` (d -> 2d), and the one branch updates both, q by
+``s LN_t(x) A_t^T B_q^T`` and kv by ``s LN_t(x') A_t^T B_kv^T`` (B_t = [B_q; B_kv], LN_t and
+A_t shared). Where PVT does not reduce (sr_ratio 1), q and kv read the same tokens and this
+is exactly LoRA on the fused d -> 3d projection [W_q; W_kv], as on Swin. It is what the
+paper's PVT-S figure counts: 18 d per layer and task, as on Swin (4 x 18 x 4,160 = 299,520,
+0.30M). ``qkv_branch='separate'`` gives PVT's q and kv a branch each (their own LN_t, A_t,
+B_t: 24 d per layer and task, 399,360 = 0.40M on PVT-S, the form of earlier releases); on
+Swin the two settings are the same model.
 
 Merging (inference): without the input norm the update is linear in x, and
 :meth:`LoRA.merge` folds each task's update into a task-specific full weight
@@ -23,7 +34,7 @@ linear in x (LN divides by the token's own standard deviation), so it has no mer
 is an error.
 """
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,17 +46,20 @@ from .base import BaseTuner, LayerInfo, TaskContext, new_task_param
 #: target -> the projections it covers: the query/key/value projections are one fused 'qkv'
 #: on Swin and 'q' + 'kv' on PVT (see ``LayerInfo.projections``)
 TARGETS = {'qkv': ('qkv', 'q', 'k', 'v', 'kv'), 'proj': ('proj', )}
+#: how the query-key-value projections of a layer are updated (see the module docstring)
+QKV_BRANCHES = ('shared', 'separate')
 
 
 @MODELS.register_module()
 class LoRA(BaseTuner):
     """LoRA with task-specific low-rank updates of the attention projections.
 
-    Parameters per task and updated projection (d_in -> m d_in): r d_in (A) + m d_in r (B)
-    + 2 d_in (input LayerNorm). Swin-T, 4 tasks, qkv (m = 3), r = 4:
-    4 x sum_l 18 d_l = 4 x 18 x 4,416 = 317,952 (Table 1: 0.32M); without the input norm
-    4 x sum_l 16 d_l = 282,624. On PVT, q (m = 1) and kv (m = 2) each have their own input
-    norm: 24 d_l per layer and task.
+    Parameters per task and branch (d_in -> m d_in): r d_in (A) + m d_in r (B) + 2 d_in
+    (input LayerNorm). The query-key-value branch has m = 3 on every backbone (Swin's fused
+    qkv; PVT's q and kv share it): with r = 4, 18 d_l per layer and task. Swin-T, 4 tasks:
+    4 x 18 x 4,416 = 317,952 (Table 1: 0.32M); without the input norm 4 x 16 x 4,416 =
+    282,624. PVT-S: 4 x 18 x 4,160 = 299,520 (0.30M); ``qkv_branch='separate'`` (q: m = 1,
+    kv: m = 2, a norm each): 4 x 24 x 4,160 = 399,360.
 
     Args:
         rank: r, the rank of each update B_t A_t.
@@ -56,6 +70,11 @@ class LoRA(BaseTuner):
         input_norm: a task-specific LayerNorm on the input of every LoRA branch (the
             authors' form, default). False: the text's form, the branch reads x itself
             (the only form :meth:`merge` accepts).
+        qkv_branch: 'shared' (the authors' form, default): one branch (LN_t, A_t, B_t with
+            3d rows) for the query-key-value projections of a layer, also where a backbone
+            splits them into several linears (PVT's q and kv, each reading its own tokens,
+            each updated by its rows of B_t). 'separate': each such linear its own branch
+            (PVT: q and kv, 24 d per layer and task). The same on Swin (one fused qkv).
         layers, tasks, init_cfg: see :class:`BaseTuner` (given by the backbone).
     """
     task_specific = True
@@ -65,6 +84,7 @@ class LoRA(BaseTuner):
                  scale: float = 4.0,
                  targets: Sequence[str] = ('qkv', ),
                  input_norm: bool = True,
+                 qkv_branch: str = 'shared',
                  **kwargs):
         super().__init__(**kwargs)
         targets = (targets, ) if isinstance(targets, str) else tuple(targets)
@@ -74,23 +94,36 @@ class LoRA(BaseTuner):
                              f'got {list(targets)}')
         if rank < 1:
             raise ValueError(f'LoRA.rank must be >= 1, got {rank}')
+        if qkv_branch not in QKV_BRANCHES:
+            raise ValueError(f'LoRA.qkv_branch must be one of {list(QKV_BRANCHES)}, '
+                             f'got {qkv_branch!r}')
         self.rank = rank
         self.scale = scale
         self.targets = targets
         self.input_norm = bool(input_norm)
+        self.qkv_branch = qkv_branch
         self.lora_A = nn.ParameterDict()
         self.lora_B = nn.ParameterDict()
         # the task-specific LayerNorm on each branch's input (absent: input_norm=False)
         self.norm_weight = nn.ParameterDict()
         self.norm_bias = nn.ParameterDict()
-        self.projections = {p for t in targets for p in TARGETS[t]}
+        # (layer index, projection) -> (branch key, its rows of B): a branch's B stacks the
+        # output rows of the projections it updates (PVT's shared branch: q, then kv)
+        self._slots: Dict[Tuple[int, str], Tuple[str, int, int]] = {}
         for layer in self.layers:
+            widths: Dict[str, int] = {}  # branch key -> output rows, in insertion order
             for name, out_mult in layer.projections:
-                if name not in self.projections:
+                target = next((t for t in targets if name in TARGETS[t]), None)
+                if target is None:
                     continue
-                key = self._key(layer, name)
+                shared = target == 'qkv' and qkv_branch == 'shared'
+                key = self._key(layer, target if shared else name)
+                start = widths.get(key, 0)
+                widths[key] = start + out_mult * layer.dim
+                self._slots[(layer.index, name)] = (key, start, widths[key])
+            for key, rows in widths.items():
                 self.lora_A[key] = new_task_param(self.num_tasks, rank, layer.dim)
-                self.lora_B[key] = new_task_param(self.num_tasks, out_mult * layer.dim, rank)
+                self.lora_B[key] = new_task_param(self.num_tasks, rows, rank)
                 if self.input_norm:
                     self.norm_weight[key] = new_task_param(self.num_tasks, layer.dim)
                     self.norm_bias[key] = new_task_param(self.num_tasks, layer.dim)
@@ -146,33 +179,42 @@ class LoRA(BaseTuner):
         """The merged weights built so far."""
         return list(self._merged.values()) if self._merged else []
 
-    def _merged_weight(self, key: str, module: nn.Linear) -> Tensor:
+    def _B(self, key: str, start: int, stop: int) -> Tensor:
+        """(T, d_out, r): the rows of the branch's B that update one projection."""
+        B = self.lora_B[key]
+        return B if (start, stop) == (0, B.shape[1]) else B[:, start:stop]
+
+    def _merged_weight(self, layer: LayerInfo, name: str, module: nn.Linear) -> Tensor:
         """(T, d_in, d_out) transposed full weights of every task, cached while merged."""
-        if key not in self._merged:
+        cache_key = self._key(layer, name)  # per projection: a branch may update several
+        if cache_key not in self._merged:
+            key, start, stop = self._slots[(layer.index, name)]
             with torch.no_grad():
-                delta = torch.matmul(self.lora_B[key], self.lora_A[key])  # (T, d_out, d_in)
-                self._merged[key] = (module.weight + self.scale * delta).transpose(1, 2)
-        return self._merged[key]
+                delta = torch.matmul(self._B(key, start, stop),
+                                     self.lora_A[key])  # (T, d_out, d_in)
+                self._merged[cache_key] = (module.weight + self.scale * delta).transpose(1, 2)
+        return self._merged[cache_key]
 
     # --------------------------------------------------------------------- hook
     def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                x: Tensor) -> Tensor:
-        if name not in self.projections:
+        slot = self._slots.get((layer.index, name))
+        if slot is None:
             return module(x)
-        key = self._key(layer, name)
+        key, start, stop = slot
         h = ctx.per_task(x)  # (T', M, d_in)
         if self.merged:
             if self.training:
                 raise RuntimeError('LoRA: cannot train while merged (the merged weights are '
                                    'constants); call unmerge() before training')
-            weight = ctx.select(self._merged_weight(key, module))
+            weight = ctx.select(self._merged_weight(layer, name, module))
             if module.bias is None:
                 out = torch.bmm(h, weight)
             else:  # the bias added inside the matmul, as nn.Linear does: one pass less
                 out = torch.baddbmm(module.bias, h, weight)
         else:
             A = ctx.select(self.lora_A[key]).transpose(1, 2)  # (T', d_in, r)
-            B = ctx.select(self.lora_B[key]).transpose(1, 2)  # (T', r, d_out)
+            B = ctx.select(self._B(key, start, stop)).transpose(1, 2)  # (T', r, d_out)
             if self.input_norm:
                 # (LN(h) g + b) A = LN(h) (g * A) + b A: the affine folded into the small A
                 g = ctx.select(self.norm_weight[key])

@@ -24,8 +24,8 @@ def randomize_B(model, std=0.3):
 def test_init():
     model = build()
     tuner = model.tuner
-    assert (tuner.rank, tuner.scale, tuner.targets, tuner.input_norm) == (4, 4.0, ('qkv', ),
-                                                                           True)
+    assert (tuner.rank, tuner.scale, tuner.targets, tuner.input_norm, tuner.qkv_branch) == \
+        (4, 4.0, ('qkv', ), True, 'shared')
     for info in model.layer_infos:
         A, Bm = tuner.lora_A[f'qkv{info.index}'], tuner.lora_B[f'qkv{info.index}']
         assert A.shape == (2, 4, info.dim) and Bm.shape == (2, 3 * info.dim, 4)
@@ -234,24 +234,41 @@ def test_swin_t_trainable_count(targets, input_norm):
         assert round(trainable / 1e6, 2) == (0.32 if input_norm else 0.28)
 
 
-def test_lora_on_pvt_updates_its_separate_q_and_kv_projections():
-    from mmseg.registry import MODELS
+# ------------------------------------------------------------------------------ PVT
+#: PVT-S (widths 64, 128, 320, 512; depths 3, 4, 6, 3; sr ratios 8, 4, 2, 1): its 16 layers
+PVT_S_WIDTHS = [64] * 3 + [128] * 4 + [320] * 6 + [512] * 3
+
+
+def build_pvt(seed=0, tasks=TASKS, **tuner):
     from ..backbones.test_polyhistor_pvt import TINY as PVT_TINY
-    torch.manual_seed(0)
-    model = MODELS.build(dict(type='PolyhistorPVT', **PVT_TINY, tasks=TASKS,
-                              tuner=dict(type='LoRA', rank=2)))
+    torch.manual_seed(seed)
+    model = MODELS.build(dict(type='PolyhistorPVT', **PVT_TINY, tasks=tasks,
+                              tuner=dict(type='LoRA', **tuner)))
     model.init_weights()
+    return model.eval()
+
+
+@pytest.mark.parametrize('qkv_branch', ['shared', 'separate'])
+def test_lora_on_pvt_updates_its_q_and_kv_projections(qkv_branch):
+    from ..backbones.test_polyhistor_pvt import TINY as PVT_TINY
+    model = build_pvt(rank=2, qkv_branch=qkv_branch)
     lora = model.tuner
-    first = model.layer_infos[0]
-    d = first.dim
-    assert lora.lora_B[f'q{first.index}'].shape == (len(TASKS), d, 2)
-    assert lora.lora_B[f'kv{first.index}'].shape == (len(TASKS), 2 * d, 2)
-    # q and kv read different inputs (kv: the spatially reduced tokens): a norm each
+    assert lora.qkv_branch == qkv_branch
+    for info in model.layer_infos:
+        d, i = info.dim, info.index
+        if qkv_branch == 'shared':
+            # one branch for q and kv: A (r x d), B (3d x r), one input norm, as Swin's qkv
+            assert set(k for k in lora.lora_A if k.endswith(str(i))) == {f'qkv{i}'}
+            assert lora.lora_A[f'qkv{i}'].shape == (len(TASKS), 2, d)
+            assert lora.lora_B[f'qkv{i}'].shape == (len(TASKS), 3 * d, 2)
+            assert lora.norm_weight[f'qkv{i}'].shape == (len(TASKS), d)
+        else:
+            assert lora.lora_B[f'q{i}'].shape == (len(TASKS), d, 2)
+            assert lora.lora_B[f'kv{i}'].shape == (len(TASKS), 2 * d, 2)
+            assert lora.norm_weight[f'kv{i}'].shape == (len(TASKS), d)
     assert set(lora.norm_weight) == set(lora.lora_A)
-    assert lora.norm_weight[f'kv{first.index}'].shape == (len(TASKS), d)
     assert not any(k.startswith('proj') for k in lora.lora_A)
     x = torch.randn(2, 3, 64, 64)
-    model.eval()
     with torch.no_grad():
         frozen = MODELS.build(dict(type='PolyhistorPVT', **PVT_TINY, tasks=TASKS))
         frozen.load_state_dict(model.state_dict(), strict=False)
@@ -265,15 +282,130 @@ def test_lora_on_pvt_updates_its_separate_q_and_kv_projections():
     assert not torch.allclose(before[3], after[3])  # the updates reach the output
 
 
-def test_lora_count_pvt_s():
-    """PVT-S (widths 64, 128, 320, 512; depths 3, 4, 6, 3), 4 tasks: per layer and task
-    q: r (d + d) + 2d, kv: r (d + 2d) + 2d = 24 d with r = 4."""
+def test_pvt_shared_branch_matches_plain_formula():
+    """The default on PVT, in float64: task t's q is x W_q^T + b_q + s LN_t(x) A_t^T B_q^T,
+    its kv is x' W_kv^T + b_kv + s LN_t(x') A_t^T B_kv^T with x' PVT's reduced tokens and
+    [B_q; B_kv] = B_t (one LN_t and A_t for both). Where PVT does not reduce (sr_ratio 1)
+    [q, kv] is LoRA on the fused projection [W_q; W_kv], exactly Swin's form."""
+    model = build_pvt(scale=2.5).double()
+    tuner = model.tuner
+    randomize_tuner(model, 0.3)  # A, B and the norms all away from their init
+    seen = {}
+    handles = []
+    for info in model.layer_infos:
+        attn = model.get_submodule(info.name).attn
+        for name in ('q', 'kv'):
+            def hook(mod, args, out, key=(info.index, name)):
+                seen[key] = args[0].detach().clone()
+            handles.append(getattr(attn, name).register_forward_hook(hook))
+    x = torch.randn(B, 3, 64, 64, dtype=torch.float64)
+    ctx = TaskContext.all_tasks(len(TASKS))
+    sr_ratios = set()
+    with torch.no_grad():
+        model(x)
+        for info in model.layer_infos:
+            attn = model.get_submodule(info.name).attn
+            sr_ratios.add(attn.sr_ratio)
+            key, d = f'qkv{info.index}', info.dim
+            A, Bm = tuner.lora_A[key], tuner.lora_B[key]
+            g, b = tuner.norm_weight[key], tuner.norm_bias[key]
+            got = {}
+            for name, rows_ in (('q', slice(0, d)), ('kv', slice(d, 3 * d))):
+                module = getattr(attn, name)
+                inp = seen[(info.index, name)]
+                got[name] = tuner.linear(ctx, info, name, module, inp).view(
+                    len(TASKS), -1, module.out_features)
+                per_task = inp.view(len(TASKS), -1, d)
+                for t in range(len(TASKS)):
+                    expected = lora_oracle(per_task[t], module.weight, module.bias, A[t],
+                                           Bm[t][rows_], g[t], b[t], 2.5)
+                    torch.testing.assert_close(got[name][t], expected, **helpers.EXACT)
+            if attn.sr_ratio == 1:  # q and kv read the same tokens: one fused projection
+                assert torch.equal(seen[(info.index, 'q')], seen[(info.index, 'kv')])
+                weight = torch.cat([attn.q.weight, attn.kv.weight])
+                bias = torch.cat([attn.q.bias, attn.kv.bias])
+                per_task = seen[(info.index, 'q')].view(len(TASKS), -1, d)
+                for t in range(len(TASKS)):
+                    fused = lora_oracle(per_task[t], weight, bias, A[t], Bm[t], g[t], b[t], 2.5)
+                    torch.testing.assert_close(
+                        torch.cat([got['q'][t], got['kv'][t]], dim=-1), fused, **helpers.EXACT)
+    assert sr_ratios == {8, 4, 2, 1}  # reduced (x' != x) and unreduced layers both checked
+    for h in handles:
+        h.remove()
+
+
+@pytest.mark.parametrize('merge,input_norm', [(False, True), (True, False)])
+def test_pvt_shared_branch_stacked_equals_loop(merge, input_norm):
+    model = build_pvt(tasks=ALL_TASKS, targets=('qkv', 'proj'), input_norm=input_norm).double()
+    randomize_tuner(model, 0.3)
+    x = torch.randn(B, 3, 64, 64, dtype=torch.float64)
+    if merge:  # merged (W_q + s B_q A_t, W_kv + s B_kv A_t) == unmerged
+        with torch.no_grad():
+            unmerged = model(x)
+        model.tuner.merge()
+        assert set(k[:-1] for k in model.tuner.lora_A) == {'qkv', 'proj'}
+    stacked = assert_stacked_equals_loop(model, x)
+    if merge:
+        assert {k.rstrip('0123456789') for k in model.tuner._merged} == {'q', 'kv', 'proj'}
+        for a, b in zip(stacked, unmerged):
+            torch.testing.assert_close(a, b, **helpers.EXACT)
+
+
+def test_bad_qkv_branch():
+    with pytest.raises(ValueError, match='qkv_branch'):
+        build(qkv_branch='fused')
+
+
+def test_swin_is_the_same_model_with_either_qkv_branch():
+    """Swin has one fused qkv: 'separate' builds the same parameters (and checkpoints)."""
+    shared = build(targets=('qkv', 'proj'))
+    separate = build(targets=('qkv', 'proj'), qkv_branch='separate')
+    a, b = shared.state_dict(), separate.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def pvt_s_lora_count(**options):
     from mmengine.config import Config
     from mmpoly.utils.param_count import build_model_without_weights, count_parameters
     cfg = Config.fromfile('configs/lora_pvt-s.py')
-    counts = count_parameters(build_model_without_weights(cfg))
-    widths = [64] * 3 + [128] * 4 + [320] * 6 + [512] * 3
-    assert counts['encoder'] == 4 * 24 * sum(widths) == 399_360
+    cfg.merge_from_dict({f'model.backbone.tuner.{k}': v for k, v in options.items()})
+    return count_parameters(build_model_without_weights(cfg))['encoder']
+
+
+def test_lora_count_pvt_s():
+    """configs/lora_pvt-s.py, 4 tasks, r = 4: per layer and task ONE query-key-value branch,
+    A r d + B 3d r + input LayerNorm 2d = 18 d, as on Swin: 4 x 18 x 4,160 = 299,520, the
+    paper's PVT-S LoRA row (0.30M). The per-d figure must be 18 (16,640 u rounds to 0.30 for
+    no other whole u); the separate q and kv branches (r (d + d) + 2d + r (d + 2d) + 2d =
+    24 d: 0.40M, a third above) stay an option."""
+    r = 4
+    assert sum(PVT_S_WIDTHS) == 4160
+    per_d = r + 3 * r + 2
+    expected = 4 * sum(per_d * d for d in PVT_S_WIDTHS)
+    assert per_d == 18 and expected == 299_520 and round(expected / 1e6, 2) == 0.30
+    assert pvt_s_lora_count() == expected
+    separate = 4 * sum((r + r + 2) * d + (r + 2 * r + 2) * d for d in PVT_S_WIDTHS)
+    assert separate == 399_360 and round(separate / 1e6, 2) == 0.40
+    assert pvt_s_lora_count(qkv_branch='separate') == separate
+    # without the input norm (the text's form, mergeable): 16 d
+    assert pvt_s_lora_count(input_norm=False) == 4 * 16 * 4160 == 266_240
+
+
+def test_old_pvt_checkpoint_does_not_load_into_the_new_default():
+    """A PVT checkpoint of the separate q / kv branches misses the shared branch's keys (and
+    has q*/kv* ones): refused by the checkpoint check and a strict load; it loads into
+    ``qkv_branch='separate'``."""
+    from mmpoly.checkpoint.adapter import CheckpointMismatchError, check_fits
+    old = build_pvt(seed=0, qkv_branch='separate')
+    checkpoint = {'state_dict': old.state_dict()}
+    new = build_pvt(seed=1)
+    with pytest.raises(CheckpointMismatchError, match='tuner.'):
+        check_fits(new, checkpoint, 'old.pth')
+    with pytest.raises(RuntimeError):
+        new.load_state_dict(checkpoint['state_dict'])
+    again = build_pvt(seed=1, qkv_branch='separate')
+    check_fits(again, checkpoint, 'old.pth')
+    again.load_state_dict(checkpoint['state_dict'])
 
 
 def test_old_checkpoint_does_not_load_into_the_new_default():
