@@ -144,10 +144,10 @@ def main(argv=None):
             run_cases(cases, args.iters, args.warmup, args.profile_iters, log=log)
             report['results'] = [case_result(c) for c in cases]
         report['ratios'] = ratios(report['results'])
-        # what the numbers were measured on: the commit, and the files that differed from it
-        report['commit'] = git_commit()
-        report['dirty'] = sorted({path for r in report['results']
-                                  for path in dirty_sources(r['sources'], report['commit'])})
+    # what the numbers were measured on: the commit, and the files that differed from it
+    report['commit'] = git_commit()
+    report['dirty'] = sorted({path for r in report['results']
+                              for path in dirty_sources(r['sources'], report['commit'])})
     if args.data:
         report['data'] = data_throughput(args.data, args.data_samples, args.data_root)
     if args.json:

@@ -103,7 +103,7 @@ def benchmark_reports():
             report = json.loads(text.strip().splitlines()[-1])  # as --render reads it
         except json.JSONDecodeError:
             continue
-        if isinstance(report, dict) and 'results' in report and 'ratios' in report:
+        if isinstance(report, dict) and report.get('results') and 'ratios' in report:
             out[osp.basename(path)] = report
     return out
 

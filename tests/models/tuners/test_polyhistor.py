@@ -216,7 +216,7 @@ def test_one_layer_matches_a_plain_computation(per_layer_projector):
     tuner = MODELS.build(
         dict(type='Polyhistor', reduction=lam, rank=r, task_embed_dim=k, embed_dim=10,
              projector_hidden=16, init_std=0.3, per_layer_projector=per_layer_projector),
-        default_args=dict(layers=layers, tasks=TASKS[:T]))
+        default_args=dict(layers=layers, tasks=TASKS[:T])).double()  # float64: exact oracle
     gen = tuner.generators[0] if per_layer_projector else tuner.generator
     with torch.no_grad():
         tuner.projector.norm.weight.normal_()
@@ -237,7 +237,7 @@ def test_one_layer_matches_a_plain_computation(per_layer_projector):
         expected = dict(down=p_d.view(d, r) @ q_d.view(r, n), up=p_u.view(n, r) @ q_u.view(r, d),
                         down_bias=b_d, up_bias=b_u, norm_weight=ln_w, norm_bias=ln_b)
         for name, value in expected.items():
-            torch.testing.assert_close(getattr(w, name)[t], value, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(getattr(w, name)[t], value, **helpers.EXACT)
 
 
 def polyhistor_oracle(tuner, site, layer, t):
@@ -311,7 +311,7 @@ def test_houlsby_position_adapts_both_sublayers(monkeypatch):
     """after_attn_and_mlp: in every layer the attention output and the MLP output each go
     through their own generated adapter, out + scale * A(out), A written plainly (eq. 1 in
     the tuner's LayerNorm form), and the blocks go on with what the adapters return."""
-    model = build(tasks=TASKS[:1], position='after_attn_and_mlp')
+    model = build(tasks=TASKS[:1], position='after_attn_and_mlp').double()  # exact oracle
     tuner = model.tuner
     helpers.randomize_tuner(model, 0.1)  # the post-norm gains start at zero: make A act
     keys = set(tuner.current_weights())
@@ -323,7 +323,7 @@ def test_houlsby_position_adapts_both_sublayers(monkeypatch):
             calls.append((site, layer.index, out, result))
             return result
         monkeypatch.setattr(tuner, f'{site}_branch', record)
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
     with torch.no_grad():
         adapted = model(x)
         weights = tuner.current_weights()
@@ -342,7 +342,7 @@ def test_houlsby_position_adapts_both_sublayers(monkeypatch):
             a = tuner.act(F.layer_norm(out, (d, ), w.norm_weight[0], w.norm_bias[0]) @ down
                           + db) @ up + ub
         expected = out + tuner.scale * a
-        torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-5,
+        torch.testing.assert_close(result, expected, **helpers.EXACT,
                                    msg=f'{site} adapter of layer {index}')
         assert (result - out).abs().max() > 1e-3, (site, index)  # the adapter acts
     # the blocks use the adapted outputs: the backbone's output moved off the frozen one
