@@ -126,8 +126,9 @@ def sentences(r):
         f"Merging costs {d_merged['state_mb'] - d_plain['state_mb']:.0f} MB more state",
         f'the floor is {floor_vs_st:.2f}x a single-task full FT step in (b), and '
         f"Polyhistor-Lite {r.ratio('b', lite):.2f}x the floor",
-        f"bfloat16 on this AVX-512-bf16 CPU): {r.step('b', lite + ' amp=1') / r.step('b', lite):.2f}x"
-        f" the float32 step time of Polyhistor-Lite ({r.step('b', lite + ' amp=1'):.2f} / "
+        f"bfloat16 on this AVX-512-bf16 CPU): "
+        f"{r.step('b', lite + ' amp=1') / r.step('b', lite):.2f}x the float32 step time of "
+        f"Polyhistor-Lite ({r.step('b', lite + ' amp=1'):.2f} / "
         f"{r.step('b', lite):.2f} s in (b)) and {r.mem('b', lite + ' amp=1', lite):.2f}x its "
         f"peak memory ({r.mem('b', lite + ' amp=1'):.0f} / {r.mem('b', lite):.0f} MB)",
         f'gives {data:.1f} samples/s per worker on this machine, so a GPU step of B images '
