@@ -146,8 +146,9 @@ def main(argv=None):
         report['ratios'] = ratios(report['results'])
     # what the numbers were measured on: the commit, and the files that differed from it
     report['commit'] = git_commit()
-    report['dirty'] = sorted({path for r in report['results']
-                              for path in dirty_sources(r['sources'], report['commit'])})
+    # the cases share most files: each is looked up in git once
+    sources = {path: blob for r in report['results'] for path, blob in r['sources'].items()}
+    report['dirty'] = dirty_sources(sources, report['commit'])
     if args.data:
         report['data'] = data_throughput(args.data, args.data_samples, args.data_root)
     if args.json:

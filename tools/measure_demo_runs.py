@@ -37,13 +37,21 @@ def git(*args) -> str:
                           check=True).stdout.strip()
 
 
+def git_commit() -> str:
+    from mmpoly.benchmark.provenance import git_commit as head  # the one HEAD lookup
+    commit = head(REPO)
+    if commit is None:
+        sys.exit(f'{REPO} is not a git checkout: the runs need a commit to record')
+    return commit
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('job', choices=sorted(JOBS))
     parser.add_argument('--out', required=True, help='the JSON file to write')
     parser.add_argument('--work-dir', help='where the runs go (default: a temporary dir)')
     args = parser.parse_args(argv)
-    commit = git('rev-parse', 'HEAD')
+    commit = git_commit()
     dirty = git('status', '--porcelain', '--untracked-files=no', '--', 'mmpoly', 'configs',
                 'tools').splitlines()
     root = args.work_dir or tempfile.mkdtemp(prefix=f'demo_{args.job}_')
