@@ -48,16 +48,20 @@ def main():
             raise FileNotFoundError(f'image {path} not found')
     model = init_model(args.config, args.checkpoint, args.device, args.cfg_options)
     os.makedirs(args.out_dir, exist_ok=True)
+    # palettes from the checkpoint's dataset meta; what each task is, from the model
+    meta = dict(model.dataset_meta,
+                task_specs={t: s.to_dict() for t, s in model.task_specs.items()})
     for path in args.images:
         image = mmcv.imread(path)  # BGR, read once for the model and the picture
         result = inference_model(model, image)
         name = osp.splitext(osp.basename(path))[0]
-        picture = draw_multi_task(image[..., ::-1], result, model.dataset_meta, draw_gt=False)
+        picture = draw_multi_task(image[..., ::-1], result, meta, draw_gt=False)
         out = osp.join(args.out_dir, f'{name}.png')
         mmcv.imwrite(picture[..., ::-1], out)  # imwrite takes BGR
         if args.pred_dir:
             for task in model.tasks:
-                write_prediction(args.pred_dir, task, name, result.get(f'pred_{task}').data)
+                write_prediction(args.pred_dir, task, name, result.get(f'pred_{task}').data,
+                                 model.task_specs[task])
         print(f'{path} -> {out}')
 
 

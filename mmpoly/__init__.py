@@ -6,7 +6,7 @@ MMSegmentation registries, so configs only need
 """
 from . import datasets, evaluation, models  # noqa: F401  (registration side effects)
 from . import visualization  # noqa: F401  (registers the visualizer and its hook)
-from .tasks import ALL_TASKS, TaskSpec, resolve_task_specs  # noqa: F401
+from .tasks import TaskSpec, resolve_task_specs  # noqa: F401
 from . import engine, utils  # noqa: F401  (hooks, optimiser wrapper)
 from .checkpoint import allow_mmengine_checkpoints, atomic
 

@@ -15,8 +15,9 @@ resolved ``TaskSpec`` of a task and branches on its ``kind``, never on its name:
 Data samples carry one ``PixelData`` field per task: ``gt_<task>`` for the label and
 ``pred_<task>`` for the prediction.
 
-Without task specs (a model or metric built by hand from task names) the specs of the
-default dataset, PASCAL-Context multi-task (``PascalContextMTDataset.METAINFO``), are used.
+There is no default dataset: a component given task names must also be given their specs,
+or the dataset class that declares them (``source``: the segmentor's ``task_source``, e.g.
+``'PascalContextMTDataset'``); otherwise it is an error naming the component.
 """
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
@@ -150,15 +151,22 @@ class TaskSpec:
         return out
 
 
-#: the dataset whose task specs are used when none are given
-DEFAULT_DATASET = 'PascalContextMTDataset'
-
-
-def default_task_specs() -> Dict[str, dict]:
-    """The specs of the default dataset (PASCAL-Context multi-task), from its ``METAINFO``
-    (looked up in the registry, which importing mmpoly fills: no import of the datasets)."""
-    from mmseg.registry import DATASETS
-    return DATASETS.get(DEFAULT_DATASET).METAINFO['task_specs']
+def declared_task_specs(source) -> Dict[str, dict]:
+    """The ``METAINFO['task_specs']`` of a dataset class, or of the class a dataset type name
+    names in the registry (importing mmpoly fills it: model code never imports datasets)."""
+    if isinstance(source, str):
+        from mmseg.registry import DATASETS
+        cls = DATASETS.get(source)
+        if cls is None:
+            raise KeyError(f'task_source: {source!r} is not a registered dataset type '
+                           '(custom_imports of its module missing?)')
+    else:
+        cls = source
+    specs = (getattr(cls, 'METAINFO', None) or {}).get('task_specs')
+    if not specs:
+        raise ValueError(f"task_source: {getattr(cls, '__name__', cls)} declares no "
+                         "METAINFO['task_specs']")
+    return specs
 
 
 def task_names(tasks) -> Tuple[str, ...]:
@@ -172,40 +180,44 @@ def task_names(tasks) -> Tuple[str, ...]:
 
 def resolve_task_specs(tasks,
                        task_specs: Optional[Mapping[str, Any]] = None,
-                       where: str = 'tasks') -> Dict[str, TaskSpec]:
+                       where: str = 'tasks',
+                       source=None) -> Dict[str, TaskSpec]:
     """Task names (in order) -> their ``TaskSpec``.
 
     Args:
         tasks: task names, or a dict name -> spec (dict of ``TaskSpec`` fields).
-        task_specs: name -> spec for (at least) those tasks (default: the default
-            dataset's specs); a spec without a ``kind`` only overrides fields of the
-            default dataset's spec of that task.
+        task_specs: name -> spec fields; each overrides, field by field, the spec that
+            ``source`` declares for the task (a complete spec needs no source).
+        where: the config key or class named by errors.
+        source: a dataset class, or its registered type name, whose
+            ``METAINFO['task_specs']`` are the base (see :func:`declared_task_specs`).
     """
     names = check_tasks(task_names(tasks), where)
     given = dict(tasks) if isinstance(tasks, Mapping) else {}
-    default = default_task_specs()
-    specs = dict(default) if task_specs is None and not given else {}
-    for source in (task_specs or {}), given:
-        for name, spec in source.items():
+    specs = {t: dict(s) for t, s in declared_task_specs(source).items()} \
+        if source is not None else {}
+    for overrides in (task_specs or {}), given:
+        for name, spec in overrides.items():
             spec = spec.to_dict() if isinstance(spec, TaskSpec) else dict(spec or {})
-            if name not in specs and 'kind' not in spec and name in default:
-                specs[name] = default[name]  # a partial spec overrides the default's
             specs[name] = dict(specs.get(name, {}), **spec)
-    missing = [t for t in names if t not in specs]
+    missing = [t for t in names if 'kind' not in specs.get(t, {})]
     if missing:
-        raise ValueError(f'{where}: unknown task(s) {missing}; known tasks are '
-                         f'{list(specs)} (declare a task in the dataset\'s '
-                         "METAINFO['task_specs'] or in model.task_specs)")
+        known = [t for t, s in specs.items() if 'kind' in s]
+        raise ValueError(
+            f'{where}: unknown task(s) {missing}, no spec (known: {known}); name the dataset class '
+            "that declares them in METAINFO['task_specs'] (the segmentor's task_source) or "
+            'give complete task_specs')
     return {t: TaskSpec.from_any(specs[t], f'{where}[{t!r}]') for t in names}
 
 
 def task_spec_of(results: Mapping[str, Any], task: str) -> TaskSpec:
-    """The ``TaskSpec`` of ``task`` for a sample: ``results['task_specs']`` (set by the
-    dataset), else the default dataset's."""
+    """The ``TaskSpec`` of ``task`` for a sample: ``results['task_specs']``, which a
+    ``MultiTaskDataset`` sets."""
     specs = results.get('task_specs') if results else None
-    if specs is not None and task in specs:
-        return TaskSpec.from_any(specs[task], task)
-    return resolve_task_specs((task, ))[task]
+    if specs is None or task not in specs:
+        raise KeyError(f"sample has no task spec for {task!r} (results['task_specs'] is set "
+                       'by a MultiTaskDataset: run the transform in its pipeline)')
+    return TaskSpec.from_any(specs[task], task)
 
 
 def check_tasks(tasks: Sequence[str], where: str = 'tasks') -> Tuple[str, ...]:
@@ -216,7 +228,3 @@ def check_tasks(tasks: Sequence[str], where: str = 'tasks') -> Tuple[str, ...]:
     if not tasks:
         raise ValueError(f'{where}: at least one task is needed')
     return tasks
-
-
-# The task names of the default dataset (PASCAL-Context), for default arguments only.
-ALL_TASKS: Tuple[str, ...] = ('semseg', 'human_parts', 'sal', 'normals')

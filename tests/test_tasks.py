@@ -13,22 +13,25 @@ from mmpoly.datasets import PascalContextMTDataset
 from mmpoly.evaluation.metrics import MultiTaskMetric
 from mmpoly.evaluation.metrics.functional import regression_image_stats, regression_scores
 from mmpoly.models.losses import RegressionL1Loss
-from mmpoly.tasks import ALL_TASKS, TaskSpec, resolve_task_specs
+from mmpoly.tasks import TaskSpec, resolve_task_specs
+from tests.pascal import ALL_TASKS
 
 
-def test_default_specs_are_the_pascal_dataset_metainfo():
-    specs = resolve_task_specs(ALL_TASKS)
+def test_specs_from_the_pascal_dataset_metainfo():
+    specs = resolve_task_specs(ALL_TASKS, source='PascalContextMTDataset')
     assert tuple(specs) == PascalContextMTDataset.METAINFO['tasks'] == ALL_TASKS
     assert [s.kind for s in specs.values()] == ['class', 'class', 'binary', 'normal']
     assert [s.num_outputs for s in specs.values()] == [21, 7, 1, 3]
     assert [s.pad_value for s in specs.values()] == [255, 255, 255, 0]
     assert [s.lower_is_better for s in specs.values()] == [False, False, False, True]
     # a config overrides fields; unknown tasks and fields are named
-    assert resolve_task_specs(['sal'], dict(sal=dict(ignore_index=0)))['sal'].pad_value == 0
+    assert resolve_task_specs(['sal'], dict(sal=dict(ignore_index=0)),
+                              source=PascalContextMTDataset)['sal'].pad_value == 0
     with pytest.raises(ValueError, match='21 class names for 5 classes'):
-        resolve_task_specs(['semseg'], dict(semseg=dict(num_outputs=5)))
+        resolve_task_specs(['semseg'], dict(semseg=dict(num_outputs=5)),
+                           source='PascalContextMTDataset')
     with pytest.raises(ValueError, match='unknown task'):
-        resolve_task_specs(['depth'])
+        resolve_task_specs(['depth'], source='PascalContextMTDataset')
     with pytest.raises(ValueError, match="unknown field"):
         resolve_task_specs(['d'], dict(d=dict(kind='regression', num_outputs=1, colour=1)))
     with pytest.raises(ValueError, match='unknown task kind'):

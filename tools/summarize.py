@@ -171,7 +171,8 @@ def run_task_specs(cfg: Config):
     """task -> TaskSpec of the run's tasks (``model.tasks``, specs from its dataset)."""
     model = cfg.model
     return resolve_task_specs(model.get('tasks'), model.get('task_specs'),
-                              where=f'model.tasks of {cfg.filename}')
+                              where=f'model.tasks of {cfg.filename}',
+                              source=model.get('task_source'))
 
 
 # ------------------------------------------------------------------------- formatting

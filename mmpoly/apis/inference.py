@@ -18,13 +18,24 @@ from mmengine.dataset import Compose
 from torch import nn
 
 from mmseg.structures import SegDataSample
-from ..datasets import PascalContextMTDataset
 from ..engine.config import fill_task_specs, load_config
 from ..checkpoint.adapter import load_adapter_checkpoint
 from ..engine.build_errors import explain_build_errors
 from ..utils.param_count import build_model_without_weights
 
 ImageType = Union[str, np.ndarray]
+
+
+def _dataset_meta(model_cfg, model) -> dict:
+    """What a dataset of the model's tasks would give as metainfo: its task source's
+    ``METAINFO`` (palettes, class names) with the model's tasks and resolved specs."""
+    from mmseg.registry import DATASETS
+    source = model_cfg.get('task_source')
+    cls = DATASETS.get(source) if isinstance(source, str) else source
+    meta = dict(getattr(cls, 'METAINFO', None) or {})
+    meta.update(tasks=tuple(model.tasks),
+                task_specs={t: s.to_dict() for t, s in model.task_specs.items()})
+    return meta
 
 
 def init_model(config: Union[str, Config],
@@ -65,7 +76,7 @@ def init_model(config: Union[str, Config],
     else:  # an adapter-only checkpoint is completed from the backbone file
         meta = load_adapter_checkpoint(model, checkpoint).get('meta') or {}
     model.cfg = config
-    model.dataset_meta = meta.get('dataset_meta') or dict(PascalContextMTDataset.METAINFO)
+    model.dataset_meta = meta.get('dataset_meta') or _dataset_meta(config.model, model)
     return model.to(device).eval()
 
 

@@ -80,7 +80,7 @@ def random_batch(tasks: Sequence[str], batch_size: int, img_size: int, seed: int
     from mmseg.structures import SegDataSample
 
     from ..tasks import resolve_task_specs
-    specs = resolve_task_specs(tasks, task_specs)
+    specs = resolve_task_specs(tasks, task_specs, where='random_batch')
     g = torch.Generator().manual_seed(seed)
     S = img_size
     inputs, samples = [], []

@@ -8,7 +8,6 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
-from mmpoly.tasks import ALL_TASKS
 from .base_multi_task import MultiTaskDataset
 from .synthetic import VOC_CLASSES, make_synthetic_pascal_mt, prepare_synthetic_root
 from .transforms.loading import PERSON_CLASS, read_object_classes
@@ -20,7 +19,10 @@ VOC_PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], 
 HUMAN_PARTS_CLASSES = ('background', 'head', 'torso', 'upper arm', 'lower arm', 'upper leg',
                        'lower leg')
 
-# The four tasks (``mmpoly.tasks.TaskSpec`` fields). The losses are the reference's weights.
+# The four tasks of the paper, the dataset's default
+PASCAL_TASKS = ('semseg', 'human_parts', 'sal', 'normals')
+# Their specs and 'edge' (``mmpoly.tasks.TaskSpec`` fields). The losses are the reference's
+# weights.
 PASCAL_TASK_SPECS = dict(
     semseg=dict(kind='class', num_outputs=21, label_format='class_png', ignore_index=255,
                 classes=VOC_CLASSES, palette=VOC_PALETTE,
@@ -67,9 +69,9 @@ class PascalContextMTDataset(MultiTaskDataset):
     Args:
         data_root (str): the ``PASCAL_MT`` directory.
         split (str): reads ``ImageSets/Context/{split}.txt``. Default: 'train'.
-        tasks (Sequence[str]): any subset of ``mmpoly.tasks.ALL_TASKS`` and 'edge' (the
-            LabelMap's edges, as the reference's ``_load_edge``). Default: the four of
-            ``ALL_TASKS``.
+        tasks (Sequence[str]): any subset of ``PASCAL_TASKS`` and 'edge' (the LabelMap's
+            edges, as the reference's ``_load_edge``). Default: the four of
+            ``PASCAL_TASKS``.
         pipeline (list): data transforms. Default: [].
         test_mode (bool): as in ``BaseDataset``. Default: False.
         auto_generate (dict, optional): when given and ``data_root`` does not exist, first
@@ -87,7 +89,7 @@ class PascalContextMTDataset(MultiTaskDataset):
     """
 
     METAINFO = dict(
-        tasks=ALL_TASKS,
+        tasks=PASCAL_TASKS,
         task_specs=PASCAL_TASK_SPECS,
         semseg_classes=VOC_CLASSES,
         semseg_palette=VOC_PALETTE,
@@ -100,7 +102,7 @@ class PascalContextMTDataset(MultiTaskDataset):
     def __init__(self,
                  data_root: str,
                  split: str = 'train',
-                 tasks: Sequence[str] = ALL_TASKS,
+                 tasks: Sequence[str] = PASCAL_TASKS,
                  pipeline: Sequence = (),
                  test_mode: bool = False,
                  auto_generate: Optional[dict] = None,

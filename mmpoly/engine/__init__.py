@@ -12,10 +12,10 @@
 from . import exact_resume, nonfinite, optim_wrappers  # noqa: F401  (registrations)
 from .build_errors import explain_build_errors
 from .config_text import remember_formatted_configs
-from .config import dataset_task_specs, fill_task_specs, load_config
+from .config import fill_task_specs, load_config, model_task_specs
 from .runtime import finish_distributed, prepare_run, setup_runtime
 
 remember_formatted_configs()
 
-__all__ = ['load_config', 'fill_task_specs', 'dataset_task_specs', 'prepare_run',
+__all__ = ['load_config', 'fill_task_specs', 'model_task_specs', 'prepare_run',
            'setup_runtime', 'finish_distributed', 'explain_build_errors']

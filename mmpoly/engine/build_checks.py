@@ -25,8 +25,8 @@ def _default_tasks(type_name) -> Optional[Tuple[str, ...]]:
     if cls is None:
         return None
     param = inspect.signature(cls.__init__).parameters.get('tasks')
-    if param is None or param.default is inspect.Parameter.empty:
-        return None
+    if param is None or param.default in (inspect.Parameter.empty, None):
+        return None  # no default, or the dataset's tasks (a metric)
     return tuple(param.default)
 
 
@@ -64,6 +64,11 @@ def task_mismatches(cfg: Config, phase: str = 'train') -> List[str]:
                 problems.append(
                     f'{part}_dataloader.dataset{"" if i == 0 else f" #{i}"} has tasks '
                     f'{list(tasks)}, the model {list(model_tasks)}')
+            source = model.get('task_source')
+            if part == 'train' and isinstance(source, str) and dataset.get('type') != source:
+                problems.append(f'model.task_source is {source!r} (the dataset class whose '
+                                f'task specs the model uses), the train dataset '
+                                f"{dataset.get('type')!r}")
         if part == 'train':
             continue
         for metric in metric_configs(cfg.get(f'{part}_evaluator')):

@@ -42,7 +42,7 @@ from PIL import Image
 from scipy.io import loadmat, savemat
 
 from mmseg.registry import HOOKS
-from mmpoly.tasks import ALL_TASKS, TaskSpec, resolve_task_specs
+from mmpoly.tasks import TaskSpec, resolve_task_specs
 from .metrics.functional import quantize_normals, quantize_probability, to_numpy
 
 
@@ -54,7 +54,9 @@ def _map(data) -> np.ndarray:
 
 
 def _spec(task: str, spec: Optional[TaskSpec]) -> TaskSpec:
-    return spec if spec is not None else resolve_task_specs((task, ))[task]
+    if spec is None:  # no default dataset: the kind decides the file format
+        raise ValueError(f'no task spec for {task!r}: pass the dataset\'s spec')
+    return spec
 
 
 def encode_prediction(task: str, data, spec: Optional[TaskSpec] = None) -> np.ndarray:
@@ -207,10 +209,13 @@ class MultiTaskPredictionWriter(Hook):
         self._dataset_len = len(loader.dataset)
         self._skip_padding = isinstance(loader.sampler, DefaultSampler)
         self._rank, self._world = get_dist_info()
-        # the dataset's task specs (kind: how to write a prediction); default dataset's else
+        # the dataset's task specs (kind: how to write a prediction)
         specs = (getattr(loader.dataset, 'metainfo', None) or {}).get('task_specs')
-        names = self.tasks or (tuple(specs) if specs else ALL_TASKS)
-        self._specs = resolve_task_specs(names, specs)
+        if not specs:
+            raise ValueError(f'PredictionWriterHook: the test dataset '
+                             f'{type(loader.dataset).__name__} declares no task_specs')
+        self._specs = resolve_task_specs(self.tasks or tuple(specs), specs,
+                                         where='PredictionWriterHook.tasks')
 
     def _is_padding(self, position: int) -> bool:
         # DefaultSampler gives rank r the positions r, r + N, r + 2N, ... of the padded list

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor
 
 from mmseg.registry import MODELS
-from ..tasks import ALL_TASKS, resolve_task_specs
+from ..tasks import resolve_task_specs
 
 
 @MODELS.register_module()
@@ -20,8 +20,7 @@ class MultiTaskDataPreProcessor(BaseDataPreprocessor):
         size_divisor: pad to a multiple of this; or None (same size within the batch).
         pad_val: image padding value.
         tasks, task_specs: the tasks (filled in by ``MultiTaskEncoderDecoder``); each
-            ``gt_<task>`` map is padded with its spec's ``pad_value``. Default: the
-            default dataset's tasks.
+            ``gt_<task>`` map is padded with its spec's ``pad_value``.
     """
 
     def __init__(self,
@@ -34,8 +33,11 @@ class MultiTaskDataPreProcessor(BaseDataPreprocessor):
                  tasks: Optional[Sequence[str]] = None,
                  task_specs: Optional[Mapping[str, Any]] = None):
         super().__init__()
+        if task_specs is None:
+            raise ValueError('MultiTaskDataPreProcessor: task_specs are required (the segmentor, '
+                             'MultiTaskEncoderDecoder, fills them in)')
         if tasks is None:
-            tasks = tuple(task_specs) if task_specs else ALL_TASKS
+            tasks = tuple(task_specs)
         specs = resolve_task_specs(tasks, task_specs, where='data_preprocessor.tasks')
         self.label_pad_values = {f'gt_{t}': s.pad_value for t, s in specs.items()}
         self.register_buffer('mean', torch.tensor(mean).view(-1, 1, 1), False)

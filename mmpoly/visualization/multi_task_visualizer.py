@@ -28,7 +28,7 @@ from mmengine.visualization import Visualizer
 
 from mmseg.registry import HOOKS, VISUALIZERS
 from mmseg.visualization import SegLocalVisualizer
-from mmpoly.tasks import ALL_TASKS, TaskSpec, resolve_task_specs
+from mmpoly.tasks import TaskSpec, resolve_task_specs
 
 IGNORE_COLOUR = (255, 255, 255)
 TITLE_HEIGHT = 14
@@ -49,10 +49,10 @@ def _numpy(x) -> np.ndarray:
 def task_to_rgb(task: str, data, is_label: bool, palette=None,
                 spec: Optional[TaskSpec] = None) -> np.ndarray:
     """A label or prediction tensor of ``task`` -> HxWx3 uint8 RGB (by the task's kind;
-    ``spec`` default: the default dataset's spec of ``task``)."""
+    ``spec``: the task's spec, required)."""
     x = _numpy(data)
     if spec is None:
-        spec = resolve_task_specs((task, ))[task]
+        raise ValueError(f'task_to_rgb: no task spec for {task!r}')
     kind = spec.kind
     if kind == 'regression':  # first channel, grey from its min (black) to its max
         m = (x[0] if x.ndim == 3 else x).astype(np.float64)
@@ -115,8 +115,11 @@ def draw_multi_task(image: np.ndarray, data_sample, dataset_meta: Optional[dict]
     """
     meta = dataset_meta or {}
     specs = meta.get('task_specs')
-    known = tuple(specs) if specs else ALL_TASKS
-    specs = resolve_task_specs(known, specs)
+    if not specs:
+        raise ValueError("draw_multi_task: dataset_meta['task_specs'] is required (the "
+                         "dataset's metainfo)")
+    known = tuple(specs)
+    specs = resolve_task_specs(known, specs, where='draw_multi_task')
     h, w = image.shape[:2]
     if tasks is None:
         tasks = [t for t in known
@@ -204,8 +207,9 @@ class MultiTaskVisualizationHook(Hook):
     def _draw(self, runner, mode: str, outputs, out_dir: Optional[str]) -> None:
         from mmpoly.evaluation.prediction_writer import sample_id
         visualizer = Visualizer.get_current_instance()
-        meta = getattr(visualizer, 'dataset_meta', None) or getattr(
-            getattr(runner, f'{mode}_dataloader').dataset, 'metainfo', None)
+        meta = getattr(visualizer, 'dataset_meta', None)
+        if not (meta or {}).get('task_specs'):  # mmseg's visualizers keep classes only
+            meta = getattr(getattr(runner, f'{mode}_dataloader').dataset, 'metainfo', None)
         for output in outputs:
             img = mmcv.imfrombytes(fileio.get(output.img_path, backend_args=self.backend_args),
                                    channel_order='rgb')

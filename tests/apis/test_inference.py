@@ -129,8 +129,10 @@ def test_image_demo(lite, demo_data, tmp_path, python):  # noqa: F811
     assert picture.shape[1] == 5 * 128  # the input and four predictions, side by side
     expected = inference_model(model, img)
     for task in TASKS:
-        written = np.array(Image.open(prediction_path(str(tmp_path / 'preds'), task, name)))
-        encoded = encode_prediction(task, expected.get(f'pred_{task}').data)
+        spec = model.task_specs[task]
+        written = np.array(Image.open(prediction_path(str(tmp_path / 'preds'), task, name,
+                                                      spec)))
+        encoded = encode_prediction(task, expected.get(f'pred_{task}').data, spec)
         if task in ('semseg', 'human_parts'):  # class ids: exact
             assert np.array_equal(written, encoded), task
         else:
@@ -138,3 +140,18 @@ def test_image_demo(lite, demo_data, tmp_path, python):  # noqa: F811
             # with other float rounding (threads): a value on a level boundary may move by one
             diff = np.abs(written.astype(int) - encoded.astype(int))
             assert diff.max() <= 1 and (diff == 0).mean() > 0.99, (task, diff.max())
+
+
+def test_mmseg_init_model_builds_a_nyud_config():
+    """mmseg's own ``init_model`` (it reads the file with ``Config.fromfile`` and sets
+    ``model.pretrained = None``) builds a NYUD-v2 model: the tasks' specs come from the
+    config's ``task_source``, not from a PASCAL default."""
+    from mmseg.apis import init_model as mmseg_init_model
+    config = osp.join(REPO, 'configs', 'demo', 'decoder_ft_swin-tiny_synthetic_nyud.py')
+    model = mmseg_init_model(config, device='cpu')
+    assert model.tasks == ('semseg', 'depth', 'normals', 'edge')
+    assert model.decode_head.decoders['semseg'].out_channels == 40
+    with torch.no_grad():
+        feats = model.extract_feat(torch.zeros(1, 3, 72, 96))
+        logits = model.decode_head.forward_task('depth', feats['depth'])
+    assert logits.shape[:2] == (1, 1)

@@ -5,6 +5,7 @@ from PIL import Image
 
 from mmpoly.datasets.transforms import LoadMultiTaskAnnotations
 from mmpoly.datasets.transforms.loading import normals_valid_ids
+from tests.pascal import PASCAL_SPECS
 
 SKY, FLOOR = 360, 158  # PASCAL-Context ids: 'sky' has no valid normal, 'floor' has
 
@@ -17,7 +18,8 @@ def _mask(shape, *pixels):
 
 
 def _load(task, shape, path, **extra):
-    results = dict(tasks=(task, ), label_paths={task: str(path)}, ori_shape=shape, **extra)
+    results = dict(tasks=(task, ), label_paths={task: str(path)}, ori_shape=shape,
+                   task_specs=PASCAL_SPECS, **extra)  # as a PASCAL dataset sets them
     return LoadMultiTaskAnnotations()(results)
 
 

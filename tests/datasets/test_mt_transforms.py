@@ -8,6 +8,7 @@ from mmseg.structures import SegDataSample
 
 from mmpoly.datasets.transforms import (MTPad, MTRandomCrop, MTRandomFlip, MTRandomRotate,
                                         MTRandomScale, MTResize, PackMultiTaskInputs)
+from tests.pascal import PASCAL_SPECS
 
 FIELDS = ['gt_semseg', 'gt_human_parts', 'gt_sal', 'gt_normals']
 
@@ -33,7 +34,8 @@ def make_results(h, w, seed=0):
         gt_human_parts=((xs // 3) % 7).astype(np.uint8),
         gt_sal=(ys > xs).astype(np.uint8),
         gt_normals=normals,
-        task_fields=list(FIELDS))
+        task_fields=list(FIELDS),
+        task_specs=PASCAL_SPECS)  # as a PASCAL dataset sets it
 
 
 def _copy(results):

@@ -10,7 +10,7 @@ from PIL import Image
 
 import mmpoly.datasets.pascal_context_mt as pcmt
 from mmpoly.datasets import PascalContextMTDataset
-from mmpoly.tasks import ALL_TASKS
+from tests.pascal import ALL_TASKS
 
 init_default_scope('mmseg')  # 'LoadImageFromFile' resolves through the mmseg registry
 

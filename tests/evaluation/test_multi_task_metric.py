@@ -8,9 +8,11 @@ from mmengine.structures import PixelData
 from mmseg.registry import METRICS
 from mmseg.structures import SegDataSample
 
-from mmpoly.evaluation import (MultiTaskMetric, confusion_image_stats, delta_m,
+from mmpoly.evaluation import (confusion_image_stats,
                                normals_image_stats, normals_scores, sal_image_stats,
                                sal_scores)
+
+from tests.pascal import PASCAL_METRIC, pascal_delta_m, pascal_metric
 
 ALL_KEYS = {'semseg/mIoU', 'human_parts/mIoU', 'sal/mIoU', 'sal/maxF', 'normals/mErr',
             'normals/median', 'normals/rmse', 'normals/11.25', 'normals/22.5',
@@ -45,7 +47,7 @@ def test_confusion_stats_hand_computed():
 
 
 def test_semseg_miou_hand_computed():
-    res = run_metric(MultiTaskMetric(tasks=['semseg']),
+    res = run_metric(pascal_metric(tasks=['semseg']),
                      [make_sample(gt_semseg=SEM_GT, pred_semseg=SEM_PRED)])
     # IoU = 1/2, 1/3, 1/2 and 0 for the 18 classes that never occur (reference rule)
     expected = (1 / 2 + 1 / 3 + 1 / 2) / 21 * 100
@@ -63,14 +65,14 @@ def test_human_parts_skips_images_without_person():
                              pred_human_parts=np.full((1, 2, 3), 3))
     all_bg = make_sample(gt_human_parts=np.zeros((1, 2, 3), dtype=np.int64),
                          pred_human_parts=np.full((1, 2, 3), 3))
-    res = run_metric(MultiTaskMetric(tasks=['human_parts'], reference={}),
+    res = run_metric(pascal_metric(tasks=['human_parts'], reference={}),
                      [person, all_ignore, all_bg])
     assert res == {'human_parts/mIoU': pytest.approx((1 / 2 + 1 / 3 + 1 / 2) / 7 * 100)}
 
     # background + ignore only is NOT skipped by the reference: its pixels count
     bg_ign = make_sample(gt_human_parts=np.array([[[0, 0, 255]]]),
                          pred_human_parts=np.array([[[0, 4, 4]]]))
-    res = run_metric(MultiTaskMetric(tasks=['human_parts'], reference={}), [bg_ign])
+    res = run_metric(pascal_metric(tasks=['human_parts'], reference={}), [bg_ign])
     # class 0: tp 1, fn 1 -> 1/2; class 4: fp 1 -> 0
     assert res['human_parts/mIoU'] == pytest.approx(0.5 / 7 * 100)
 
@@ -90,7 +92,7 @@ def sal_samples():
 
 
 def test_sal_hand_computed():
-    res = run_metric(MultiTaskMetric(tasks=['sal'], sal_thresholds=SAL_T, reference={}),
+    res = run_metric(pascal_metric(tasks=['sal'], sal_thresholds=SAL_T, reference={}),
                      sal_samples())
     # image 1: t=.2 -> tp2 fp1 fn0 (J 2/3, P 2/3, R 1); t=.4 -> J P R = 1;
     #          t=.6 -> tp1 fp0 fn1 (J 1/2, P 1, R 1/2)
@@ -125,9 +127,9 @@ def test_sal_quantisation_tie_and_uint8_input():
 def test_sal_all_ignored_image_is_skipped():
     samples = sal_samples() + [make_sample(gt_sal=np.full((1, 1, 4), 255),
                                            pred_sal=np.ones((1, 1, 4), np.float32))]
-    res = run_metric(MultiTaskMetric(tasks=['sal'], sal_thresholds=SAL_T, reference={}),
+    res = run_metric(pascal_metric(tasks=['sal'], sal_thresholds=SAL_T, reference={}),
                      samples)
-    ref = run_metric(MultiTaskMetric(tasks=['sal'], sal_thresholds=SAL_T, reference={}),
+    ref = run_metric(pascal_metric(tasks=['sal'], sal_thresholds=SAL_T, reference={}),
                      sal_samples())
     assert res == ref
 
@@ -147,7 +149,7 @@ def normal_samples():
 
 
 def test_normals_hand_computed():
-    metric = MultiTaskMetric(tasks=['normals'], reference=dict(normals=90.0))
+    metric = pascal_metric(tasks=['normals'], reference=dict(normals=90.0))
     res = run_metric(metric, normal_samples()[:1])
     assert res['normals/mErr'] == pytest.approx(90.0)
     assert res['normals/rmse'] == pytest.approx(math.sqrt((0 + 90**2 + 180**2) / 3))
@@ -186,17 +188,17 @@ def test_normals_median_bin_precision_and_quantisation():
 # ---------------------------------------------------------------------- delta_m
 def test_delta_m_hand_computed():
     ref = dict(semseg=50.0, normals=20.0)
-    assert delta_m({'semseg/mIoU': 60.0, 'normals/mErr': 18.0}, ref) == pytest.approx(15.0)
-    assert delta_m({'semseg': 55.0, 'normals': 22.0}, ref) == pytest.approx(0.0)
-    assert delta_m({'sal/mIoU': 60.0}, ref) is None
+    assert pascal_delta_m({'semseg/mIoU': 60.0, 'normals/mErr': 18.0}, ref) == pytest.approx(15.0)
+    assert pascal_delta_m({'semseg': 55.0, 'normals': 22.0}, ref) == pytest.approx(0.0)
+    assert pascal_delta_m({'sal/mIoU': 60.0}, ref) is None
     # paper Table 1, multi-task full fine-tuning vs single-task: +2.23 %
     mt = {'semseg/mIoU': 68.71, 'human_parts/mIoU': 62.13, 'sal/mIoU': 64.18,
           'normals/mErr': 17.35}
     st = dict(semseg=67.21, human_parts=61.93, sal=62.35, normals=17.97)
     by_hand = ((68.71 - 67.21) / 67.21 + (62.13 - 61.93) / 61.93 +
                (64.18 - 62.35) / 62.35 - (17.35 - 17.97) / 17.97) / 4 * 100
-    assert delta_m(mt, st) == pytest.approx(by_hand)
-    assert round(delta_m(mt, st), 2) == 2.23
+    assert pascal_delta_m(mt, st) == pytest.approx(by_hand)
+    assert round(pascal_delta_m(mt, st), 2) == 2.23
 
 
 def test_delta_m_refused_when_a_named_task_cannot_be_compared():
@@ -206,9 +208,9 @@ def test_delta_m_refused_when_a_named_task_cannot_be_compared():
     mt = {'semseg/mIoU': 68.71, 'human_parts/mIoU': 62.13, 'sal/mIoU': 64.18,
           'normals/mErr': 17.35}
     four = ['semseg', 'human_parts', 'sal', 'normals']
-    assert round(delta_m(mt, st, tasks=four), 2) == 2.23
-    assert delta_m(dict(mt, **{'edge/odsF': 0.7}), st, tasks=four + ['edge']) is None
-    assert delta_m(dict(mt, **{'sal/mIoU': float('nan')}), st, tasks=four) is None
+    assert round(pascal_delta_m(mt, st, tasks=four), 2) == 2.23
+    assert pascal_delta_m(dict(mt, **{'edge/odsF': 0.7}), st, tasks=four + ['edge']) is None
+    assert pascal_delta_m(dict(mt, **{'sal/mIoU': float('nan')}), st, tasks=four) is None
 
 
 # ------------------------------------------------------------------ whole metric
@@ -235,41 +237,42 @@ def random_samples(n, seed=0, as_dict=True):
 
 def test_split_results_match_single_instance():
     samples = random_samples(7)
-    one = MultiTaskMetric()
+    one = pascal_metric()
     one.process({}, samples)
     expected = one.compute_metrics(list(one.results))
     assert set(expected) == ALL_KEYS
     assert all(math.isfinite(v) for v in expected.values())
 
-    a, b = MultiTaskMetric(), MultiTaskMetric()
+    a, b = pascal_metric(), pascal_metric()
     a.process({}, samples[:3])
     b.process({}, samples[3:])
-    assert MultiTaskMetric().compute_metrics(a.results + b.results) == expected
+    assert pascal_metric().compute_metrics(a.results + b.results) == expected
     # collect_results interleaves the ranks' lists: the order must not matter either
-    c, d = MultiTaskMetric(), MultiTaskMetric()
+    c, d = pascal_metric(), pascal_metric()
     c.process({}, samples[0::2])
     d.process({}, samples[1::2])
     mixed = [r for pair in zip(c.results, d.results) for r in pair] + c.results[3:]
-    assert MultiTaskMetric().compute_metrics(mixed) == expected
+    assert pascal_metric().compute_metrics(mixed) == expected
 
 
 def test_data_sample_objects_registry_and_task_subsets():
-    metric = METRICS.build(dict(type='MultiTaskMetric'))
+    metric = METRICS.build(dict(type='MultiTaskMetric', **PASCAL_METRIC))
     res_obj = run_metric(metric, random_samples(4, as_dict=False))
-    res_dict = run_metric(METRICS.build(dict(type='MultiTaskMetric')), random_samples(4))
+    res_dict = run_metric(METRICS.build(dict(type='MultiTaskMetric', **PASCAL_METRIC)),
+                          random_samples(4))
     assert res_obj == res_dict
 
     # a sample without gt_sal is skipped for sal only
     full = random_samples(3)
     partial = [dict(s) for s in full]
     partial[1].pop('gt_sal')
-    res = run_metric(MultiTaskMetric(), partial)
-    res_sal = run_metric(MultiTaskMetric(tasks=['sal'], reference={}), full[0::2])
+    res = run_metric(pascal_metric(), partial)
+    res_sal = run_metric(pascal_metric(tasks=['sal'], reference={}), full[0::2])
     assert res['sal/mIoU'] == res_sal['sal/mIoU']
 
     with pytest.raises(KeyError):
         bad = dict(full[0])
         bad.pop('pred_normals')
-        MultiTaskMetric().process({}, [bad])
+        pascal_metric().process({}, [bad])
     with pytest.raises(ValueError):
-        MultiTaskMetric(tasks=['depth'])
+        pascal_metric(tasks=['depth'])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mmpoly.benchmark import Case, random_batch
+from tests.pascal import PASCAL_TASK_SPECS
 from .conftest import REPO, run_tool
 
 #: LoRA without the authors' input LayerNorm: the form that merges into the frozen weights
@@ -232,7 +233,8 @@ def test_merge_refused_with_lora_input_norm():
 
 
 def test_random_batch_labels_in_range():
-    batch = random_batch(('semseg', 'human_parts', 'sal', 'normals'), 2, 32)
+    batch = random_batch(('semseg', 'human_parts', 'sal', 'normals'), 2, 32,
+                         task_specs=PASCAL_TASK_SPECS)
     assert [img.dtype for img in batch['inputs']] == [torch.uint8] * 2
     s = batch['data_samples'][0]
     for task, classes in (('semseg', 21), ('human_parts', 7)):

@@ -61,8 +61,8 @@ test_pipeline = [
 ]
 model = dict(
     tasks=tasks,
-    data_preprocessor=dict(size=(32, 32)),
-    decode_head=dict(losses=dict(_delete_=True)))  # each task's kind gives its loss
+    task_source='ToyDepthDataset',  # the class declaring the tasks: each kind gives its loss
+    data_preprocessor=dict(size=(32, 32)))
 loader = dict(batch_size=2, num_workers=0, persistent_workers=False)
 train_dataloader = dict(
     loader, sampler=dict(type='DefaultSampler', shuffle=True),

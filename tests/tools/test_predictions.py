@@ -36,6 +36,7 @@ from mmpoly.evaluation.prediction_writer import (MultiTaskPredictionWriter,
                                                  encode_prediction, read_prediction,
                                                  write_prediction)
 from mmpoly.datasets.transforms.loading import read_png
+from tests.pascal import PASCAL_META, PASCAL_SPECS
 from mmseg.registry import DATASETS
 from .conftest import DEMO, REPO, demo_options, read_json, run_tool
 
@@ -63,12 +64,16 @@ def test_encoding_round_trips_through_the_metric_quantisation(tmp_path):
     ids = torch.from_numpy(rng.integers(0, 21, size=(1, 5, 7)))
     for task, data in (('semseg', ids), ('sal', torch.from_numpy(p)),
                        ('normals', torch.from_numpy(n).float())):
-        write_prediction(str(tmp_path), task, 'a', data)
-    assert torch.equal(read_prediction(str(tmp_path), 'semseg', 'a'), ids)
-    np.testing.assert_array_equal(read_prediction(str(tmp_path), 'sal', 'a')[0],
+        write_prediction(str(tmp_path), task, 'a', data, PASCAL_SPECS[task])
+
+    def read(task):
+        return read_prediction(str(tmp_path), task, 'a', PASCAL_SPECS[task])
+
+    assert torch.equal(read('semseg'), ids)
+    np.testing.assert_array_equal(read('sal')[0],
                                   quantize_probability(p[0]))
     # the normals file read back is exactly the metric's model of the reference round trip
-    np.testing.assert_array_equal(read_prediction(str(tmp_path), 'normals', 'a').numpy(),
+    np.testing.assert_array_equal(read('normals').numpy(),
                                   quantize_normals(torch.from_numpy(n).float().double().numpy()))
     # the file is RGB = (x, y, z), and the dataset's PNG reader sees the same channels
     rgb = read_png(str(tmp_path / 'normals' / 'a.png'))
@@ -79,9 +84,14 @@ def test_encoding_round_trips_through_the_metric_quantisation(tmp_path):
 
 def test_bad_predictions_are_refused(tmp_path):
     with pytest.raises(ValueError, match='class ids outside'):
-        encode_prediction('human_parts', torch.full((1, 2, 2), 7))
+        encode_prediction('human_parts', torch.full((1, 2, 2), 7),
+                          PASCAL_SPECS['human_parts'])
     with pytest.raises(FileNotFoundError, match=r'semseg[/\\]nope\.png'):
-        read_prediction(str(tmp_path), 'semseg', 'nope')
+        read_prediction(str(tmp_path), 'semseg', 'nope', PASCAL_SPECS['semseg'])
+
+
+class _Dataset(list):
+    metainfo = PASCAL_META  # the test dataset's, as a PASCAL dataset gives it
 
 
 class _Sample:
@@ -107,7 +117,7 @@ def test_writer_skips_the_padding_of_the_sampler(tmp_path, monkeypatch, world):
     for rank in range(world):
         monkeypatch.setattr(sampler_mod, 'get_dist_info', lambda: (rank, world))
         monkeypatch.setattr(writer_mod, 'get_dist_info', lambda: (rank, world))
-        dataset = list(range(size))
+        dataset = _Dataset(range(size))
         sampler = sampler_mod.DefaultSampler(dataset, shuffle=False)
         runner = SimpleNamespace(test_dataloader=SimpleNamespace(dataset=dataset,
                                                                  sampler=sampler))
@@ -154,8 +164,8 @@ def test_out_writes_every_task_at_the_original_size(one_rank, demo_data):
     from mmpoly.visualization.multi_task_visualizer import TITLE_HEIGHT
     assert sorted(os.listdir(one_rank / 'show')) == sorted(f'{i}.png' for i in ids)
     w, h = img.size
-    assert Image.open(one_rank / 'show' / f'{ids[0]}.png').size == (5 * w,
-                                                                   2 * (h + TITLE_HEIGHT))
+    assert Image.open(one_rank / 'show' / f'{ids[0]}.png').size == (
+        5 * w, 2 * (h + TITLE_HEIGHT))
 
 
 def test_eval_predictions_agrees_with_test_within_the_png_quantisation(

@@ -10,7 +10,7 @@ import runpy
 import pytest
 from mmengine.config import Config
 
-from mmpoly.evaluation.metrics.functional import delta_m
+from tests.pascal import pascal_delta_m
 from mmpoly.utils.param_count import build_model_without_weights, count_parameters
 from .conftest import REPO, run_tool
 
@@ -52,8 +52,8 @@ def runs(tmp_path):
 
 
 def expected_counts(config):
-    return count_parameters(build_model_without_weights(Config.fromfile(osp.join(REPO,
-                                                                                config))))
+    return count_parameters(
+        build_model_without_weights(Config.fromfile(osp.join(REPO, config))))
 
 
 def test_summarize_prints_the_runs_numbers(runs, tmp_path):
@@ -100,7 +100,7 @@ def test_delta_m_is_computed_when_the_metrics_lack_it(tmp_path):
     tool = runpy.run_path(osp.join(REPO, 'tools', 'summarize.py'))
     row = tool['load_run'](run)
     reference = Config.fromfile(osp.join(REPO, MT)).test_evaluator.reference
-    assert row['delta_m'] == delta_m(metrics, reference)
+    assert row['delta_m'] == pascal_delta_m(metrics, reference)
 
 
 def test_summarize_names_a_work_dir_without_metrics(tmp_path, capsys):

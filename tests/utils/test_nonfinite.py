@@ -26,6 +26,7 @@ from mmengine.model import is_model_wrapper
 from mmpoly.datasets import make_synthetic_pascal_mt
 from mmpoly.engine.nonfinite import NonFiniteLossError
 from mmpoly.evaluation.metrics.multi_task_metric import MultiTaskMetric, check_prediction
+from tests.pascal import PASCAL_SPECS, PASCAL_TASK_SPECS
 from mmseg.registry import HOOKS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -318,7 +319,7 @@ def test_good_steps_update_and_skips_do_not_count_as_steps(skip_run):
 
 
 def test_metric_refuses_non_finite_predictions():
-    metric = MultiTaskMetric(tasks=('normals', 'semseg'))
+    metric = MultiTaskMetric(tasks=('normals', 'semseg'), task_specs=PASCAL_TASK_SPECS)
     gt_normals = torch.zeros(3, 4, 4)
     gt_normals[2] = 1
     sample = dict(img_path='img_7.jpg', gt_normals=dict(data=gt_normals),
@@ -326,8 +327,9 @@ def test_metric_refuses_non_finite_predictions():
     with pytest.raises(FloatingPointError, match='normals prediction of image img_7.jpg'):
         metric.process({}, [sample])
     with pytest.raises(ValueError, match='semseg prediction has class ids outside'):
-        check_prediction('semseg', torch.full((1, 4, 4), -1))
-    check_prediction('sal', np.full((1, 4, 4), 0.5, np.float32))  # finite: accepted
+        check_prediction('semseg', torch.full((1, 4, 4), -1), spec=PASCAL_SPECS['semseg'])
+    check_prediction('sal', np.full((1, 4, 4), 0.5, np.float32),
+                     spec=PASCAL_SPECS['sal'])  # finite: accepted
 
 
 def test_inference_api_refuses_a_diverged_model():

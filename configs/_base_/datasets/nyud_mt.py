@@ -33,11 +33,11 @@ nyud_test_pipeline = [
     dict(type='LoadMultiTaskAnnotations'),
     dict(type='PackMultiTaskInputs'),
 ]
-# the tasks, the input size, and each task's loss from its spec (the dataset's weights)
+# the tasks and where their specs (kinds, losses: the dataset's weights) come from; the size
 nyud_model = dict(
     tasks=nyud_tasks,
-    data_preprocessor=dict(size=(480, 640)),
-    decode_head=dict(losses=dict(_delete_=True)))
+    task_source=nyud_dataset_type,
+    data_preprocessor=dict(size=(480, 640)))
 nyud_train_dataloader = dict(
     batch_size=2,  # x 4 GPUs = the reference's batch of 8
     num_workers=4,

@@ -11,6 +11,7 @@ data_preprocessor = dict(
 model = dict(
     type='MultiTaskEncoderDecoder',
     tasks=('semseg', 'human_parts', 'sal', 'normals'),
+    task_source='PascalContextMTDataset',  # the dataset class declaring the tasks' specs
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='PolyhistorSwin',
@@ -36,9 +37,6 @@ model = dict(
         dropout_ratio=0.1,
         norm_cfg=norm_cfg,
         align_corners=False,
-        # reference weights for PASCAL; the paper reports uniform weights work as well
-        losses=dict(
-            semseg=dict(type='PixelCrossEntropyLoss', loss_weight=1.0),
-            human_parts=dict(type='PixelCrossEntropyLoss', loss_weight=2.0),
-            sal=dict(type='BalancedBCELoss', loss_weight=5.0),
-            normals=dict(type='NormalL1Loss', loss_weight=10.0))))
+        # each task's loss is its spec's (the dataset's: PASCAL's reference weights 1 / 2 / 5
+        # / 10); a config may override one, e.g. losses=dict(sal=dict(loss_weight=1.0))
+        losses=dict()))

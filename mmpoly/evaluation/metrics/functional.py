@@ -19,7 +19,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from mmpoly.tasks import TaskSpec, default_task_specs, resolve_task_specs
+from mmpoly.tasks import TaskSpec
 
 # Class names of the class-map tasks (the order of the label ids).
 SEMSEG_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
@@ -657,8 +657,8 @@ def delta_m(results: Mapping[str, float],
             and a reference value. When given, every one of them must have both: a
             task without a reference or with a non-finite result makes Δm None (a mean
             over fewer tasks is another number, never reported under the same name).
-        task_specs: task -> ``TaskSpec`` (main metric and direction by kind); default:
-            the default dataset's tasks.
+        task_specs: task -> ``TaskSpec`` (or its fields): main metric and direction by
+            kind (e.g. the dataset's ``metainfo['task_specs']``).
 
     Returns:
         Δm in percent (e.g. 2.23 for +2.23 %), or None when no task can be compared.
@@ -698,16 +698,13 @@ def _main_values(results, specs) -> Dict[str, float]:
 
 def _specs(task_specs) -> Dict[str, TaskSpec]:
     if task_specs is None:
-        task_specs = default_task_specs()
-        return resolve_task_specs(tuple(task_specs), task_specs)
+        raise ValueError('task_specs are required (e.g. the dataset\'s metainfo[\'task_specs\'])')
     return {t: TaskSpec.from_any(s, t) for t, s in task_specs.items()}
 
 
-def main_metric_key(task: str, spec: Optional[TaskSpec] = None) -> str:
+def main_metric_key(task: str, spec: TaskSpec) -> str:
     """'semseg' -> 'semseg/mIoU', 'normals' -> 'normals/mErr' (the main metric of the
-    task's kind; ``spec`` default: the default dataset's spec of ``task``)."""
-    if spec is None:
-        spec = _specs(None)[task]
+    task's kind)."""
     return f'{task}/{spec.main_metric}'
 
 

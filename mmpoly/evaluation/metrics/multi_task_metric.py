@@ -9,9 +9,8 @@ from mmengine.logging import MMLogger, print_log
 from prettytable import PrettyTable
 
 from mmseg.registry import METRICS
-from mmpoly.tasks import (ALL_TASKS, TaskSpec, check_tasks, default_task_specs,
-                          resolve_task_specs)
-from .functional import (DEFAULT_EDGE_MAX_DIST, DEFAULT_EDGE_THRESHOLDS, DEFAULT_REFERENCE,
+from mmpoly.tasks import TaskSpec, check_tasks, resolve_task_specs
+from .functional import (DEFAULT_EDGE_MAX_DIST, DEFAULT_EDGE_THRESHOLDS,
                          DEFAULT_SAL_THRESHOLDS, confusion_image_stats, delta_m,
                          edge_image_stats, edge_loss_image_stats, edge_loss_score,
                          edge_scores, incomparable_tasks, iou_scores,
@@ -42,7 +41,7 @@ def check_prediction(task: str, pred, data_sample=None, who: str = 'MultiTaskMet
     import numpy as np
     import torch
     if spec is None:
-        spec = resolve_task_specs((task, ))[task]
+        raise ValueError(f'{who}: no task spec for {task!r}')
     values = pred if isinstance(pred, torch.Tensor) else torch.as_tensor(np.asarray(pred))
     where = ''
     if data_sample is not None:
@@ -148,10 +147,11 @@ class MultiTaskMetric(BaseMetric):
     IoU and per-task image counts are printed in the log tables.
 
     Args:
-        tasks (Sequence[str]): tasks to evaluate. Default: all four.
+        tasks (Sequence[str], optional): tasks to evaluate. Default (None): the tasks of
+            the dataset (``dataset_meta['tasks']``, which the runner sets).
         reference (dict, optional): task -> single-task value of its main metric for
-            Δm. Default (None): the paper's Swin-T numbers (semseg 67.21, human_parts
-            61.93, sal 62.35, normals 17.97).
+            Δm (a dataset base config gives it; PASCAL's: the paper's Swin-T numbers).
+            Default (None): none, Δm is not reported.
         sal_thresholds (Sequence[float]): saliency thresholds. Default:
             ``np.linspace(0.2, 0.9, 15)``.
         quantize_normals (bool): reproduce the reference's 8-bit PNG round trip of
@@ -174,7 +174,9 @@ class MultiTaskMetric(BaseMetric):
             Default: 0.95.
         ignore_index (int, optional): ignore label of class maps and saliency. Default
             (None): each task's ``ignore_index``.
-        task_specs (dict, optional): task -> ``TaskSpec`` fields overriding the dataset's.
+        task_specs (dict, optional): task -> ``TaskSpec`` fields overriding the dataset's
+            (``dataset_meta['task_specs']``, which the runner sets). A metric used outside
+            a runner needs ``dataset_meta`` set or complete specs here.
         collect_device (str): 'cpu' or 'gpu', see ``BaseMetric``. Default: 'cpu'.
         prefix (str, optional): prefix of the metric names. Default: None.
         collect_dir (str, optional): temporary directory for ``collect_device='cpu'``.
@@ -182,7 +184,7 @@ class MultiTaskMetric(BaseMetric):
     default_prefix: Optional[str] = None
 
     def __init__(self,
-                 tasks: Sequence[str] = ALL_TASKS,
+                 tasks: Optional[Sequence[str]] = None,
                  reference: Optional[Dict[str, float]] = None,
                  sal_thresholds: Sequence[float] = DEFAULT_SAL_THRESHOLDS,
                  quantize_normals: bool = False,
@@ -203,8 +205,9 @@ class MultiTaskMetric(BaseMetric):
         if kwargs:
             raise TypeError(f'{self.__class__.__name__}.__init__() got an unexpected keyword '
                             f'argument {next(iter(kwargs))!r}')
-        self.tasks = check_tasks(tasks, where=f'{self.__class__.__name__}.tasks')
-        reference = dict(DEFAULT_REFERENCE if reference is None else reference)
+        self._tasks_arg = None if tasks is None else check_tasks(
+            tasks, where=f'{self.__class__.__name__}.tasks')
+        reference = dict(reference or {})
         for task, value in reference.items():
             if not value > 0:
                 raise ValueError(f'reference[{task!r}] must be positive, got {value}')
@@ -230,7 +233,8 @@ class MultiTaskMetric(BaseMetric):
         self.ignore_index = ignore_index
         self._task_specs_arg = dict(task_specs) if task_specs else None
         self._specs: Optional[Dict[str, TaskSpec]] = None
-        self.task_specs  # noqa: B018  (an unknown task is an error now, not at evaluation)
+        if self._task_specs_arg is not None and self._tasks_arg is not None:
+            self.task_specs  # noqa: B018  (an unknown task is an error now, not at evaluation)
 
     @BaseMetric.dataset_meta.setter
     def dataset_meta(self, dataset_meta: dict) -> None:
@@ -238,22 +242,35 @@ class MultiTaskMetric(BaseMetric):
         self._specs = None  # resolved again with the dataset's task specs
 
     @property
+    def tasks(self) -> tuple:
+        """The evaluated tasks: ``tasks`` as given, else the dataset's."""
+        if self._tasks_arg is not None:
+            return self._tasks_arg
+        meta = self.dataset_meta or {}
+        tasks = meta.get('tasks') or tuple(meta.get('task_specs') or ()) or tuple(
+            self._task_specs_arg or ())
+        if not tasks:
+            raise ValueError(f'{self.__class__.__name__}: no tasks: give tasks=[...] or run it '
+                             'in a runner, which sets dataset_meta from the dataset')
+        return check_tasks(tasks, where=f'{self.__class__.__name__}.tasks')
+
+    @property
     def task_specs(self) -> Dict[str, TaskSpec]:
         """The ``TaskSpec`` of every evaluated task (resolved on first use, once the runner
         has set ``dataset_meta``)."""
         if self._specs is None:
             meta = self.dataset_meta or {}
-            base = meta.get('task_specs')
-            given = self._task_specs_arg
-            if base is not None or given is not None:
-                merged = {t: dict(_as_dict((base or {}).get(t)), **_as_dict((given or {}).get(t)))
-                          for t in {**(base or {}), **(given or {})}}
-            else:
-                merged = None
-            self._specs = resolve_task_specs(self.tasks, merged,
-                                             where=f'{self.__class__.__name__}.tasks')
-            known = set(merged) if merged is not None else set(default_task_specs())
-            unknown = sorted(set(self.reference) - known - set(self._specs))
+            base = meta.get('task_specs') or {}
+            given = self._task_specs_arg or {}
+            merged = {t: dict(_as_dict(base.get(t)), **_as_dict(given.get(t)))
+                      for t in {**base, **given}}
+            where = f'{self.__class__.__name__}.tasks'
+            if not merged:
+                raise ValueError(f'{where}: no task specs: the runner sets them from the '
+                                 "dataset's metainfo (dataset_meta); outside a runner set "
+                                 'dataset_meta or give task_specs')
+            self._specs = resolve_task_specs(self.tasks, merged, where=where)
+            unknown = sorted(set(self.reference) - set(merged) - set(self._specs))
             if unknown:
                 raise ValueError(f'reference: unknown task(s) {unknown}')
         return self._specs

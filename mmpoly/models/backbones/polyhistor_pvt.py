@@ -11,13 +11,15 @@ official detection / segmentation backbones, the classification model's cls toke
 only), final norm and head are dropped, and the four stage outputs come without output
 norms (every task's decoder has its own).
 
-The modules hold the weights; the backbone's ``_layer`` and ``_attention`` run them and call
-the tuner at the same points, the same way, as :class:`PolyhistorSwin` (every hook gets the
-pass's :class:`~..tuners.base.TaskContext` first), with these differences (PVT attention is
-global and has no relative position bias):
+The modules hold the weights; the shared layer (``TunedBackboneMixin._layer``, fed by
+``_parts``) and this backbone's ``_attention`` run them and call the tuner at the same points,
+the same way, as :class:`PolyhistorSwin` (every hook gets the pass's
+:class:`~..tuners.base.TaskContext` first), with these differences (PVT attention is global
+and has no relative position bias):
 
 - ``linear`` is called with ``'q'`` (every token), ``'kv'`` (the reduced tokens) and
-  ``'proj'``; there is no fused ``'qkv'`` (``LayerInfo.projections``).
+  ``'proj'``; there is no fused ``'qkv'`` (``LayerInfo.projections``); the MLP's ``'fc1'``
+  and ``'fc2'`` as in Swin.
 - ``attn_bias`` is not supported: a tuner that declares ``needs`` a feature PVT lacks
   (``'relative_position_bias'``, ``'windows'``) is refused when the backbone is built, and
   an undeclared bias is refused at the first forward.
@@ -25,7 +27,7 @@ global and has no relative position bias):
   values, and the spatial reduction acts on the image tokens only.
 
 Reading order: the blocks (patch embedding, attention, MLP, layer), the model, its forward
-(one layer, the attention), weights, then the official checkpoint conversion.
+(a layer's parts, the attention), weights, then the official checkpoint conversion.
 """
 import math
 import re
@@ -41,10 +43,9 @@ from mmengine.runner import CheckpointLoader
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from ...tasks import ALL_TASKS
 from ...utils.state_dict import strip_module_prefix
 from ..tuners.base import LayerInfo, TaskContext
-from .tuned_backbone import TunedBackboneMixin, check_checkpoint_path
+from .tuned_backbone import BlockParts, TunedBackboneMixin, check_checkpoint_path
 
 
 class PatchEmbed(nn.Module):
@@ -104,7 +105,7 @@ class Mlp(nn.Module):
 
 class Block(nn.Module):
     """A pre-norm PVT layer: x + attn(norm1(x)), then x + mlp(norm2(x)), with drop path (run
-    by :meth:`PolyhistorPVT._layer`)."""
+    by ``TunedBackboneMixin._layer``)."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float, sr_ratio: int,
                  qkv_bias: bool = True, drop: float = 0., attn_drop: float = 0.,
@@ -123,7 +124,8 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
     """PVT v1 whose layers call a tuner. Defaults are PVT-Small.
 
     Args:
-        tasks: task names; task-specific tuners keep one part per task.
+        tasks: task names (the segmentor fills them in); task-specific tuners keep one
+            part per task. A backbone built alone with a shared tuner may leave them out.
         tuner: config of the tuner (``None``: frozen backbone, nothing added).
         task_batching: 'stacked' runs the backbone once on a task-stacked batch of T*B
             images; 'loop' runs it T times on B images (same result, for benchmarks).
@@ -157,7 +159,7 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
     provides = frozenset({'prompts'})
 
     def __init__(self,
-                 tasks: Sequence[str] = ALL_TASKS,
+                 tasks: Optional[Sequence[str]] = None,
                  tuner: Optional[dict] = None,
                  task_batching: str = 'stacked',
                  pretrain_img_size: int = 224,
@@ -254,31 +256,21 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
             return pos_embed
         return resize_pos_embed(pos_embed, self.pos_shapes[stage], hw_shape)
 
-    def _layer(self, ctx: TaskContext, layer: LayerInfo, block: Block, x: Tensor,
-               hw_shape: Tuple[int, int],
-               carried: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-        """One PVT layer with the tuner's hooks; returns the tokens and the prompts to carry
-        to the next layer of the stage (None unless the tuner carries prompts)."""
-        tuner = self.tuner
-        prompts = tuner.layer_prompts(ctx, layer, carried, x.shape[0])
-        p = None if prompts is None else block.norm1(prompts)
-        attn_out, p_attn = self._attention(ctx, layer, block.attn, block.norm1(x), hw_shape, p)
-        x = x + tuner.attn_branch(ctx, layer, x, block.drop_path(attn_out))
-        mlp_out = block.drop_path(block.mlp(block.norm2(x)))
-        x = x + tuner.mlp_branch(ctx, layer, x, mlp_out)
+    def _parts(self, block: Block) -> BlockParts:
+        """The official ``Block``: drop path on both residual branches; ``Mlp`` is fc1, GELU,
+        dropout, fc2, the same dropout."""
+        mlp = block.mlp
+        return BlockParts(norm1=block.norm1, norm2=block.norm2, fc1=mlp.fc1, act=mlp.act,
+                          drop1=mlp.drop, fc2=mlp.fc2, drop2=mlp.drop,
+                          attn_out=block.drop_path, mlp_out=block.drop_path)
 
-        if prompts is None or not tuner.carries_prompts:
-            return x, None
-        prompts = prompts + block.drop_path(p_attn)
-        prompts = prompts + block.drop_path(block.mlp(block.norm2(prompts)))
-        return x, prompts
-
-    def _attention(self, ctx: TaskContext, layer: LayerInfo, attn: SpatialReductionAttention,
-                   x: Tensor, hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
+    def _attention(self, ctx: TaskContext, layer: LayerInfo, block: Block, x: Tensor,
+                   hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
         """Spatial-reduction attention with the tuner's hooks. ``prompts`` (B, P, C), already
         normed, join the queries and the keys / values; the reduction acts on the image
         tokens only. Returns the output of the image tokens and of the prompts (or None)."""
         tuner = self.tuner
+        attn = block.attn
         B, N, C = x.shape
         heads = attn.num_heads
         if tuner.attn_bias(ctx, layer) is not None:

@@ -1,15 +1,16 @@
 """Swin Transformer with a tuner: mmseg's Swin, unmodified, plus the tuner's extension points.
 
-The upstream modules and weights are used as they are; this file only re-states the order in
-which a Swin layer calls them (``_layer``, ``_shifted_window_attention``,
-``_window_attention``) so that a tuner can act at fixed points of every layer. With the
+The upstream modules and weights are used as they are; this file only re-states how a Swin
+layer's attention calls them (``_attention``, ``_window_attention``; the layer around it is
+the shared ``TunedBackboneMixin._layer``, fed by ``_parts``) so that a tuner can act at fixed
+points of every layer. With the
 default (identity) tuner the output equals upstream ``SwinTransformer`` before its output norms
 (a test checks it). The output norms live in the decoders: every task has its own.
 
 Every hook gets the pass's :class:`~..tuners.base.TaskContext` as its first argument, as in
 :class:`PolyhistorPVT` (both run their layers through ``TunedBackboneMixin._run_layer``).
 
-Reading order: the model, its forward, one layer, the windowed attention, then checkpoint
+Reading order: the model, its forward, a layer's parts, the windowed attention, then checkpoint
 conversion from the official release and from mmpretrain.
 """
 import inspect
@@ -23,10 +24,9 @@ from torch import Tensor
 
 from mmseg.models.backbones import SwinTransformer
 from mmseg.registry import MODELS
-from ...tasks import ALL_TASKS
 from ...utils.state_dict import strip_module_prefix
 from ..tuners.base import LayerInfo, TaskContext
-from .tuned_backbone import TunedBackboneMixin, check_checkpoint_path
+from .tuned_backbone import BlockParts, TunedBackboneMixin, check_checkpoint_path
 
 
 @MODELS.register_module()
@@ -34,7 +34,8 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
     """Swin Transformer whose layers call a tuner.
 
     Args:
-        tasks: task names; task-specific tuners keep one part per task.
+        tasks: task names (the segmentor fills them in); task-specific tuners keep one
+            part per task. A backbone built alone with a shared tuner may leave them out.
         tuner: config of the tuner (``None``: frozen backbone, nothing added).
         task_batching: 'stacked' runs the backbone once on a task-stacked batch of T*B
             images; 'loop' runs it T times on B images (same result, for benchmarks).
@@ -51,7 +52,7 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
     provides = frozenset({'relative_position_bias', 'windows', 'prompts', 'task_forks'})
 
     def __init__(self,
-                 tasks: Sequence[str] = ALL_TASKS,
+                 tasks: Optional[Sequence[str]] = None,
                  tuner: Optional[dict] = None,
                  task_batching: str = 'stacked',
                  **kwargs):
@@ -113,41 +114,20 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
                     out.view(-1, *out_hw_shape, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
         return outs
 
-    def _layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
-               hw_shape: Tuple[int, int],
-               carried: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-        """One Swin layer (upstream ``SwinBlock.forward``) with the tuner's hooks."""
-        tuner = self.tuner
-        prompts = tuner.layer_prompts(ctx, layer, carried, x.shape[0])
-
-        h = block.norm1(x)
-        p = None if prompts is None else block.norm1(prompts)
-        attn_out, p_attn = self._shifted_window_attention(ctx, layer, block.attn, h, hw_shape,
-                                                          p)
-        x = self._widen(x, attn_out)  # a fork in the attention (MTLoRA: at 'proj')
-        x = x + tuner.attn_branch(ctx, layer, x, attn_out)
-
+    def _parts(self, block) -> BlockParts:
+        """Upstream ``SwinBlock``: ``FFN.layers`` is ((fc1, GELU, dropout), fc2, dropout);
+        the FFN's layer scale and drop path act on the MLP output; the attention's drop path
+        is applied inside it (``ShiftWindowMSA.drop``)."""
         ffn = block.ffn
-        mlp_out = ffn.dropout_layer(ffn.gamma2(self._mlp(ctx, layer, ffn, block.norm2(x))))
-        x = self._widen(x, mlp_out)  # a fork in the MLP
-        x = x + tuner.mlp_branch(ctx, layer, x, mlp_out)
-
-        if prompts is None or not tuner.carries_prompts:
-            return x, None
-        prompts = prompts + p_attn
-        prompts = prompts + ffn.dropout_layer(ffn.gamma2(ffn.layers(block.norm2(prompts))))
-        return x, prompts
-
-    def _mlp(self, ctx: TaskContext, layer: LayerInfo, ffn, x: Tensor) -> Tensor:
-        """Upstream ``FFN.layers`` (fc1, activation, dropout, fc2, dropout) with fc1 and fc2
-        through the tuner's ``linear`` hook ('fc1', 'fc2')."""
         (fc1, act, drop1), fc2, drop2 = ffn.layers[0], ffn.layers[1], ffn.layers[2]
-        h = drop1(act(self.tuner.linear(ctx, layer, 'fc1', fc1, x)))
-        return drop2(self.tuner.linear(ctx, layer, 'fc2', fc2, h))
+        return BlockParts(norm1=block.norm1, norm2=block.norm2, fc1=fc1, act=act, drop1=drop1,
+                          fc2=fc2, drop2=drop2, attn_out=_identity,
+                          mlp_out=lambda out: ffn.dropout_layer(ffn.gamma2(out)))
 
-    def _shifted_window_attention(self, ctx: TaskContext, layer: LayerInfo, msa, x: Tensor,
-                                  hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
+    def _attention(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
+                   hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
         """Upstream ``ShiftWindowMSA.forward``; prompts join every window unshifted."""
+        msa = block.attn
         B, L, C = x.shape
         H, W = hw_shape
         assert L == H * W, 'input feature has wrong size'
@@ -260,6 +240,10 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
             return value
 
         self._load_pretrained_weights(path, convert_swin_checkpoint(ckpt), adapt)
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
 
 
 def resize_rel_pos_table(table: Tensor, shape, key: str, path: str) -> Tensor:

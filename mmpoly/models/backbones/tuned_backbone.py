@@ -3,12 +3,12 @@ task-stacked (or per-task loop) forward with its task contexts, per-layer activa
 checkpointing, and strict loading of pretrained weights."""
 import os
 from collections import OrderedDict
-from typing import Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, FrozenSet, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
-from torch import Tensor
+from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from ...utils.pretrained_url import fetch_checkpoint, is_url
@@ -16,14 +16,32 @@ from ...utils.state_dict import TUNER_PREFIX
 from ..tuners.base import BaseTuner, LayerInfo, TaskContext
 
 
+class BlockParts(NamedTuple):
+    """The upstream modules of one pre-norm transformer layer that :meth:`TunedBackboneMixin.
+    _layer` runs: the two norms, the MLP's pieces (fc1 and fc2 go through the tuner's
+    ``linear`` hook) and what each residual branch applies to its output before the tuner's
+    branch hook (drop path, layer scale; the identity where the attention applies its own)."""
+    norm1: nn.Module
+    norm2: nn.Module
+    fc1: nn.Module
+    act: nn.Module
+    drop1: nn.Module
+    fc2: nn.Module
+    drop2: nn.Module
+    attn_out: Callable[[Tensor], Tensor]
+    mlp_out: Callable[[Tensor], Tensor]
+
+
 class TunedBackboneMixin:
     """Mixed into a backbone class before its upstream base.
 
     The backbone describes its layers, calls :meth:`_setup_tuner` at the end of its
     ``__init__``, implements ``_forward_once(ctx, x)`` (one pass over a batch, running every
-    layer through :meth:`_run_layer`) and ``_layer(ctx, layer, block, x, hw_shape, carried)``
-    (one layer, calling the tuner's hooks with ``ctx``), and may call
-    :meth:`_load_pretrained_weights` from ``init_weights``.
+    layer through :meth:`_run_layer`), ``_parts(block)`` (the layer's :class:`BlockParts`) and
+    ``_attention(ctx, layer, block, x, hw_shape, prompts)`` (its attention, calling the
+    tuner's attention hooks), and may call :meth:`_load_pretrained_weights` from
+    ``init_weights``. The layer itself (:meth:`_layer`: prompts -> attention -> attention
+    branch -> MLP -> MLP branch -> carried prompts) is written once, here, for every backbone.
 
     Task contexts: :meth:`forward` asks the tuner for what it prepares once per forward
     (``before_forward``, e.g. generated weights) and makes one :class:`TaskContext` per pass
@@ -34,8 +52,8 @@ class TunedBackboneMixin:
     #: features a tuner may declare in ``BaseTuner.needs`` that this backbone has
     provides: FrozenSet[str] = frozenset()
 
-    def _setup_tuner(self, tasks: Sequence[str], tuner: Optional[dict], task_batching: str,
-                     layer_infos: List[LayerInfo]) -> None:
+    def _setup_tuner(self, tasks: Optional[Sequence[str]], tuner: Optional[dict],
+                     task_batching: str, layer_infos: List[LayerInfo]) -> None:
         name = type(self).__name__
         if task_batching not in ('stacked', 'loop'):
             raise ValueError(f"{name}.task_batching must be 'stacked' or 'loop', "
@@ -45,7 +63,10 @@ class TunedBackboneMixin:
         tuner = dict(type='NoTuner') if tuner is None else tuner
         self._check_needs(_registered_class(tuner['type']))  # before the tuner's own checks
         self.tuner: BaseTuner = MODELS.build(
-            tuner, default_args=dict(layers=layer_infos, tasks=tuple(tasks)))
+            tuner, default_args=dict(layers=layer_infos, tasks=tuple(tasks or ('task', ))))
+        if tasks is None and self.tuner.per_task_features:
+            raise ValueError(f'{name}: {type(self.tuner).__name__} keeps per-task parts: give '
+                             'the backbone its tasks (the segmentor fills them in)')
         self.tuner.attach(self)
         self._check_fork_layers()
         self._freeze()
@@ -138,10 +159,46 @@ class TunedBackboneMixin:
     def _forward_once(self, ctx: TaskContext, x: Tensor) -> List[Tensor]:
         raise NotImplementedError
 
-    def _layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
-               hw_shape: Tuple[int, int], carried: Optional[Tensor]):
-        """One layer with the tuner's hooks -> (tokens, prompts to carry or None)."""
+    def _parts(self, block) -> BlockParts:
         raise NotImplementedError
+
+    def _attention(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
+                   hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
+        """The block's attention on normed tokens ``x`` (and normed ``prompts`` joining it)
+        with the tuner's hooks -> (token output, prompt output or None)."""
+        raise NotImplementedError
+
+    def _layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
+               hw_shape: Tuple[int, int],
+               carried: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """One pre-norm layer with the tuner's hooks -> (tokens, prompts to carry or None).
+
+        The prompts' residual outputs go through ``attn_out`` / ``mlp_out`` after the
+        tokens' (so random drop paths draw in the order tokens, then prompts)."""
+        tuner = self.tuner
+        parts = self._parts(block)
+        prompts = tuner.layer_prompts(ctx, layer, carried, x.shape[0])
+        p = None if prompts is None else parts.norm1(prompts)
+        attn_out, p_attn = self._attention(ctx, layer, block, parts.norm1(x), hw_shape, p)
+        attn_out = parts.attn_out(attn_out)
+        x = self._widen(x, attn_out)  # a fork in the attention (MTLoRA: at 'proj')
+        x = x + tuner.attn_branch(ctx, layer, x, attn_out)
+
+        mlp_out = parts.mlp_out(self._mlp(ctx, layer, parts, parts.norm2(x)))
+        x = self._widen(x, mlp_out)  # a fork in the MLP
+        x = x + tuner.mlp_branch(ctx, layer, x, mlp_out)
+
+        if prompts is None or not tuner.carries_prompts:
+            return x, None
+        prompts = prompts + parts.attn_out(p_attn)
+        prompts = prompts + parts.mlp_out(self._mlp(ctx, layer, parts, parts.norm2(prompts)))
+        return x, prompts
+
+    def _mlp(self, ctx: TaskContext, layer: LayerInfo, parts: BlockParts, x: Tensor) -> Tensor:
+        """fc1, activation, dropout, fc2, dropout, with fc1 and fc2 through the tuner's
+        ``linear`` hook ('fc1', 'fc2')."""
+        h = parts.drop1(parts.act(self.tuner.linear(ctx, layer, 'fc1', parts.fc1, x)))
+        return parts.drop2(self.tuner.linear(ctx, layer, 'fc2', parts.fc2, h))
 
     def _run_stage_layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
                          hw_shape: Tuple[int, int], prompts: Optional[Tensor]):

@@ -46,6 +46,9 @@ class BaseMultiTaskHead(BaseModule):
                  output_norms: bool,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if tasks is None or task_specs is None:
+            raise ValueError(f'{where.split(".")[0]}: tasks and task_specs are required (the '
+                             'segmentor, MultiTaskEncoderDecoder, fills them in)')
         self.task_specs = resolve_task_specs(tasks, task_specs, where=where)
         self.tasks = tuple(self.task_specs)
         self.align_corners = align_corners

@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
-from ...tasks import ALL_TASKS
 from .base_multi_task_head import BaseMultiTaskHead, task_loss
 
 
@@ -93,7 +92,7 @@ class MultiTaskHRNetHead(BaseMultiTaskHead):
                  in_channels: Sequence[int] = (96, 192, 384, 768),
                  level_channels: Optional[Sequence[int]] = (18, 36, 72, 144),
                  fuse_ratio: int = 4,
-                 tasks: Sequence[str] = ALL_TASKS,
+                 tasks: Optional[Sequence[str]] = None,
                  losses: Optional[Dict[str, dict]] = None,
                  task_specs: Optional[Mapping[str, Any]] = None,
                  output_norms: bool = True,

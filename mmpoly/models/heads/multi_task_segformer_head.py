@@ -5,7 +5,6 @@ from torch import nn
 
 from mmseg.models.decode_heads import SegformerHead
 from mmseg.registry import MODELS
-from ...tasks import ALL_TASKS
 from .base_multi_task_head import BaseMultiTaskHead, task_loss
 
 
@@ -29,7 +28,7 @@ class MultiTaskSegformerHead(BaseMultiTaskHead):
     def __init__(self,
                  in_channels: Sequence[int] = (96, 192, 384, 768),
                  channels: int = 256,
-                 tasks: Sequence[str] = ALL_TASKS,
+                 tasks: Optional[Sequence[str]] = None,
                  losses: Optional[Dict[str, dict]] = None,
                  task_specs: Optional[Mapping[str, Any]] = None,
                  output_norms: bool = True,

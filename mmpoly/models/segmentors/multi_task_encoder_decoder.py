@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
-from ...tasks import ALL_TASKS, TaskSpec, resolve_task_specs
+from ...tasks import TaskSpec, resolve_task_specs
 from ..profiling import profile_range
 
 
@@ -21,26 +21,37 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
         backbone: backbone config; ``tasks`` is filled in from this segmentor.
         decode_head: ``MultiTaskSegformerHead`` config; ``tasks`` filled in likewise.
         tasks: task names, in order (or a dict task -> ``TaskSpec`` fields).
-        task_specs: task -> ``TaskSpec`` fields, overriding the default dataset's (the
-            tools fill it in from the dataset's ``METAINFO['task_specs']``, see
-            ``mmpoly.tasks``); passed on to the head and the data preprocessor.
+        task_source: the dataset class (registered type name) whose
+            ``METAINFO['task_specs']`` declares the tasks; a dataset base config sets it.
+        task_specs: task -> ``TaskSpec`` fields, overriding the source's field by field
+            (complete specs need no source); the resolved specs go to the head and the
+            data preprocessor.
         backbone_per_task: build one backbone per task (single-task full fine-tuning);
             otherwise one backbone serves all tasks, once per task if its tuner is
             task-specific (on a task-stacked batch) and once in total if not.
         data_preprocessor, train_cfg, test_cfg, init_cfg: as in mmseg segmentors.
+        pretrained: accepted for mmseg's ``init_model`` (which sets it to None); the weights
+            of the backbone are its ``init_cfg``.
     """
 
     def __init__(self,
                  backbone: dict,
                  decode_head: dict,
-                 tasks: Sequence[str] = ALL_TASKS,
+                 tasks: Sequence[str],
+                 task_source: Optional[str] = None,
                  task_specs: Optional[Mapping[str, Any]] = None,
                  backbone_per_task: bool = False,
                  data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
-                 init_cfg=None):
-        self.task_specs = resolve_task_specs(tasks, task_specs, where='model.tasks')
+                 init_cfg=None,
+                 pretrained: Optional[str] = None):
+        if pretrained is not None:
+            raise ValueError(f'model.pretrained={pretrained!r}: set the backbone\'s weights '
+                             'with model.backbone.init_cfg=dict(type=\'Pretrained\', '
+                             'checkpoint=...)')
+        self.task_specs = resolve_task_specs(tasks, task_specs, where='model.tasks',
+                                             source=task_source)
         specs = {t: s.to_dict() for t, s in self.task_specs.items()}
         if (isinstance(data_preprocessor, dict)
                 and data_preprocessor.get('type') == 'MultiTaskDataPreProcessor'

@@ -59,6 +59,15 @@ class LayerInfo:
     window_size: int = 0
     projections: Tuple[Tuple[str, int], ...] = (('qkv', 3), ('proj', 1))
 
+    @property
+    def linears(self) -> Tuple[Tuple[str, int, int], ...]:
+        """Every linear of the layer that the backbone routes through
+        :meth:`BaseTuner.linear`, as (name, input width, output width): the attention's
+        projections, then the MLP's 'fc1' and 'fc2'."""
+        attention = tuple((name, self.dim, m * self.dim) for name, m in self.projections)
+        return attention + (('fc1', self.dim, self.mlp_hidden),
+                            ('fc2', self.mlp_hidden, self.dim))
+
 
 @dataclass(frozen=True)
 class TaskContext:
@@ -242,9 +251,10 @@ class BaseTuner(BaseModule):
     # ------------------------------------------------------------ backbone hooks
     def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                x: Tensor) -> Tensor:
-        """A frozen linear projection of the layer, by ``name``: PolyhistorSwin 'qkv'
-        (fused), 'proj', and the MLP's 'fc1', 'fc2'; PolyhistorPVT 'q' (every token), 'kv'
-        (the spatially reduced tokens), 'proj'."""
+        """A frozen linear of the layer, by ``name`` (:attr:`LayerInfo.linears`): the
+        attention's projections (PolyhistorSwin 'qkv' (fused), 'proj'; PolyhistorPVT 'q'
+        (every token), 'kv' (the spatially reduced tokens), 'proj') and the MLP's 'fc1',
+        'fc2' (also on carried prompts, see :attr:`carries_prompts`)."""
         return module(x)
 
     def attn_bias(self, ctx: TaskContext, layer: LayerInfo) -> Optional[Tensor]:

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -264,14 +266,94 @@ class RecordingTuner(BaseTuner):
 
 
 def test_linear_hook_names():
+    """Every linear of a PVT layer goes through the hook: the attention's q, kv, proj and the
+    MLP's fc1, fc2 (before the shared layer skeleton, PVT ran its MLP past the hook, so a
+    tuner on fc1 / fc2 silently did nothing)."""
     model = build(tuner=dict(type=RecordingTuner))
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     calls = model.tuner.calls
-    assert {name for _, name, _ in calls} == {name for name, _ in model.layer_infos[0].projections} == {'q', 'kv', 'proj'}
+    names = {name for name, _, _ in model.layer_infos[0].linears}
+    assert {name for _, name, _ in calls} == names == {'q', 'kv', 'proj', 'fc1', 'fc2'}
     # block1: 16x16 tokens, keys / values from (16/8)^2 reduced tokens
     assert [c for c in calls if c[0] == 'block1.0'] == [
-        ('block1.0', 'q', 256), ('block1.0', 'kv', 4), ('block1.0', 'proj', 256)]
+        ('block1.0', 'q', 256), ('block1.0', 'kv', 4), ('block1.0', 'proj', 256),
+        ('block1.0', 'fc1', 256), ('block1.0', 'fc2', 256)]
+    info = model.layer_infos[0]
+    assert info.linears == (('q', 16, 16), ('kv', 16, 32), ('proj', 16, 16),
+                            ('fc1', 16, info.mlp_hidden), ('fc2', info.mlp_hidden, 16))
+    block = model.block1[0]
+    assert (block.mlp.fc1.in_features, block.mlp.fc1.out_features) == (16, info.mlp_hidden)
+
+
+class Fc1LoRA(BaseTuner):
+    """A task-specific low-rank update of every layer's fc1, written here (LoRA's own targets
+    are the attention's): ``fc1(x) + s B_t A_t x``."""
+    task_specific = True
+
+    def __init__(self, rank=2, scale=0.5, **kwargs):
+        super().__init__(**kwargs)
+        T = self.num_tasks
+        self.scale = scale
+        self.A = nn.ParameterList(
+            [nn.Parameter(torch.randn(T, rank, layer.dim)) for layer in self.layers])
+        self.B = nn.ParameterList(
+            [nn.Parameter(torch.randn(T, layer.mlp_hidden, rank)) for layer in self.layers])
+
+    def delta(self, layer, t):
+        return self.scale * self.B[layer.index][t] @ self.A[layer.index][t]
+
+    def linear(self, ctx, layer, name, module, x):
+        out = module(x)
+        if name != 'fc1':
+            return out
+        h = ctx.per_task(x)
+        A = ctx.select(self.A[layer.index])
+        B = ctx.select(self.B[layer.index])
+        update = torch.einsum('tmd,trd->tmr', h.flatten(1, -2), A)
+        update = torch.einsum('tmr,tor->tmo', update, B).reshape(*h.shape[:-1], -1)
+        return out + self.scale * update.reshape(out.shape)
+
+
+@pytest.mark.parametrize('backbone', ['PolyhistorPVT', 'PolyhistorSwin'])
+def test_lora_on_fc1_changes_the_output(backbone):
+    """A tuner on 'fc1' acts on PVT as on Swin. Oracles (float64): the output differs from
+    the frozen backbone's, and task t's rows equal a frozen backbone whose every fc1 weight
+    is W + s B_t A_t."""
+    from tests.models.tuners.helpers import EXACT
+    if backbone == 'PolyhistorPVT':
+        arch = dict(TINY)
+    else:
+        arch = dict(pretrain_img_size=64, embed_dims=16, depths=[1, 1], num_heads=[1, 2],
+                    window_size=4, out_indices=(0, 1))
+    torch.manual_seed(0)
+    tuned = MODELS.build(dict(type=backbone, tasks=TASKS, tuner=dict(type=Fc1LoRA), **arch))
+    tuned.init_weights()
+    frozen = MODELS.build(dict(type=backbone, tasks=TASKS, **arch))
+    for model in tuned, frozen:  # mmseg's Swin.train() returns None: no chaining
+        model.double()
+        model.eval()
+    own = {k: v for k, v in tuned.state_dict().items() if not k.startswith('tuner.')}
+    frozen.load_state_dict(own)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    with torch.no_grad():
+        outs = tuned(x)
+        plain = frozen(x)
+        assert all(o.shape[0] == len(TASKS) * 2 for o in outs)
+        assert (outs[-1][:2] - plain[-1]).abs().max() > 1e-3
+        assert len(fc1_modules(frozen)) == len(tuned.layer_infos)
+        for t in range(len(TASKS)):
+            edited = copy.deepcopy(frozen)
+            for layer, fc1 in zip(tuned.layer_infos, fc1_modules(edited)):
+                fc1.weight += tuned.tuner.delta(layer, t)
+            for level, ref in zip(outs, edited(x)):
+                torch.testing.assert_close(level[2 * t:2 * t + 2], ref, **EXACT)
+
+
+def fc1_modules(backbone):
+    """Every layer's fc1, in layer order (PVT: ``mlp.fc1``; mmseg's Swin: ``ffn.layers.0.0``)."""
+    return [m for n, m in backbone.named_modules()
+            if n.endswith('mlp.fc1') or n.endswith('ffn.layers.0.0')]
 
 
 @pytest.mark.parametrize('tuner', [

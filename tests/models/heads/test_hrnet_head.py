@@ -16,6 +16,7 @@ from mmengine.registry import init_default_scope
 
 from mmpoly.benchmark import Case
 from mmpoly.tasks import resolve_task_specs
+from tests.pascal import ALL_TASKS, PASCAL_TASK_SPECS
 from mmpoly.utils.param_count import build_model_without_weights
 from mmseg.registry import MODELS
 
@@ -23,7 +24,8 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 PROTOCOL = sorted(glob.glob(osp.join(REPO, 'configs', 'mtlora_protocol', '*.py')))
 DEMO = osp.join(REPO, 'configs', 'demo', 'lora_swin-tiny_hrnet_synthetic.py')
 OUTPUTS = {t: s.num_outputs for t, s in resolve_task_specs(
-    ('semseg', 'human_parts', 'sal', 'normals'), None).items()}  # 21, 7, 1, 3
+    ('semseg', 'human_parts', 'sal', 'normals'),
+    source='PascalContextMTDataset').items()}  # 21, 7, 1, 3
 
 
 def reference_head_params(dims, channels, num_outputs, norms=False):
@@ -38,7 +40,10 @@ def reference_head_params(dims, channels, num_outputs, norms=False):
 
 
 def build_head(**kwargs):
+    """The head as the segmentor builds it for the PASCAL tasks (it fills in their specs)."""
     init_default_scope('mmseg')
+    kwargs.setdefault('tasks', ALL_TASKS)
+    kwargs.setdefault('task_specs', PASCAL_TASK_SPECS)
     return MODELS.build(dict(type='MultiTaskHRNetHead', **kwargs))
 
 

@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from mmpoly.tasks import ALL_TASKS
+from tests.pascal import ALL_TASKS
 from mmseg.registry import MODELS
 from .helpers import (SWIN_T, SWIN_T_WIDTHS, TASKS, B, add_table_deltas,
                       assert_stacked_equals_loop, assert_task_1_moves_alone,

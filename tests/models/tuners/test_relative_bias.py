@@ -3,6 +3,7 @@ import copy
 import torch
 
 from mmseg.registry import MODELS
+from tests.pascal import ALL_TASKS
 from .helpers import (SWIN_T, B, add_table_deltas, assert_stacked_equals_loop,
                       assert_task_1_moves_alone, assert_tasks_equal_edited_frozen,
                       assert_tasks_equal_frozen, build, randomize_tuner,
@@ -50,7 +51,8 @@ def test_state_dict_holds_only_deltas():
 
 
 def test_swin_t_trainable_count():
-    model = MODELS.build(dict(type='PolyhistorSwin', tuner=dict(type='RelativeBias'), **SWIN_T))
+    model = MODELS.build(dict(type='PolyhistorSwin', tuner=dict(type='RelativeBias'),
+                              tasks=ALL_TASKS, **SWIN_T))
     heads = [3] * 2 + [6] * 2 + [12] * 6 + [24] * 2
     per_task = sum((2 * 7 - 1)**2 * h for h in heads)  # one (13*13, heads) table per layer
     assert per_task == 23322

@@ -11,6 +11,7 @@ from mmengine.registry import init_default_scope
 import mmpoly  # noqa: F401
 from mmseg.registry import DATASETS, MODELS
 from mmpoly.datasets import make_synthetic_pascal_mt
+from tests.pascal import ALL_TASKS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 DEMO_BASE = osp.join(REPO, 'configs/_base_/demo_swin-tiny_synthetic.py')
@@ -105,7 +106,7 @@ def test_every_tuner_runs_on_pvt(method):
     tuner, _ = TUNERS[method]
     if method == 'phm':
         tuner = dict(tuner, reduction=4)  # PHM dimension 4 must divide the tiny widths
-    cfg = dict(type='PolyhistorPVT', **PVT_TINY, tuner=tuner)
+    cfg = dict(type='PolyhistorPVT', **PVT_TINY, tuner=tuner, tasks=ALL_TASKS)
     if method == 'relative_bias':
         with pytest.raises(ValueError, match='needs relative_position_bias'):
             MODELS.build(cfg)

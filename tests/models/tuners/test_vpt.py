@@ -5,7 +5,7 @@ import torch
 
 from mmpoly.models.tuners import TaskContext
 from mmpoly.models.tuners.vpt import VPT
-from mmpoly.tasks import ALL_TASKS
+from tests.pascal import ALL_TASKS
 from mmseg.registry import MODELS
 from . import helpers
 from .helpers import (SWIN_T, SWIN_T_WIDTHS, TASKS, B, assert_stacked_equals_loop,
