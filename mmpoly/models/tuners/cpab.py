@@ -143,16 +143,23 @@ class Cpab1d:
     def transform_grid(self, grid: Tensor, theta: Tensor, time: float = 1.0) -> Tensor:
         """``(N, n)``: phi_theta(grid) for each theta, in closed form (differentiable in
         theta; ``grid``: ``(n,)`` or ``(N, n)``, in theta's dtype)."""
-        A = self.affine(theta)
         N, n = theta.shape[0], grid.shape[-1]
         x = grid.to(theta.dtype).expand(N, n).reshape(-1)
         owner = torch.arange(N, device=theta.device).repeat_interleave(n)
-        A = A.reshape(N * self.nc, 2)
+        return self.transform_points(x, owner, theta, time).view(N, n)
+
+    def transform_points(self, x: Tensor, owner: Tensor, theta: Tensor,
+                         time: float = 1.0) -> Tensor:
+        """``(P,)``: phi of each point ``x[i]`` under ``theta[owner[i]]`` (one integration for
+        points of many thetas, e.g. grids of different lengths)."""
+        A = self.affine(theta).reshape(-1, 2)
+        x = x.to(theta.dtype)
         c = self.cell(x)
         a, b = A[owner * self.nc + c].unbind(1)
         direction = torch.sign(a * x + b).detach()  # a trajectory never turns
         t = torch.full_like(x, float(time))
-        index = torch.arange(N * n, device=theta.device)
+        total = x.shape[0]
+        index = torch.arange(total, device=x.device)
         parts, where = [], []
         for _ in range(self.nc + 1):
             a, b = A[owner * self.nc + c].unbind(1)
@@ -181,8 +188,8 @@ class Cpab1d:
         else:  # pragma: no cover - at most nc hops by construction
             raise RuntimeError(f'CPAB(nc={self.nc}): a trajectory crossed more than nc cells')
         phi = torch.cat(parts)
-        out = torch.zeros(N * n, dtype=phi.dtype, device=phi.device)
-        return out.index_copy(0, torch.cat(where), phi).view(N, n)
+        out = torch.zeros(total, dtype=phi.dtype, device=phi.device)
+        return out.index_copy(0, torch.cat(where), phi)
 
     def uniform_meshgrid(self, n: int, dtype=torch.float64, device=None) -> Tensor:
         return torch.linspace(0, 1, n, dtype=dtype, device=device)
@@ -191,29 +198,34 @@ class Cpab1d:
                        time: float = 1.0) -> Tensor:
         """``(N, outsize, C)``: each signal ``data[i]`` (``(N, width, C)``, sampled on
         ``linspace(0, 1, width)``) read at ``phi_theta_i(linspace(0, 1, outsize))`` by linear
-        interpolation (clamped at the ends).
-
-        The sample positions are taken as ``i (width - 1) / (outsize - 1)`` plus the
-        displacement ``(phi(x_i) - x_i) (width - 1)``: equal to difw's ``phi(x_i) (width - 1)``
-        up to rounding, and exactly the grid (so the signal itself) when phi is the identity
-        and ``outsize == width``."""
+        interpolation (clamped at the ends): difw's ``transform_data``."""
         if data.dim() != 3 or data.shape[0] != theta.shape[0]:
             raise ValueError(f'CPAB.transform_data: data must be (N, width, C) with N = '
                              f'{theta.shape[0]} thetas, got {tuple(data.shape)}')
-        width = data.shape[1]
         grid = self.uniform_meshgrid(outsize, theta.dtype, theta.device)
-        phi = self.transform_grid(grid, theta, time)
-        steps = torch.arange(outsize, dtype=theta.dtype, device=theta.device)
-        base = steps * (width - 1) / max(outsize - 1, 1)
-        pos = base + (phi - grid) * (width - 1)  # (N, outsize)
-        lo = torch.floor(pos).clamp(0, width - 1)
-        frac = (pos - lo).unsqueeze(-1).to(data.dtype)
-        i0 = lo.long()
-        i1 = (i0 + 1).clamp(max=width - 1)
-        channels = data.shape[2]
-        y0 = torch.gather(data, 1, i0.unsqueeze(-1).expand(-1, -1, channels))
-        y1 = torch.gather(data, 1, i1.unsqueeze(-1).expand(-1, -1, channels))
-        return (1 - frac) * y0 + frac * y1
+        return resample(data, self.transform_grid(grid, theta, time))
 
 
-__all__ = ['Cpab1d', 'rref_basis']
+def resample(data: Tensor, phi: Tensor) -> Tensor:
+    """``(N, n, C)``: each signal ``data[i]`` (``(N, width, C)``, sampled on
+    ``linspace(0, 1, width)``) read at the points ``phi[i]`` (``(N, n)``, the images of
+    ``linspace(0, 1, n)``) by linear interpolation, clamped at the ends.
+
+    The sample positions are taken as ``j (width - 1) / (n - 1)`` plus the displacement
+    ``(phi_j - x_j) (width - 1)``: equal to difw's ``phi_j (width - 1)`` up to rounding, and
+    exactly the grid (so the signal itself) when phi is the identity and ``n == width``."""
+    width, n = data.shape[1], phi.shape[1]
+    grid = torch.linspace(0, 1, n, dtype=phi.dtype, device=phi.device)
+    steps = torch.arange(n, dtype=phi.dtype, device=phi.device)
+    pos = steps * (width - 1) / max(n - 1, 1) + (phi - grid) * (width - 1)
+    lo = torch.floor(pos).clamp(0, width - 1)
+    frac = (pos - lo).unsqueeze(-1).to(data.dtype)
+    i0 = lo.long()
+    i1 = (i0 + 1).clamp(max=width - 1)
+    channels = data.shape[2]
+    y0 = torch.gather(data, 1, i0.unsqueeze(-1).expand(-1, -1, channels))
+    y1 = torch.gather(data, 1, i1.unsqueeze(-1).expand(-1, -1, channels))
+    return (1 - frac) * y0 + frac * y1
+
+
+__all__ = ['Cpab1d', 'rref_basis', 'resample']

@@ -80,7 +80,7 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from .base import BaseTuner, LayerInfo, TaskContext
-from .cpab import Cpab1d
+from .cpab import Cpab1d, resample
 from .mtlora import BACKBONE_GROUPS
 
 PROJECTIONS = ('qkv', 'proj', 'fc1', 'fc2')
@@ -174,10 +174,14 @@ class DiTASK(BaseTuner):
 
         self.shared_theta = nn.ParameterDict()
         self.task_theta = nn.ParameterDict()
+        #: key -> k, the length of the projection's spectrum (of each block)
+        self._spectrum: Dict[str, int] = {}
         final = max((layer.index for layer in self.layers), default=-1)
         for layer in self.layers:
             for name in PROJECTIONS:
                 key = _key(layer, name)
+                d_in, d_out = _widths(layer, name)
+                self._spectrum[key] = min(d_out // self._blocks(name), d_in)
                 forked = layer.index in self.fork_layers and name in task_targets
                 if forked:
                     self.task_theta[key] = nn.Parameter(
@@ -227,34 +231,74 @@ class DiTASK(BaseTuner):
         return cached[1:]
 
     def warped_weight(self, key: str, name: str, module: nn.Linear, theta: Tensor,
-                      cpab: Cpab1d) -> Tensor:
+                      cpab: Cpab1d, phi: Optional[Tensor] = None) -> Tensor:
         """``W'(theta) = W + U diag(S' - S) V^T`` for each theta ``(N, d)``: ``(N, out, in)``
-        (q, k, v blocks each warped, with the same theta, when split)."""
+        (q, k, v blocks each warped, with the same theta, when split). ``phi``: the thetas'
+        ``phi(linspace(0, 1, k))`` ``(N, k)`` if already integrated (``before_forward``)."""
         weight = module.weight
         U, S, Vh = self.svd(key, name, weight)
         nb, k = S.shape
         with torch.autocast(weight.device.type, enabled=False):
-            theta = theta.to(S.dtype)
-            signal = S.T.unsqueeze(0).expand(theta.shape[0], k, nb)  # (N, k, blocks)
-            moved = cpab.transform_data(signal, theta, k, self.time) - signal
+            if phi is None:
+                grid = cpab.uniform_meshgrid(k, S.dtype, S.device)
+                phi = cpab.transform_grid(grid, theta.to(S.dtype), self.time)
+            elif phi.shape[-1] != k:
+                raise RuntimeError(f'DiTASK: {key} has {k} singular values per block, its '
+                                   f'prepared warp {phi.shape[-1]} (the layer description '
+                                   f'does not match the module)')
+            phi = phi.to(S.dtype)
+            signal = S.T.unsqueeze(0).expand(phi.shape[0], k, nb)  # (N, k, blocks)
+            moved = resample(signal, phi) - signal
             delta = (U.unsqueeze(0) * moved.transpose(1, 2).unsqueeze(-2)) @ Vh  # (N,nb,m,n)
-            delta = delta.reshape(theta.shape[0], *weight.shape)
+            delta = delta.reshape(phi.shape[0], *weight.shape)
             return weight.to(delta.dtype) + delta
 
-    def _shared_weight(self, key: str, name: str, module: nn.Linear) -> Tensor:
+    def before_forward(self) -> Optional[Dict[Tuple[str, str], Tensor]]:
+        """Every theta's ``phi(linspace(0, 1, k))``, integrated in two batched calls (one per
+        tessellation) rather than once per projection: ``{('shared', key): (1, k),
+        ('task', key): (T, k)}``; None when merged."""
+        if self._merged is not None:
+            return None
+        prepared = {}
+        for kind, thetas, cpab in (('shared', self.shared_theta, self.shared_cpab),
+                                   ('task', self.task_theta, self.task_cpab)):
+            if not len(thetas):
+                continue
+            keys = list(thetas)
+            per_key = [thetas[k].view(-1, cpab.dim) for k in keys]  # (1, d) or (T, d)
+            rows = [theta.shape[0] for theta in per_key]
+            stacked = torch.cat(per_key)
+            dtype = _work_dtype(stacked.dtype)
+            sizes = [self._spectrum[k] for k, r in zip(keys, rows) for _ in range(r)]
+            with torch.autocast(stacked.device.type, enabled=False):
+                grids = [cpab.uniform_meshgrid(n, dtype, stacked.device) for n in sizes]
+                owner = torch.arange(len(sizes), device=stacked.device).repeat_interleave(
+                    torch.tensor(sizes, device=stacked.device))
+                phi = cpab.transform_points(torch.cat(grids), owner, stacked.to(dtype),
+                                            self.time)
+            parts = iter(phi.split(sizes))
+            for k, r in zip(keys, rows):
+                prepared[(kind, k)] = torch.stack([next(parts) for _ in range(r)])
+        return prepared
+
+    def _shared_weight(self, ctx: TaskContext, key: str, name: str,
+                       module: nn.Linear) -> Tensor:
         if self._merged is not None:
             return self._merged_weights(key, name, module)[0]
+        phi = None if ctx.prepared is None else ctx.prepared.get(('shared', key))
         theta = self.shared_theta[key][None]
-        return self.warped_weight(key, name, module, theta, self.shared_cpab)[0].to(
+        return self.warped_weight(key, name, module, theta, self.shared_cpab, phi)[0].to(
             module.weight.dtype)
 
     def _task_weights(self, ctx: TaskContext, key: str, name: str,
                       module: nn.Linear) -> Tensor:
         if self._merged is not None:
             return ctx.select(self._merged_weights(key, name, module)[1])
+        phi = None if ctx.prepared is None else ctx.prepared.get(('task', key))
         theta = ctx.select(self.task_theta[key])
-        return self.warped_weight(key, name, module, theta, self.task_cpab).to(
-            module.weight.dtype)
+        return self.warped_weight(key, name, module, theta, self.task_cpab,
+                                  None if phi is None else ctx.select(phi)).to(
+                                      module.weight.dtype)
 
     # ------------------------------------------------------------------ merging
     @property
@@ -316,7 +360,8 @@ class DiTASK(BaseTuner):
             # thetas: each reads its own input through the shared warp
             if key not in self.shared_theta:
                 return module(x)
-            return F.linear(self._drop(x), self._shared_weight(key, name, module), module.bias)
+            return F.linear(self._drop(x), self._shared_weight(ctx, key, name, module),
+                            module.bias)
         # a forked block's task projection: at the fork (the first one) the rows are the
         # shared stream's and this hook parts them; past it, the shared stream then one
         # stream per task of ctx.tasks
@@ -325,7 +370,8 @@ class DiTASK(BaseTuner):
         h = x.reshape(1 if forks_here else G, -1, x.shape[-1])
         dropped = self._drop(h[0])
         if key in self.shared_theta:
-            shared = F.linear(dropped, self._shared_weight(key, name, module), module.bias)
+            shared = F.linear(dropped, self._shared_weight(ctx, key, name, module),
+                              module.bias)
         else:  # the network's last shared stream: read by nothing
             shared = module(h[0])
         # at the fork the tasks read the shared, dropped input (the reference's
@@ -344,6 +390,12 @@ class DiTASK(BaseTuner):
 
 def _key(layer: LayerInfo, name: str) -> str:
     return f'{name}{layer.index}'
+
+
+def _widths(layer: LayerInfo, name: str) -> Tuple[int, int]:
+    """(d_in, d_out) of a Swin projection."""
+    return {'qkv': (layer.dim, 3 * layer.dim), 'proj': (layer.dim, layer.dim),
+            'fc1': (layer.dim, layer.mlp_hidden), 'fc2': (layer.mlp_hidden, layer.dim)}[name]
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:

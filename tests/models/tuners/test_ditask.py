@@ -184,6 +184,23 @@ def test_one_task_model_gives_the_same_task_rows():
         torch.testing.assert_close(a, b, **helpers.EXACT)
 
 
+def test_batched_warps_equal_one_warp_per_projection():
+    """``before_forward`` integrates every theta's phi in one call per tessellation; the
+    hooks without it integrate each projection's own: the same model."""
+    model = build()
+    draw_thetas(model)
+    prepared = model.tuner.before_forward()
+    assert set(prepared) == {('shared', k) for k in model.tuner.shared_theta} | {
+        ('task', k) for k in model.tuner.task_theta}
+    assert prepared[('task', 'fc27')].shape == (len(TASKS), 128)  # T x k (width 128)
+    with torch.no_grad():
+        batched = model(X)
+        model.tuner.before_forward = lambda: None
+        single = model(X)
+    for a, b in zip(batched, single):
+        torch.testing.assert_close(a, b, **helpers.EXACT)
+
+
 def test_stacked_equals_loop():
     """A fork tuner runs one shared pass whatever ``task_batching`` says."""
     model = build()
