@@ -110,7 +110,8 @@ class Cpab1d:
     def basis(self, dtype=torch.float64, device=None) -> Tensor:
         key = (dtype, str(device))
         if key not in self._bases:
-            self._bases[key] = self._basis64.to(dtype=dtype, device=device)
+            with torch.inference_mode(False):  # usable by autograd whatever mode made it
+                self._bases[key] = self._basis64.to(dtype=dtype, device=device)
         return self._bases[key]
 
     def __repr__(self) -> str:

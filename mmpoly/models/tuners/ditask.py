@@ -220,11 +220,12 @@ class DiTASK(BaseTuner):
         """``(U, S, Vh)`` of the weight's blocks ``(nb, m, k)``, ``(nb, k)``, ``(nb, k, n)``,
         computed once per weight version, dtype and device (float32 at least)."""
         stamp = (weight.data_ptr(), weight._version, weight.dtype, weight.device,
-                 tuple(weight.shape), torch.is_inference_mode_enabled())
+                 tuple(weight.shape))
         cached = self._svd.get(key)
         if cached is None or cached[0] != stamp:
             nb = self._blocks(name)
-            with torch.no_grad():
+            # normal tensors even under inference_mode: a later training step saves them
+            with torch.inference_mode(False), torch.no_grad():
                 w = weight.detach().to(_work_dtype(weight.dtype))
                 U, S, Vh = torch.linalg.svd(w.reshape(nb, -1, w.shape[-1]), full_matrices=False)
             cached = self._svd[key] = (stamp, U, S, Vh)

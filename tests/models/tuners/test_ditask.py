@@ -256,6 +256,18 @@ def test_svd_cache_is_refreshed_by_loading_and_casting_and_never_saved():
         torch.testing.assert_close(a.double(), b, rtol=1e-3, atol=1e-3)
 
 
+def test_an_inference_mode_forward_then_a_training_step():
+    """The cached SVD (and CPAB basis) made under ``torch.inference_mode`` must not be
+    inference tensors: a later training step saves them for its backward."""
+    model = build(theta_init='zeros')
+    with torch.inference_mode():
+        model(X)
+    model.train()
+    sum(o.sum() for o in model(X)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model.tuner.parameters())
+
+
 def grads(with_cp):
     model = build(seed=5, with_cp=with_cp)
     draw_thetas(model, 0.3)
