@@ -26,6 +26,10 @@ Polyhistor-Lite                         weight 0 at init: the adapters start at 
 VPT-shallow, VPT-deep       differ      the prompts are random tokens that every window
                                         attends to from the first step: there is no
                                         "zero prompt" that leaves attention unchanged
+DiTASK (beyond Table 1,     differ      theta starts at U(+-1/sqrt(d)) (the reference's
+Swin only)                              kaiming init): every spectrum is warped from the
+                                        first step (``theta_init='zeros'`` is identical:
+                                        test_ditask.py)
 ==========================  ==========  ============================================
 
 "identical" is checked in float64 to 1e-10 (float32 rounding differs between CPUs: a stacked
@@ -52,12 +56,14 @@ IDENTICAL = ('single_task_ft', 'decoder_ft', 'multi_task_ft', 'bitfit', 'relativ
 IDENTICAL_BEYOND_TABLE1 = ('mtlora', )
 #: ... and those whose encoder does not, by construction
 DIFFERS = ('vpt_shallow', 'vpt_deep')
+#: methods beyond Table 1 whose encoder does not start as the frozen backbone
+DIFFERS_BEYOND_TABLE1 = ('ditask', )
 #: the hypernetwork-based methods (generated adapters)
 HYPERNET = ('hyperformer', 'polyhistor', 'polyhistor_lite')
 #: no tuner parameters, or the backbone itself is what is trained
 NO_TUNER_PARAMS = ('single_task_ft', 'decoder_ft', 'multi_task_ft')
 #: Swin-only methods (PVT has no relative-position-bias tables)
-SWIN_ONLY = ('relative_bias', 'mtlora')
+SWIN_ONLY = ('relative_bias', 'mtlora', 'ditask')
 
 
 def test_every_table1_method_is_classified():
@@ -140,10 +146,11 @@ def test_starts_as_the_frozen_backbone(method, backbone):
         assert (levels[3] - ref[3]).abs().max() > 1e-3, f'{method}, task {t} did not move'
 
 
-@pytest.mark.parametrize('method,backbone', cases(DIFFERS))
+@pytest.mark.parametrize('method,backbone', cases(DIFFERS + DIFFERS_BEYOND_TABLE1))
 def test_prompts_change_the_features_from_the_start(method, backbone):
     """VPT: the prompt tokens join attention at step 0 (random init, nothing zero about
-    them), so every task's features differ from the frozen backbone's at every level."""
+    them), so every task's features differ from the frozen backbone's at every level;
+    DiTASK: its random thetas warp every projection's spectrum at step 0."""
     model, frozen = build_pair(method, backbone)
     x = torch.randn(B, 3, 64, 64, generator=torch.Generator().manual_seed(1),
                     dtype=torch.float64)
