@@ -23,14 +23,14 @@ from .provenance import case_sources
 #: the README's benchmark tables as named suites (``tools/benchmark.py --suite NAME``):
 #: the configs (the first is the ratios' reference) and the settings they were measured with
 SUITES = {
-    # (a) every method's training step vs single-task full fine-tuning; MTLoRA (one shared
-    # pass, forks in 4 blocks) beside the T-pass methods
+    # (a) every method's training step vs single-task full fine-tuning; MTLoRA and DiTASK
+    # (one shared pass, forks in 4 blocks) beside the T-pass methods
     'a': dict(specs=['configs/single_task_ft_swin-t.py'] + [
         f'configs/{m}_swin-t.py' for m in (
             'decoder_ft', 'multi_task_ft', 'bitfit', 'relative_bias', 'vpt_shallow',
             'vpt_deep', 'phm', 'compacter', 'compacter_pp', 'lora', 'adapter',
             'low_rank_adapter', 'shared_adapter', 'hyperformer', 'polyhistor',
-            'polyhistor_lite', 'mtlora')],
+            'polyhistor_lite', 'mtlora', 'ditask')],
         options=dict(iters=3, warmup=1, profile_iters=0)),
     # (d) inference vs the frozen forward: the T-pass floor first, then the frozen single
     # pass (decoder_ft: what merged MTLoRA is to be within 3 % of)
@@ -40,7 +40,8 @@ SUITES = {
         'configs/lora_swin-t.py@model.backbone.tuner.input_norm=False@bench.merge_lora=1',
         'configs/lora_swin-t.py@model.backbone.tuner.input_norm=False',
         'configs/lora_swin-t.py', 'configs/decoder_ft_swin-t.py',
-        'configs/mtlora_swin-t.py@bench.merge_lora=1', 'configs/mtlora_swin-t.py'],
+        'configs/mtlora_swin-t.py@bench.merge_lora=1', 'configs/mtlora_swin-t.py',
+        'configs/ditask_swin-t.py@bench.merge_lora=1', 'configs/ditask_swin-t.py'],
         options=dict(mode='test', iters=6, warmup=2, profile_iters=0)),
     # (b) Polyhistor-Lite vs the frozen T-pass floor, with a profiled step each
     'b': dict(specs=[

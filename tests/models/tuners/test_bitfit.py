@@ -86,7 +86,7 @@ def test_deepcopy_hooks_follow_the_copy():
 def test_swin_t_trainable_count(rel_pos_tables):
     model = MODELS.build(
         dict(type='PolyhistorSwin', tuner=dict(type='BitFit', rel_pos_tables=rel_pos_tables),
-             **SWIN_T))
+             tasks=ALL_TASKS, **SWIN_T))
     dims = SWIN_T_WIDTHS
     heads = [3] * 2 + [6] * 2 + [12] * 6 + [24] * 2
     patch_embed = 96 + 96  # conv bias, norm bias

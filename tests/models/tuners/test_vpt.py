@@ -155,7 +155,7 @@ def test_stacked_equals_loop(deep):
                                       (dict(type='VPT', deep=True), True),
                                       (dict(type='VPTDeep'), True)])
 def test_swin_t_trainable_count(cfg, deep):
-    model = MODELS.build(dict(type='PolyhistorSwin', tuner=cfg, **SWIN_T))
+    model = MODELS.build(dict(type='PolyhistorSwin', tuner=cfg, tasks=ALL_TASKS, **SWIN_T))
     assert isinstance(model.tuner, VPT) and model.tuner.deep == deep
     assert model.tuner.carries_prompts == (not deep)
     dims = SWIN_T_WIDTHS
