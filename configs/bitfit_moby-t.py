@@ -1,7 +1,4 @@
 # BitFit: every backbone bias and the relative-position-bias tables, one copy per task.
 # Backbone: Swin-T (MoBY self-supervised).
-_base_ = [
-    '_base_/models/moby-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_moby-t.py']
 model = dict(backbone=dict(tuner=dict(type='BitFit')))

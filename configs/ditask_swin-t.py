@@ -10,10 +10,7 @@
 # mmpoly/models/tuners/ditask.py.
 # Backbone: Swin-T (ImageNet-1k; the DiTASK README trains from the ImageNet-22K release, the
 # paper's table says ImageNet-1k).
-_base_ = [
-    '_base_/models/swin-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-t.py']
 model = dict(
     backbone=dict(
         tuner=dict(

@@ -3,8 +3,5 @@
 # fine-tuning's (configs/decoder_ft_swin-t.py, which runs the backbone once); the extra
 # cost is what any method with task-specific parts in every layer must pay.
 # Backbone: Swin-T (ImageNet-1k).
-_base_ = [
-    '_base_/models/swin-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-t.py']
 model = dict(backbone=dict(tuner=dict(type='FrozenTaskStacked')))

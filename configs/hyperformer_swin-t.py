@@ -2,10 +2,7 @@
 # embeddings: two adapters per layer (after attention and after the MLP) at lambda = 8
 # (Table 1; the paper also reports 16 and 32).
 # Backbone: Swin-T (ImageNet-1k).
-_base_ = [
-    '_base_/models/swin-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-t.py']
 model = dict(
     backbone=dict(
         tuner=dict(

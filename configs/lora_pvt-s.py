@@ -6,9 +6,6 @@
 # and kv (0.40M, the form of earlier checkpoints):
 # --cfg-options model.backbone.tuner.qkv_branch=separate
 # Backbone: PVT-Small (ImageNet-1k).
-_base_ = [
-    '_base_/models/pvt-s_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_pvt-s.py']
 model = dict(backbone=dict(
     tuner=dict(type='LoRA', rank=4, scale=4.0, input_norm=True, qkv_branch='shared')))

@@ -2,8 +2,5 @@
 # per task, with a task-specific LayerNorm on the LoRA branch's input. The text's form
 # (no input norm, the only one that merges): --cfg-options model.backbone.tuner.input_norm=False
 # Backbone: Swin-B (ImageNet-22k).
-_base_ = [
-    '_base_/models/swin-b-in22k_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-b-in22k.py']
 model = dict(backbone=dict(tuner=dict(type='LoRA', rank=4, scale=4.0, input_norm=True)))

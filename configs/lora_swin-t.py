@@ -2,8 +2,5 @@
 # per task, with a task-specific LayerNorm on the LoRA branch's input. The text's form
 # (no input norm, the only one that merges): --cfg-options model.backbone.tuner.input_norm=False
 # Backbone: Swin-T (ImageNet-1k).
-_base_ = [
-    '_base_/models/swin-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-t.py']
 model = dict(backbone=dict(tuner=dict(type='LoRA', rank=4, scale=4.0, input_norm=True)))

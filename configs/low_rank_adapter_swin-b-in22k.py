@@ -2,10 +2,7 @@
 # after the MLP, lambda = 2, per task. Text-only form (rank-1, beside the MLP):
 # --cfg-options model.backbone.tuner.rank=1 model.backbone.tuner.position=parallel_mlp
 # Backbone: Swin-B (ImageNet-22k).
-_base_ = [
-    '_base_/models/swin-b-in22k_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-b-in22k.py']
 model = dict(
     backbone=dict(
         tuner=dict(type='LowRankAdapter', reduction=2, rank=2, position='after_attn_and_mlp')))

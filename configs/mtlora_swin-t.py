@@ -6,10 +6,7 @@
 # paper compares on PASCAL-Context. Variants: mtlora-r16_swin-t.py, mtlora-r32_swin-t.py;
 # every key and its reference name: mmpoly/models/tuners/mtlora.py.
 # Backbone: Swin-T (ImageNet-1k).
-_base_ = [
-    '_base_/models/swin-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-t.py']
 model = dict(
     backbone=dict(
         tuner=dict(

@@ -1,7 +1,4 @@
 # Multi-task full fine-tuning: one backbone shared by all tasks, trained in full.
 # Backbone: PVT-Small (ImageNet-1k).
-_base_ = [
-    '_base_/models/pvt-s_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_pvt-s.py']
 model = dict(backbone=dict(tuner=dict(type='FullFineTuning')))

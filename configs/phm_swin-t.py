@@ -3,10 +3,7 @@
 # --cfg-options model.backbone.tuner.position=after_attn_and_mlp
 #     model.backbone.tuner.phm_dim=4 model.backbone.tuner.reduction=8
 # Backbone: Swin-T (ImageNet-1k).
-_base_ = [
-    '_base_/models/swin-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-t.py']
 model = dict(
     backbone=dict(
         tuner=dict(type='PHMAdapter', reduction=16, phm_dim=2, position='after_mlp')))

@@ -2,10 +2,7 @@
 # layer-wise scaling kernels (lambda = 2, r = n/4, k = 64).
 # Authors' form (method.md section 8) by default; text-only forms: tuner docstring.
 # Backbone: Swin-B (ImageNet-22k).
-_base_ = [
-    '_base_/models/swin-b-in22k_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-b-in22k.py']
 model = dict(
     backbone=dict(
         tuner=dict(type='PolyhistorLite', reduction=2, rank_ratio=0.25, task_embed_dim=64)))

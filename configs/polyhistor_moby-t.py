@@ -1,10 +1,7 @@
 # Polyhistor: decomposed lightweight hypernetworks per layer (lambda = 16, r = n/4, k = 64).
 # Authors' form (method.md section 8) by default; text-only forms: tuner docstring.
 # Backbone: Swin-T (MoBY self-supervised).
-_base_ = [
-    '_base_/models/moby-t_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_moby-t.py']
 model = dict(
     backbone=dict(
         tuner=dict(type='Polyhistor', reduction=16, rank_ratio=0.25, task_embed_dim=64)))

@@ -1,7 +1,4 @@
 # Shared Adapter: one adapter set for all tasks, task-specific adapter norms.
 # Backbone: PVT-Small (ImageNet-1k).
-_base_ = [
-    '_base_/models/pvt-s_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_pvt-s.py']
 model = dict(backbone=dict(tuner=dict(type='SharedAdapter', reduction=2)))

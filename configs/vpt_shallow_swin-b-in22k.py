@@ -1,7 +1,4 @@
 # VPT-shallow: 50 prompt tokens at the first layer, one set per task.
 # Backbone: Swin-B (ImageNet-22k).
-_base_ = [
-    '_base_/models/swin-b-in22k_mt-segformer.py', '_base_/datasets/pascal_context_mt.py',
-    '_base_/schedules/schedule_60e.py', '_base_/default_runtime.py'
-]
+_base_ = ['./_base_/setups/pascal_swin-b-in22k.py']
 model = dict(backbone=dict(tuner=dict(type='VPT', num_tokens=50, deep=False)))

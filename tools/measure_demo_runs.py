@@ -70,6 +70,8 @@ def main(argv=None):
         for key in ('metrics_file', 'dumped_config'):
             if row.get(key):
                 row[key] = osp.relpath(row[key], root)
+        # the repository's config, not the run's dumped copy (gone with the temporary dir)
+        row['config'] = JOBS[args.job][row['run']]
     record = dict(commit=commit, dirty=[line[3:] for line in dirty], command=COMMAND,
                   wall_s=wall, cpu_count=os.cpu_count(), runs=rows)
     with open(args.out, 'w') as f:

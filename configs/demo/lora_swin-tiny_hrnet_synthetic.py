@@ -2,7 +2,7 @@
 # same tuner): the narrow Swin with one HRNet-style fusion head per task, on the synthetic
 # PASCAL_MT, with the demo schedule. Level widths 3/16 of the stage widths, as MTLoRA's
 # [18, 36, 72, 144] are of Swin-T's [96, 192, 384, 768].
-_base_ = ['../_base_/demo_swin-tiny_synthetic.py']
+_base_ = ['../_base_/setups/synthetic_swin-tiny.py']
 model = dict(
     backbone=dict(tuner=dict(type='LoRA', rank=4, scale=4.0)),
     decode_head=dict(

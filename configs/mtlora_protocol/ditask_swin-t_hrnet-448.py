@@ -3,10 +3,7 @@
 # 448 x 448 inputs, MTLoRA's schedule (AdamW, 300 epochs, batch 32), in mmpoly's data and
 # metric code. (DiTASK's README trains with batch 64 from the ImageNet-22K Swin-T; here the
 # ImageNet-1k release, as the paper's table says.)
-_base_ = [
-    '../_base_/models/swin-t_mt-hrnet.py', '../_base_/datasets/pascal_context_mt_448.py',
-    '../_base_/schedules/schedule_mtlora.py', '../_base_/default_runtime.py'
-]
+_base_ = ['../_base_/setups/pascal448_swin-t-hrnet.py']
 model = dict(
     backbone=dict(
         tuner=dict(

@@ -1,10 +1,7 @@
 # configs/mtlora_swin-t.py (the same tuner: MTLoRA r = 64) under its own protocol: HRNet-style
 # heads, 448 x 448 inputs, MTLoRA's schedule (AdamW, 300 epochs, batch 32): the setting of the
 # reference's mtlora_tiny_448_r64_scale4_pertask.yaml, in mmpoly's data and metric code.
-_base_ = [
-    '../_base_/models/swin-t_mt-hrnet.py', '../_base_/datasets/pascal_context_mt_448.py',
-    '../_base_/schedules/schedule_mtlora.py', '../_base_/default_runtime.py'
-]
+_base_ = ['../_base_/setups/pascal448_swin-t-hrnet.py']
 model = dict(
     backbone=dict(
         tuner=dict(

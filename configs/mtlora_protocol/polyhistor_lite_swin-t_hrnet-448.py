@@ -1,9 +1,6 @@
 # configs/polyhistor_lite_swin-t.py (the same tuner) under the MTLoRA protocol: HRNet-style
 # heads, 448 x 448 inputs, MTLoRA's schedule (AdamW, 300 epochs, batch 32).
-_base_ = [
-    '../_base_/models/swin-t_mt-hrnet.py', '../_base_/datasets/pascal_context_mt_448.py',
-    '../_base_/schedules/schedule_mtlora.py', '../_base_/default_runtime.py'
-]
+_base_ = ['../_base_/setups/pascal448_swin-t-hrnet.py']
 model = dict(
     backbone=dict(
         tuner=dict(type='PolyhistorLite', reduction=2, rank_ratio=0.25, task_embed_dim=64)))

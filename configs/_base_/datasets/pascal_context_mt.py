@@ -5,6 +5,7 @@ dataset_type = 'PascalContextMTDataset'
 data_root = 'data/PASCAL_MT'
 tasks = ('semseg', 'human_parts', 'sal', 'normals')
 img_scale = (512, 512)
+crop_size = (512, 512)  # (h, w) the model pads a batch to
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),

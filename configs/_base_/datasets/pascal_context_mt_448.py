@@ -6,6 +6,7 @@
 # resizes the labels to 448 too; mmpoly keeps one metric code for both protocols).
 _base_ = ['./pascal_context_mt.py']
 img_scale = (448, 448)
+crop_size = (448, 448)
 train_pipeline = [
     dict(step, scale=img_scale) if step['type'] == 'MTResize' else step
     for step in _base_.train_pipeline

@@ -3,6 +3,7 @@
 _base_ = ['./pascal_context_mt.py']
 data_root = 'data/synthetic_mt'
 img_scale = (96, 96)
+crop_size = (96, 96)
 # generated only at data_root (auto_generate.root): a mistyped data_root is an error
 synthetic = dict(num_train=128, num_val=32, image_size=(96, 128), seed=0, root=data_root)
 

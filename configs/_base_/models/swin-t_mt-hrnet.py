@@ -6,7 +6,6 @@
 # 1 / 2 / 5 / 10). Method configs set only `model.backbone.tuner`.
 _base_ = ['./swin-t_mt-segformer.py']
 model = dict(
-    data_preprocessor=dict(size=(448, 448)),
     backbone=dict(drop_path_rate=0.2),
     decode_head=dict(
         _delete_=True,

@@ -1,17 +1,15 @@
 # Swin-T (ImageNet-1k, official release) frozen encoder + one SegFormer All-MLP decoder per
-# task. Method configs set only `model.backbone.tuner` (and, for single-task full
-# fine-tuning, `model.backbone_per_task`).
+# task: the architecture only. The tasks come with the dataset (a setup base,
+# _base_/setups/, joins the two); method configs set only `model.backbone.tuner` (and, for
+# single-task full fine-tuning, `model.backbone_per_task`).
 norm_cfg = dict(type='BN', requires_grad=True)  # `--cfg-options sync_bn=torch` on many GPUs
 data_preprocessor = dict(
     type='MultiTaskDataPreProcessor',
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    size=(512, 512))
+    bgr_to_rgb=True)  # the pad size comes with the dataset (crop_size, see _base_/setups)
 model = dict(
     type='MultiTaskEncoderDecoder',
-    tasks=('semseg', 'human_parts', 'sal', 'normals'),
-    task_source='PascalContextMTDataset',  # the dataset class declaring the tasks' specs
     data_preprocessor=data_preprocessor,
     backbone=dict(
         type='PolyhistorSwin',

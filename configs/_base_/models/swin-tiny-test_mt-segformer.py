@@ -2,7 +2,6 @@
 # random init, so nothing has to be downloaded.
 _base_ = ['./swin-t_mt-segformer.py']
 model = dict(
-    data_preprocessor=dict(size=(96, 96)),
     backbone=dict(
         pretrain_img_size=96,
         embed_dims=32,

@@ -14,7 +14,7 @@ from mmpoly.datasets import make_synthetic_pascal_mt
 from tests.pascal import ALL_TASKS
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
-DEMO_BASE = osp.join(REPO, 'configs/_base_/demo_swin-tiny_synthetic.py')
+DEMO_BASE = osp.join(REPO, 'configs/_base_/setups/synthetic_swin-tiny.py')
 
 
 # the rows of the paper's Table 1, as config names
