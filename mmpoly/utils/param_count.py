@@ -50,8 +50,10 @@ def group_of(name: str, backbone_in_full: bool = True) -> str:
 
 
 def count_parameters(model: nn.Module) -> Dict:
-    """``{'encoder': int, 'all': int, 'groups': {group: int}, 'total': int}``, and for an
-    MTLoRA model ``reference``: the lines scale-lab/MTLoRA's ``main.py`` prints."""
+    """``{'encoder': int, 'all': int, 'groups': {group: int}, 'total': int}``, for an
+    MTLoRA model ``reference``: the lines scale-lab/MTLoRA's ``main.py`` prints, and for a
+    tuner with ``paper_count(counts)`` its ``paper`` line (the build its paper counted and
+    the published figure)."""
     groups: Dict[str, int] = OrderedDict()
     encoder = trainable = 0
     backbone = [p.requires_grad for n, p in model.named_parameters()
@@ -68,9 +70,14 @@ def count_parameters(model: nn.Module) -> Dict:
         groups[group] = groups.get(group, 0) + n
     total = sum(p.numel() for p in model.parameters())
     counts = dict(encoder=encoder, all=trainable, groups=dict(groups), total=total)
-    tuner = getattr(getattr(model, 'backbone', None), 'tuner', None)
+    # a segmentor's backbone's tuner, or a bare backbone's
+    tuner = getattr(getattr(model, 'backbone', model), 'tuner', None)
     if type(tuner).__name__ == 'MTLoRA':
         counts['reference'] = reference_lines(model, trainable, total)
+    # a tuner that knows its paper's figure puts our count beside it
+    paper = tuner.paper_count(counts) if hasattr(tuner, 'paper_count') else None
+    if paper is not None:
+        counts['paper'] = paper
     return counts
 
 
@@ -131,6 +138,12 @@ def format_counts(counts: Dict) -> str:
                   f"  Extra params:               {ref['extra']:,}",
                   f"  Total params:               {ref['total']:,}",
                   f"  Total params without LoRA:  {ref['total_without_lora']:,}"]
+    paper = counts.get('paper')
+    if paper:
+        lines += [f"  beside the paper ({paper['source']}):",
+                  f"  reference build ({paper['build']}):  {paper['reference']:,d} "
+                  f"({paper['reference'] / 1e6:.2f}M)",
+                  f"  published:  {paper['published']}M"]
     return '\n'.join(lines)
 
 

@@ -211,8 +211,12 @@ def is_ditask_table(t):
     return t.header[0] == 'DiTASK'
 
 
+def is_free_sinewich_table(t):
+    return t.header[0] == 'Free Sinewich'
+
+
 CHECKED = (is_benchmark, is_param_table, is_ablation, is_size_table, is_targets, is_demo_runs,
-           is_other_backbones, is_mtlora_table, is_ditask_table)
+           is_other_backbones, is_mtlora_table, is_ditask_table, is_free_sinewich_table)
 #: tables whose digits are configuration, not measured or counted: the tuners' keys, the
 #: old forms' --cfg-options, the reliability guarantees and their tests
 NOT_NUMBERS = (['method', 'tuner'], ['method', 'old form'], ['Guarantee', 'How', 'Test'])
@@ -553,6 +557,34 @@ def test_ditask_table_is_count_params():
                 f"{built['encoder']:,d} ({millions(built['encoder'])}M)", errors)
         compare(table, name, 'published (M) vs the publication',
                 table.col(row, 'published (M)'), DITASK_PUBLISHED, errors)
+    report_errors(errors)
+
+
+#: Free Sinewich's paper (arXiv 2603.21111): trainable parameters (M) by rank, 4 tasks
+FREE_SINEWICH_PUBLISHED = {64: '6.53', 32: '4.04'}
+
+
+def test_free_sinewich_table_is_count_params():
+    """Every cell from ``count_params`` of the row's config and options (its groups and its
+    ``paper`` line: encoder + the reference HRNet heads), and the published figure the
+    paper's."""
+    (table, ) = the(is_free_sinewich_table)
+    errors = []
+    for row in table.rows:
+        name, config = plain(row[0]), plain(table.col(row, 'config'))
+        ours = counts(config, parse_options(table.col(row, 'options')))
+        groups = ours['groups']
+        cells = {'LoRA (A, B)': groups['tuner.shared_A'] + groups['tuner.shared_B'],
+                 'W_mid': groups['tuner.mid'],
+                 'tokens + clock': groups['tuner.task_tokens'] + groups['tuner.clock'],
+                 'encoder': ours['encoder'], 'reference build': ours['paper']['reference']}
+        for column, value in cells.items():
+            compare(table, name, column, table.col(row, column), f'{value:,d}', errors)
+        compare(table, name, 'published (M)', table.col(row, 'published (M)'),
+                ours['paper']['published'], errors)
+        compare(table, name, 'published (M) vs the publication',
+                table.col(row, 'published (M)'),
+                FREE_SINEWICH_PUBLISHED[int(name.split('=')[1])], errors)
     report_errors(errors)
 
 

@@ -1,5 +1,5 @@
-"""Every Table 1 method, MTLoRA and DiTASK train under real DDP (2 gloo ranks, torchrun, the
-runtime's wrapper): gradients are the ranks' mean, every trainable parameter gets one
+"""Every Table 1 method, MTLoRA, DiTASK and Free Sinewich train under real DDP (2 gloo ranks,
+torchrun, the runtime's wrapper): gradients are the ranks' mean, every trainable parameter gets one
 (``find_unused_parameters=False`` holds), and the ranks stay identical. See
 ``ddp_worker.py``."""
 from mmpoly.datasets import make_synthetic_pascal_mt

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from mmpoly.datasets import PascalContextMTDataset, make_synthetic_pascal_mt
-from mmpoly.datasets.prepare import (GDRIVE_URL_ENV, NYUD_MT_LAYOUT, RELEASES, PrepareError,
+from mmpoly.utils.prepare_data import (GDRIVE_URL_ENV, NYUD_MT_LAYOUT, RELEASES, PrepareError,
                                      extract, main)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -14,6 +14,7 @@ from mmpoly.utils.param_count import (build_model_without_weights, count_paramet
 CONFIGS = ('configs/demo/polyhistor_swin-tiny_synthetic.py',
            'configs/demo/mtlora_swin-tiny_synthetic.py',
            'configs/demo/ditask_swin-tiny_synthetic.py',
+           'configs/demo/free_sinewich_swin-tiny_synthetic.py',
            'configs/demo/lora_swin-tiny_hrnet_synthetic.py')
 
 

@@ -21,6 +21,8 @@ Compacter, Compacter++
 LoRA                        identical   B_t = 0: the update s B_t A_t LN_t(x) is 0
 MTLoRA (beyond Table 1,     identical   B = B_t = 0: TA- and TS-LoRA add 0, and every
 Swin only)                              task stream of a forked block is the shared one
+Free Sinewich (beyond       identical   B = 0: the LoRA adds 0, and M = B W_mid A = 0, so
+Table 1, Swin only)                     every task weight W + s_t G * sin(omega_t M) is W
 Hyperformer, Polyhistor,    identical   the generated adapter LayerNorm (post-norm) has
 Polyhistor-Lite                         weight 0 at init: the adapters start at 0
 VPT-shallow, VPT-deep       differ      the prompts are random tokens that every window
@@ -53,7 +55,7 @@ IDENTICAL = ('single_task_ft', 'decoder_ft', 'multi_task_ft', 'bitfit', 'relativ
              'compacter', 'compacter_pp', 'lora', 'adapter', 'low_rank_adapter',
              'shared_adapter', 'hyperformer', 'polyhistor', 'polyhistor_lite')
 #: methods beyond Table 1 whose encoder starts as the frozen backbone
-IDENTICAL_BEYOND_TABLE1 = ('mtlora', )
+IDENTICAL_BEYOND_TABLE1 = ('mtlora', 'free_sinewich')
 #: ... and those whose encoder does not, by construction
 DIFFERS = ('vpt_shallow', 'vpt_deep')
 #: methods beyond Table 1 whose encoder does not start as the frozen backbone
@@ -63,7 +65,7 @@ HYPERNET = ('hyperformer', 'polyhistor', 'polyhistor_lite')
 #: no tuner parameters, or the backbone itself is what is trained
 NO_TUNER_PARAMS = ('single_task_ft', 'decoder_ft', 'multi_task_ft')
 #: Swin-only methods (PVT has no relative-position-bias tables)
-SWIN_ONLY = ('relative_bias', 'mtlora', 'ditask')
+SWIN_ONLY = ('relative_bias', 'mtlora', 'ditask', 'free_sinewich')
 
 
 def test_every_table1_method_is_classified():

@@ -40,9 +40,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
-from .nyud_mt import LABEL_FILES as NYUD_LABEL_FILES
-from .nyud_mt import NYUDMTDataset
-from .pascal_context_mt import PascalContextMTDataset
+from ..datasets.nyud_mt import LABEL_FILES as NYUD_LABEL_FILES
+from ..datasets.nyud_mt import NYUDMTDataset
+from ..datasets.pascal_context_mt import PascalContextMTDataset
 
 #: Google Drive's download endpoint (the reference's ``data/google_drive.py`` uses it too).
 GDRIVE_URL = 'https://drive.google.com/uc'
@@ -337,7 +337,7 @@ def check_archive(path: str, size: Optional[int], sha256: Optional[str],
     if size is None or sha256 is None:
         print(f'{osp.basename(path)}: {actual_size} bytes, sha256 {digest}. The release\'s '
               f'{"size and " if size is None else ""}digest are {note or "not recorded"}: '
-              'nothing to compare with (record them in mmpoly/datasets/prepare.py RELEASES)')
+              'nothing to compare with (record them in mmpoly/utils/prepare_data.py RELEASES)')
     return digest
 
 

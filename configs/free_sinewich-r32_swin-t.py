@@ -1,0 +1,4 @@
+# Free Sinewich with rank 32 (the paper's r = 32 row): everything else as
+# configs/free_sinewich_swin-t.py.
+_base_ = ['./free_sinewich_swin-t.py']
+model = dict(backbone=dict(tuner=dict(rank=32)))

@@ -1,0 +1,4 @@
+# configs/free_sinewich-r32_swin-t.py on NYUD-v2: rank 32, everything else as
+# configs/free_sinewich_swin-t_nyud.py.
+_base_ = ['./free_sinewich_swin-t_nyud.py']
+model = dict(backbone=dict(tuner=dict(rank=32)))
