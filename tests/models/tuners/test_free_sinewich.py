@@ -267,7 +267,6 @@ TASKS4 = ('semseg', 'human_parts', 'sal', 'normals')
 
 
 def swin_t_groups(**tuner):
-    from mmpoly.utils.param_count import count_parameters
     model = MODELS.build(dict(type='PolyhistorSwin', tasks=TASKS4, **SWIN_T,
                               tuner=dict(type='FreeSinewich', **tuner)))
     groups = {name: sum(p.numel() for p in getattr(model.tuner, name).parameters())
