@@ -89,6 +89,7 @@ def main():
         with open(out, 'w') as f:
             json.dump(record, f, indent=2)
         print(f'metrics written to {out}')
+    del runner  # its DDP wrapper holds the process group
     finish_distributed()
 
 

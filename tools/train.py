@@ -70,6 +70,7 @@ def main():
         if fallback is not None:
             runner.logger.warning(fallback)
         runner.train()
+    del runner  # its DDP wrapper holds the process group
     finish_distributed()
 
 

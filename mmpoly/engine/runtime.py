@@ -1,5 +1,6 @@
 """What tools/train.py and tools/test.py do before building a Runner once the config is
 loaded: choose the backend and the work dir."""
+import gc
 import os.path as osp
 from typing import Optional
 
@@ -46,8 +47,11 @@ def prepare_run(cfg: Config, launcher: str = 'none', work_dir: Optional[str] = N
 
 
 def finish_distributed() -> None:
-    """Let every rank arrive, then close the process group: a gloo rank whose peer has
-    already exited can abort at interpreter shutdown."""
+    """Let every rank arrive, then close the process group and collect it: a gloo rank whose
+    peer has already exited, or whose process group is destroyed only at interpreter shutdown
+    (still held by a DDP wrapper), can abort there ("terminate called without an active
+    exception"). Call it once nothing holds the model (``del runner`` first)."""
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
         torch_dist.destroy_process_group()
+        gc.collect()  # the process group's threads end now, not in the interpreter's teardown
