@@ -76,17 +76,11 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from .base import BaseTuner, LayerInfo, TaskContext
+from .mtlora import BACKBONE_GROUPS
 
 PROJECTIONS = ('qkv', 'proj', 'fc1', 'fc2')
 #: projections that may be task-specific (a fork at qkv would part the attention's rows)
 TASK_PROJECTIONS = ('proj', 'fc1', 'fc2')
-#: the backbone groups it may train, as patterns searched in the backbone's parameter names
-BACKBONE_GROUPS = {
-    'train_patch_embed': r'^patch_embed\.',
-    'train_norms': r'norm',
-    'train_relative_position_bias': r'relative_position_bias_table',
-    'train_patch_merging': r'downsample\.reduction',
-}
 PADDINGS = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate'}
 #: the paper's totals (M) by rank (Swin-T, PASCAL-Context, 4 tasks, HRNet heads)
 PUBLISHED = {32: '4.04', 64: '6.53'}
@@ -108,8 +102,6 @@ def lowpass(m: Tensor, kernel: Tensor, padding: str = 'zeros') -> Tensor:
     """``G * m`` for matrices ``m (N, rows, cols)``, same size: the separable 2-D Gaussian as
     a column pass then a row pass."""
     k = kernel.numel()
-    if k == 1:
-        return m * kernel[0] ** 2
     pad = k // 2
     x = m.unsqueeze(1)  # (N, 1, rows, cols)
     x = F.pad(x, (pad, pad, pad, pad), mode=PADDINGS[padding])
@@ -139,7 +131,7 @@ class FreeSinewich(BaseTuner):
         clock: 'task' (one omega per task) or 'projection' (one per task and forked
             projection).
         omega_range: (lo, hi), the bounds of omega.
-        lowpass_kernel: size of the Gaussian (odd; 1: a scale by the centre tap^2).
+        lowpass_kernel: size of the Gaussian (odd; 1 with a normalised kernel: no low-pass).
         lowpass_sigma: its standard deviation.
         lowpass_padding: 'zeros', 'reflect' or 'replicate' at the matrix's borders.
         lowpass_normalize: the kernel sums to 1.
@@ -292,10 +284,9 @@ class FreeSinewich(BaseTuner):
         m = self.fused(key)
         return lowpass(torch.sin(omega[:, None, None] * m), self.kernel, self.lowpass_padding)
 
-    def _omega(self, ctx: TaskContext, key: str) -> Tensor:
-        omega = self.omegas() if ctx.prepared is None else ctx.prepared
-        column = 0 if omega.shape[1] == 1 else self._task_index[key]
-        return ctx.select(omega[:, column])
+    def _omega(self, key: str, omegas: Tensor) -> Tensor:
+        """``(T,)``: the projection's column of ``omegas()``."""
+        return omegas[:, 0 if self.clock_mode == 'task' else self._task_index[key]]
 
     def before_forward(self) -> Optional[Tensor]:
         """Every task's omega, once per forward (None without task projections)."""
@@ -350,8 +341,7 @@ class FreeSinewich(BaseTuner):
                 shared = module.weight + self.shared_scale * m
                 tasks = None
                 if key in self._task_index:
-                    omega = self.omegas()[:, 0 if self.clock_mode == 'task'
-                                          else self._task_index[key]]
+                    omega = self._omega(key, self.omegas())
                     tasks = module.weight + self.task_scale * self.task_updates(key, omega)
             entry = self._merged[key] = (stamp, shared, tasks)
         return entry[1:]
@@ -361,15 +351,16 @@ class FreeSinewich(BaseTuner):
         return F.dropout(x, self.dropout, self.training)
 
     def _shared(self, key: str, module: nn.Linear, x: Tensor,
-                dropped: Optional[Tensor] = None) -> Tensor:
-        """``W x + b + s B A drop(x)`` (``B W_mid A`` in a forked block)."""
+                dropped: Optional[Tensor] = None, frozen: Optional[Tensor] = None) -> Tensor:
+        """``W x + b + s B A drop(x)`` (``B W_mid A`` in a forked block); ``frozen``:
+        ``W x + b``, already computed."""
         if self.merged:
             return F.linear(x, self._merged_weights(key, module)[0], module.bias)
         low = F.linear(self._drop(x) if dropped is None else dropped, self.shared_A[key])
         if key in self.mid:
             low = F.linear(low, self.mid[key])
-        return torch.add(module(x), F.linear(low, self.shared_B[key]),
-                         alpha=self.shared_scale)
+        return torch.add(module(x) if frozen is None else frozen,
+                         F.linear(low, self.shared_B[key]), alpha=self.shared_scale)
 
     def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                x: Tensor) -> Tensor:
@@ -384,22 +375,28 @@ class FreeSinewich(BaseTuner):
         G = ctx.groups
         forks_here = name == self._fork_at[layer.index]
         h = x.reshape(1 if forks_here else G, -1, x.shape[-1])
-        dropped = None if self.merged else self._drop(h[0])
-        shared = self._shared(key, module, h[0], dropped)
         task_in = h[0].expand(G - 1, *h[0].shape) if forks_here else h[1:]
         bias = module.bias
         if self.merged:
+            shared = self._shared(key, module, h[0])
             weights = ctx.select(self._merged_weights(key, module)[1]).transpose(1, 2)
             tasks = torch.bmm(task_in, weights) if bias is None else \
                 torch.baddbmm(bias.expand(G - 1, 1, -1), task_in, weights)
         else:
+            dropped = self._drop(h[0])
+            # at the fork every stream reads the shared input: W h + b once for all
+            frozen = module(h[0]) if forks_here else None
+            shared = self._shared(key, module, h[0], dropped, frozen)
+            task_frozen = frozen.expand(G - 1, *frozen.shape) if forks_here else \
+                F.linear(task_in, module.weight, bias)
             # the dropped input: the shared one at the fork (dropped once, as MTLoRA), each
             # task's own past it
             task_drop = dropped.expand(G - 1, *dropped.shape) if forks_here else \
                 self._drop(task_in)
-            updates = self.task_updates(key, self._omega(ctx, key)) * self.task_scale
-            tasks = torch.baddbmm(F.linear(task_in, module.weight, bias), task_drop,
-                                  updates.transpose(1, 2))
+            omegas = self.omegas() if ctx.prepared is None else ctx.prepared
+            updates = self.task_updates(key, ctx.select(self._omega(key, omegas)))
+            tasks = torch.baddbmm(task_frozen, task_drop,
+                                  updates.transpose(1, 2) * self.task_scale)
         out = torch.cat([shared[None], tasks])  # (G, M, d_out)
         if forks_here:
             return out.reshape(G * x.shape[0], *x.shape[1:-1], out.shape[-1])
