@@ -22,7 +22,7 @@ __all__ = ['TINY', 'TASKS', 'B', 'SWIN_T', 'SWIN_T_WIDTHS', 'build', 'frozen_cop
            'assert_gradients_reach_every_tuner_parameter', 'assert_only_task_1_of_3_moved',
            'assert_step_and_load_refresh_the_cache', 'assert_tasks_equal_edited_frozen',
            'add_table_deltas', 'EXACT',
-           'assert_task_1_moves_alone', 'assert_stacked_equals_loop']
+           'assert_task_1_moves_alone', 'assert_stacked_equals_loop', 'train_demo_one_iteration']
 
 
 def build(tuner, tasks=TASKS, seed=0, perturb=0.1, **kwargs):
@@ -233,3 +233,49 @@ def assert_stacked_equals_loop(model, x, loop=None):
     for a, b in zip(stacked, looped):
         torch.testing.assert_close(a, b, **EXACT)
     return stacked
+
+
+def train_demo_one_iteration(config, tmp_path):
+    """One iteration of the real mmengine Runner on ``config`` (a demo config, built as
+    tools/train.py builds it) over 2 synthetic PASCAL images, one torch thread.
+
+    Returns (the model, its parameters when the iteration started (after the Runner's
+    init), its parameters after it, the state dict of the epoch checkpoint it wrote)."""
+    import os.path as osp
+    import uuid
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+    from mmpoly.datasets import make_synthetic_pascal_mt
+    from mmpoly.engine import load_config, prepare_run
+
+    root = str(tmp_path / 'data')
+    make_synthetic_pascal_mt(root, num_train=2, num_val=1, image_size=(64, 64), seed=0)
+    options = {'train_dataloader.dataset.data_root': root, 'train_dataloader.batch_size': 2,
+               'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
+               'train_cfg.max_epochs': 1, 'param_scheduler.0.end': 2,
+               'default_hooks.checkpoint.interval': 1, 'default_hooks.logger.interval': 1,
+               'randomness.seed': 0, 'val_cfg': None, 'val_dataloader': None,
+               'val_evaluator': None}
+    cfg = prepare_run(load_config(config, options), 'none', str(tmp_path / 'work'))
+    cfg.experiment_name = f'demo_{uuid.uuid4().hex[:8]}'
+    cfg.visualizer.name = cfg.experiment_name
+    runner = Runner.from_cfg(cfg)
+    model = runner.model
+    before = {}
+
+    class Snapshot(Hook):  # the weights the iteration starts from (after the Runner's init)
+        def before_train_iter(self, runner, batch_idx, data_batch=None):
+            before.update({n: p.detach().clone() for n, p in model.named_parameters()})
+
+    runner.register_hook(Snapshot(), priority='LOWEST')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runner.train()
+    finally:
+        torch.set_num_threads(threads)
+    assert runner.iter == 1
+    after = dict(model.named_parameters())
+    ckpt = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu',
+                      weights_only=False)
+    return model, before, after, ckpt['state_dict']

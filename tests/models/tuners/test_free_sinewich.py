@@ -328,49 +328,14 @@ def test_demo_trains_one_iteration_through_the_runner(tmp_path):
     """The demo config as tools/train.py builds it, one iteration of the real mmengine
     Runner: B moves (and only the tuner), the frozen projections do not, the checkpoint
     holds the tuner's keys."""
-    import uuid
-    from mmengine.hooks import Hook
-    from mmengine.runner import Runner
-    from mmpoly.datasets import make_synthetic_pascal_mt
-    from mmpoly.engine import load_config, prepare_run
-
-    root = str(tmp_path / 'data')
-    make_synthetic_pascal_mt(root, num_train=2, num_val=1, image_size=(64, 64), seed=0)
-    options = {'train_dataloader.dataset.data_root': root, 'train_dataloader.batch_size': 2,
-               'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
-               'train_cfg.max_epochs': 1, 'param_scheduler.0.end': 2,
-               'default_hooks.checkpoint.interval': 1, 'default_hooks.logger.interval': 1,
-               'randomness.seed': 0, 'val_cfg': None, 'val_dataloader': None,
-               'val_evaluator': None}
-    cfg = prepare_run(load_config(DEMO, options), 'none', str(tmp_path / 'work'))
-    cfg.experiment_name = f'free_sinewich_{uuid.uuid4().hex[:8]}'
-    cfg.visualizer.name = cfg.experiment_name
-    runner = Runner.from_cfg(cfg)
-    model = runner.model
+    model, before, after, state = helpers.train_demo_one_iteration(DEMO, tmp_path)
     tuner = model.backbone.tuner
     assert type(tuner).__name__ == 'FreeSinewich' and tuner.fork_layers
-    before = {}
-
-    class Snapshot(Hook):
-        def before_train_iter(self, runner, batch_idx, data_batch=None):
-            before.update({n: p.detach().clone() for n, p in model.named_parameters()})
-
-    runner.register_hook(Snapshot(), priority='LOWEST')
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        runner.train()
-    finally:
-        torch.set_num_threads(threads)
-    assert runner.iter == 1
-    after = dict(model.named_parameters())
     moved = {n for n in before if not torch.equal(before[n], after[n].detach())}
     assert {n for n in moved if '.tuner.shared_B.' in n} == {
         n for n in before if '.tuner.shared_B.' in n}
     assert not any(n.endswith(('qkv.weight', 'proj.weight', 'fc1.weight')) for n in moved)
     assert moved <= {n for n, p in after.items() if p.requires_grad}
-    ckpt = torch.load(osp.join(cfg.work_dir, 'epoch_1.pth'), map_location='cpu',
-                      weights_only=False)
-    tuner_keys = {k.split('.tuner.')[1].split('.')[0] for k in ckpt['state_dict']
+    tuner_keys = {k.split('.tuner.')[1].split('.')[0] for k in state
                   if '.tuner.' in k}
     assert tuner_keys == {'shared_A', 'shared_B', 'mid', 'task_tokens', 'clock'}
