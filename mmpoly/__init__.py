@@ -8,9 +8,8 @@ from . import datasets, evaluation, models  # noqa: F401  (registration side eff
 from . import visualization  # noqa: F401  (registers the visualizer and its hook)
 from .tasks import TaskSpec, resolve_task_specs  # noqa: F401
 from . import engine, utils  # noqa: F401  (hooks, optimiser wrapper)
-from .checkpoint import allow_mmengine_checkpoints, atomic
+from . import patches
 
-allow_mmengine_checkpoints()
-atomic.install_named_loader()  # checkpoint loading errors name the file
+patches.apply()  # what mmpoly changes in torch and mmengine, and why: see patches.py
 
 __version__ = '0.1.0'

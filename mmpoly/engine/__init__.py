@@ -2,7 +2,8 @@
 
 - ``config``: ``load_config(path, cfg_options)``, the one way every tool loads a config (task
   specs filled in from the dataset's METAINFO);
-- ``config_text``: mmengine's yapf formatting of a config done once per run (was 4-6);
+- ``config_text``: mmengine's yapf formatting of a config done once per run (was 4-6;
+  installed by ``mmpoly.patches``);
 - ``runtime``: backend and work dir of a run (``prepare_run``), ``finish_distributed``;
 - ``build_checks`` / ``build_errors``: config checks before building, hints after a failure;
 - ``optim_wrappers``: ``MixedPrecisionOptimWrapper`` (``--amp``);
@@ -11,11 +12,8 @@
 """
 from . import exact_resume, nonfinite, optim_wrappers  # noqa: F401  (registrations)
 from .build_errors import explain_build_errors
-from .config_text import remember_formatted_configs
 from .config import fill_task_specs, load_config, model_task_specs
 from .runtime import finish_distributed, prepare_run, setup_runtime
-
-remember_formatted_configs()
 
 __all__ = ['load_config', 'fill_task_specs', 'model_task_specs', 'prepare_run',
            'setup_runtime', 'finish_distributed', 'explain_build_errors']

@@ -50,10 +50,10 @@ def group_of(name: str, backbone_in_full: bool = True) -> str:
 
 
 def count_parameters(model: nn.Module) -> Dict:
-    """``{'encoder': int, 'all': int, 'groups': {group: int}, 'total': int}``, for an
-    MTLoRA model ``reference``: the lines scale-lab/MTLoRA's ``main.py`` prints, and for a
-    tuner with ``paper_count(counts)`` its ``paper`` line (the build its paper counted and
-    the published figure)."""
+    """``{'encoder': int, 'all': int, 'groups': {group: int}, 'total': int}`` and what the
+    tuner's ``count_report`` adds (MTLoRA's ``reference``: the lines scale-lab/MTLoRA's
+    ``main.py`` prints; Free Sinewich's ``paper``: the build its paper counted beside the
+    published figure)."""
     groups: Dict[str, int] = OrderedDict()
     encoder = trainable = 0
     backbone = [p.requires_grad for n, p in model.named_parameters()
@@ -70,26 +70,12 @@ def count_parameters(model: nn.Module) -> Dict:
         groups[group] = groups.get(group, 0) + n
     total = sum(p.numel() for p in model.parameters())
     counts = dict(encoder=encoder, all=trainable, groups=dict(groups), total=total)
-    # a segmentor's backbone's tuner, or a bare backbone's
+    # what the method adds (its reference code's lines, its paper's figure): a segmentor's
+    # backbone's tuner, or a bare backbone's
     tuner = getattr(getattr(model, 'backbone', model), 'tuner', None)
-    if type(tuner).__name__ == 'MTLoRA':
-        counts['reference'] = reference_lines(model, trainable, total)
-    # a tuner that knows its paper's figure puts our count beside it
-    paper = tuner.paper_count(counts) if hasattr(tuner, 'paper_count') else None
-    if paper is not None:
-        counts['paper'] = paper
+    if tuner is not None:
+        counts.update(tuner.count_report(model, counts))
     return counts
-
-
-def reference_lines(model: nn.Module, trainable: int, total: int) -> Dict[str, int]:
-    """scale-lab/MTLoRA ``main.py``'s groups: LoRA (trainable, 'lora' in the name: here the
-    tuner), decoders (everything outside the backbone), extra (the rest that is trained)."""
-    lora = sum(p.numel() for n, p in model.named_parameters()
-               if p.requires_grad and 'tuner' in n.split('.'))
-    decoders = sum(p.numel() for n, p in model.named_parameters()
-                   if not n.startswith('backbone.'))
-    return dict(trainable=trainable, decoders=decoders, lora=lora,
-                extra=trainable - lora - decoders, total=total, total_without_lora=total - lora)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ pass, so every hook is one batched op over the task axis.
 """
 import re
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -67,6 +67,38 @@ class LayerInfo:
         attention = tuple((name, self.dim, m * self.dim) for name, m in self.projections)
         return attention + (('fc1', self.dim, self.mlp_hidden),
                             ('fc2', self.mlp_hidden, self.dim))
+
+    def widths(self, name: str) -> Tuple[int, int]:
+        """(input width, output width) of the routed linear ``name``."""
+        for linear, d_in, d_out in self.linears:
+            if linear == name:
+                return d_in, d_out
+        raise KeyError(f'layer {self.name} routes no linear {name!r} (it has '
+                       f'{[n for n, _, _ in self.linears]})')
+
+
+def stage_last_layers(layers: Sequence[LayerInfo]) -> FrozenSet[int]:
+    """Indices of the last layer of every stage: where the fork tuners (MTLoRA, DiTASK, Free
+    Sinewich) part the shared stream into one stream per task."""
+    depth = {}
+    for layer in layers:
+        depth[layer.stage] = max(depth.get(layer.stage, 0), layer.index_in_stage + 1)
+    return frozenset(layer.index for layer in layers
+                     if layer.index_in_stage == depth[layer.stage] - 1)
+
+
+def subset_of(value, allowed: Sequence[str], where: str, allow_empty: bool = False,
+              refused: str = '') -> Tuple[str, ...]:
+    """A tuner's ``targets``-like key (a name or names, no repeats) -> the names in
+    ``allowed``'s order; else a ValueError naming ``where`` (``refused``: said when a name is
+    not allowed, e.g. why qkv is not offered)."""
+    names = (value, ) if isinstance(value, str) else tuple(value)
+    if (not names and not allow_empty) or any(n not in allowed for n in names) \
+            or len(set(names)) != len(names):
+        why = f' ({refused})' if refused and any(n not in allowed for n in names) else ''
+        raise ValueError(f'{where} must be a {"" if allow_empty else "non-empty "}subset of '
+                         f'{list(allowed)}, got {list(names)}{why}')
+    return tuple(n for n in allowed if n in names)
 
 
 @dataclass(frozen=True)
@@ -227,6 +259,12 @@ class BaseTuner(BaseModule):
     def cached_tensors(self) -> List[Tensor]:
         """The tensors the tuner keeps between forwards (besides parameters and buffers)."""
         return []
+
+    def count_report(self, model: nn.Module, counts: Dict) -> Dict:
+        """Entries the trainable-parameter report (``tools/count_params.py``, the training
+        log) adds for this method, given the model and its counts: e.g. the lines the
+        method's released code prints, or our count beside its paper's figure. None here."""
+        return {}
 
     # ------------------------------------------------- forward hooks on backbone modules
     def bind(self, ctx: TaskContext) -> ContextManager[TaskContext]:

@@ -85,18 +85,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, TaskContext
+from .base import BaseTuner, LayerInfo, TaskContext, stage_last_layers, subset_of
 from .cpab import Cpab1d, resample
-from .mtlora import BACKBONE_GROUPS
+from .merging import MergedWeights
+from .mtlora import BACKBONE_GROUPS, PROJECTIONS, QKV_FORK, TASK_PROJECTIONS
 
-PROJECTIONS = ('qkv', 'proj', 'fc1', 'fc2')
-#: projections that may carry task thetas (a fork at qkv would part the attention's rows)
-TASK_PROJECTIONS = ('proj', 'fc1', 'fc2')
 THETA_INITS = ('kaiming', 'zeros')
 
 
 @MODELS.register_module()
-class DiTASK(BaseTuner):
+class DiTASK(MergedWeights, BaseTuner):
     """DiTASK: singular values of every frozen projection warped by a CPAB diffeomorphism,
     shared in every block, per task in the forked last block of every stage.
 
@@ -142,9 +140,9 @@ class DiTASK(BaseTuner):
                  build_unused: bool = False,
                  **kwargs):
         super().__init__(**kwargs)
-        targets = _names(targets, PROJECTIONS, 'targets', allow_empty=False)
-        task_targets = _names(task_targets, TASK_PROJECTIONS, 'task_targets',
-                              allow_empty=True)
+        targets = subset_of(targets, PROJECTIONS, 'DiTASK.targets')
+        task_targets = subset_of(task_targets, TASK_PROJECTIONS, 'DiTASK.task_targets',
+                                 allow_empty=True, refused=QKV_FORK)
         if theta_init not in THETA_INITS:
             raise ValueError(f'DiTASK.theta_init must be one of {list(THETA_INITS)}, got '
                              f'{theta_init!r}')
@@ -166,13 +164,8 @@ class DiTASK(BaseTuner):
         self.shared_cpab = Cpab1d(shared_cells, zero_boundary, basis)
         self.task_cpab = Cpab1d(task_cells, zero_boundary, basis)
 
-        depth = {}
-        for layer in self.layers:
-            depth[layer.stage] = max(depth.get(layer.stage, 0), layer.index_in_stage + 1)
-        last = {layer.index for layer in self.layers
-                if layer.index_in_stage == depth[layer.stage] - 1}
         #: the layers whose output forks into one stream per task
-        self.fork_layers = frozenset(last) if task_targets else frozenset()
+        self.fork_layers = stage_last_layers(self.layers) if task_targets else frozenset()
         #: layer -> its first task projection: where the streams part (the attention before
         #: it is shared: computed once)
         self._fork_at = {index: next(n for n in TASK_PROJECTIONS if n in task_targets)
@@ -186,7 +179,7 @@ class DiTASK(BaseTuner):
         for layer in self.layers:
             for name in PROJECTIONS:
                 key = _key(layer, name)
-                d_in, d_out = _widths(layer, name)
+                d_in, d_out = layer.widths(name)
                 self._spectrum[key] = min(d_out // self._blocks(name), d_in)
                 forked = layer.index in self.fork_layers and name in task_targets
                 if forked:
@@ -204,8 +197,6 @@ class DiTASK(BaseTuner):
             pattern for key, pattern in BACKBONE_GROUPS.items() if trained[key])
         #: key -> (stamp of the weight, U, S, Vh), the SVD of its blocks (not in the state dict)
         self._svd: Dict[str, Tuple] = {}
-        #: key -> (stamp, W'(theta) of the shared theta, of every task's), or None: unmerged
-        self._merged: Optional[Dict[str, Tuple]] = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -308,34 +299,15 @@ class DiTASK(BaseTuner):
                                       module.weight.dtype)
 
     # ------------------------------------------------------------------ merging
-    @property
-    def merged(self) -> bool:
-        return self._merged is not None
-
-    def merge(self) -> None:
-        """Keep every ``W'(theta)`` once built (inference; rebuilt when a theta or a weight
-        changes)."""
-        self._merged = {}
-
-    def unmerge(self) -> None:
-        self._merged = None
-
-    def clear_cache(self) -> None:
-        """Drop the merged weights. The SVDs stay: they are constants of the frozen weights,
-        checked against the weights' version at every use."""
-        if self._merged is not None:
-            self._merged = {}
-
+    # (merge keeps every W'(theta) once built, rebuilt when a theta or a weight changes)
     def cached_tensors(self) -> List[Tensor]:
-        tensors = [t for _, *factors in self._svd.values() for t in factors]
-        for _, shared, tasks in (self._merged or {}).values():
-            tensors += [t for t in (shared, tasks) if t is not None]
-        return tensors
+        """The SVDs (constants of the frozen weights, checked against the weights' version
+        at every use: ``clear_cache`` keeps them) and the merged weights."""
+        return [t for _, *factors in self._svd.values() for t in factors] + \
+            super().cached_tensors()
 
     def _merged_weights(self, key: str, name: str, module: nn.Linear):
-        if self.training:
-            raise RuntimeError('DiTASK: cannot train while merged (the merged weights are '
-                               'constants); call unmerge() before training')
+        self.check_not_training()
         shared = self.shared_theta[key] if key in self.shared_theta else None
         tasks = self.task_theta[key] if key in self.task_theta else None
         weight = module.weight
@@ -399,25 +371,8 @@ def _key(layer: LayerInfo, name: str) -> str:
     return f'{name}{layer.index}'
 
 
-def _widths(layer: LayerInfo, name: str) -> Tuple[int, int]:
-    """(d_in, d_out) of a Swin projection."""
-    return {'qkv': (layer.dim, 3 * layer.dim), 'proj': (layer.dim, layer.dim),
-            'fc1': (layer.dim, layer.mlp_hidden), 'fc2': (layer.mlp_hidden, layer.dim)}[name]
-
-
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
-
-
-def _names(value, allowed: Sequence[str], key: str, allow_empty: bool) -> Tuple[str, ...]:
-    names = (value, ) if isinstance(value, str) else tuple(value)
-    if (not names and not allow_empty) or any(n not in allowed for n in names) \
-            or len(set(names)) != len(names):
-        extra = ' (a fork at qkv would part the attention: not offered)' \
-            if key == 'task_targets' and 'qkv' in names else ''
-        raise ValueError(f'DiTASK.{key} must be a {"" if allow_empty else "non-empty "}subset '
-                         f'of {list(allowed)}, got {list(names)}{extra}')
-    return tuple(n for n in allowed if n in names)  # in the layer's order
 
 
 __all__ = ['DiTASK']

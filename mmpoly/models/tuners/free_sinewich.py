@@ -68,19 +68,17 @@ Merging (inference): ``merge()`` keeps each projection's dense weights, ``W + s 
 modified.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, TaskContext
-from .mtlora import BACKBONE_GROUPS
+from .base import BaseTuner, LayerInfo, TaskContext, stage_last_layers, subset_of
+from .merging import MergedWeights
+from .mtlora import BACKBONE_GROUPS, PROJECTIONS, QKV_FORK, TASK_PROJECTIONS
 
-PROJECTIONS = ('qkv', 'proj', 'fc1', 'fc2')
-#: projections that may be task-specific (a fork at qkv would part the attention's rows)
-TASK_PROJECTIONS = ('proj', 'fc1', 'fc2')
 PADDINGS = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate'}
 #: the paper's totals (M) by rank (Swin-T, PASCAL-Context, 4 tasks, HRNet heads)
 PUBLISHED = {32: '4.04', 64: '6.53'}
@@ -112,7 +110,7 @@ def lowpass(m: Tensor, kernel: Tensor, padding: str = 'zeros') -> Tensor:
 
 
 @MODELS.register_module()
-class FreeSinewich(BaseTuner):
+class FreeSinewich(MergedWeights, BaseTuner):
     """Free Sinewich: shared LoRA in every block, the last block of each stage forked with
     task weights ``W + s_t G * sin(omega_t B W_mid A)``, omega_t from a Clock Net on task
     tokens.
@@ -164,9 +162,9 @@ class FreeSinewich(BaseTuner):
                  train_patch_merging: bool = False,
                  **kwargs):
         super().__init__(**kwargs)
-        targets = _names(targets, PROJECTIONS, 'targets', allow_empty=False)
-        task_targets = _names(task_targets, TASK_PROJECTIONS, 'task_targets',
-                              allow_empty=True)
+        targets = subset_of(targets, PROJECTIONS, 'FreeSinewich.targets')
+        task_targets = subset_of(task_targets, TASK_PROJECTIONS, 'FreeSinewich.task_targets',
+                                 allow_empty=True, refused=QKV_FORK)
         if set(task_targets) - set(targets):
             raise ValueError(f'FreeSinewich.task_targets {list(task_targets)} must be within '
                              f'targets {list(targets)} (a task weight is built from its LoRA)')
@@ -207,13 +205,8 @@ class FreeSinewich(BaseTuner):
         self.register_buffer('kernel', gaussian_kernel(lowpass_kernel, float(lowpass_sigma),
                                                        lowpass_normalize), persistent=False)
 
-        depth = {}
-        for layer in self.layers:
-            depth[layer.stage] = max(depth.get(layer.stage, 0), layer.index_in_stage + 1)
-        last = {layer.index for layer in self.layers
-                if layer.index_in_stage == depth[layer.stage] - 1}
         #: the layers whose output forks into one stream per task
-        self.fork_layers = frozenset(last) if task_targets else frozenset()
+        self.fork_layers = stage_last_layers(self.layers) if task_targets else frozenset()
         #: layer -> its first task projection: where the streams part
         self._fork_at = {index: next(n for n in TASK_PROJECTIONS if n in task_targets)
                          for index in self.fork_layers}
@@ -247,8 +240,6 @@ class FreeSinewich(BaseTuner):
         #: backbone parameters it trains, as patterns (``TunedBackboneMixin._freeze``)
         self.backbone_trainable = tuple(
             pattern for key, pattern in BACKBONE_GROUPS.items() if trained[key])
-        #: key -> (stamp, shared dense weight, task dense weights or None); None: unmerged
-        self._merged: Optional[Dict[str, Tuple]] = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -292,41 +283,20 @@ class FreeSinewich(BaseTuner):
         """Every task's omega, once per forward (None without task projections)."""
         return self.omegas() if self.task_keys else None
 
-    def paper_count(self, counts: Dict) -> Optional[Dict]:
-        """Our encoder count plus the reference's HRNet heads beside the paper's total for
-        this rank (4 tasks only; None otherwise)."""
+    def count_report(self, model: nn.Module, counts: Dict) -> Dict:
+        """``paper``: our encoder count plus the reference's HRNet heads beside the paper's
+        total for this rank (4 tasks only)."""
         if self.rank not in PUBLISHED or self.num_tasks != 4:
-            return None
-        return dict(source=f'Free Sinewich r{self.rank}, Swin-T, 4 tasks',
-                    build='encoder + the reference HRNet heads',
-                    reference=counts['encoder'] + REFERENCE_HEADS,
-                    published=PUBLISHED[self.rank])
+            return {}
+        return dict(paper=dict(source=f'Free Sinewich r{self.rank}, Swin-T, 4 tasks',
+                               build='encoder + the reference HRNet heads',
+                               reference=counts['encoder'] + REFERENCE_HEADS,
+                               published=PUBLISHED[self.rank]))
 
     # ------------------------------------------------------------------ merging
-    @property
-    def merged(self) -> bool:
-        return self._merged is not None
-
-    def merge(self) -> None:
-        """Keep the dense weights (built on the next forward, rebuilt when a parameter or a
-        frozen weight changes)."""
-        self._merged = {}
-
-    def unmerge(self) -> None:
-        self._merged = None
-
-    def clear_cache(self) -> None:
-        if self._merged is not None:
-            self._merged = {}
-
-    def cached_tensors(self) -> List[Tensor]:
-        return [t for _, shared, tasks in (self._merged or {}).values()
-                for t in (shared, tasks) if t is not None]
-
+    # (merge keeps the dense weights, rebuilt when a parameter or a frozen weight changes)
     def _merged_weights(self, key: str, module: nn.Linear):
-        if self.training:
-            raise RuntimeError('FreeSinewich: cannot train while merged (the merged weights '
-                               'are constants); call unmerge() before training')
+        self.check_not_training()
         params = [module.weight, self.shared_A[key], self.shared_B[key]]
         if key in self.mid:
             params.append(self.mid[key])
@@ -401,17 +371,6 @@ class FreeSinewich(BaseTuner):
         if forks_here:
             return out.reshape(G * x.shape[0], *x.shape[1:-1], out.shape[-1])
         return out.reshape(*x.shape[:-1], out.shape[-1])
-
-
-def _names(value, allowed, key, allow_empty):
-    names = (value, ) if isinstance(value, str) else tuple(value)
-    if (not names and not allow_empty) or any(n not in allowed for n in names) \
-            or len(set(names)) != len(names):
-        extra = ' (qkv would part the attention rows)' if 'qkv' in names and \
-            'qkv' not in allowed else ''
-        raise ValueError(f'FreeSinewich.{key} must be a {"" if allow_empty else "non-empty "}'
-                         f'subset of {list(allowed)}, got {list(names)}{extra}')
-    return names
 
 
 def _check_int(value, key, minimum):

@@ -34,7 +34,7 @@ linear in x (LN divides by the token's own standard deviation), so it has no mer
 is an error.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from mmseg.registry import MODELS
 from .base import BaseTuner, LayerInfo, TaskContext, new_task_param
+from .merging import MergedWeights, low_rank_weight
 
 #: target -> the projections it covers: the query/key/value projections are one fused 'qkv'
 #: on Swin and 'q' + 'kv' on PVT (see ``LayerInfo.projections``)
@@ -51,7 +52,7 @@ QKV_BRANCHES = ('shared', 'separate')
 
 
 @MODELS.register_module()
-class LoRA(BaseTuner):
+class LoRA(MergedWeights, BaseTuner):
     """LoRA with task-specific low-rank updates of the attention projections.
 
     Parameters per task and branch (d_in -> m d_in): r d_in (A) + m d_in r (B) + 2 d_in
@@ -127,7 +128,6 @@ class LoRA(BaseTuner):
                 if self.input_norm:
                     self.norm_weight[key] = new_task_param(self.num_tasks, layer.dim)
                     self.norm_bias[key] = new_task_param(self.num_tasks, layer.dim)
-        self._merged: Optional[Dict[str, Tensor]] = None
         self.reset_parameters()
 
     @staticmethod
@@ -146,10 +146,6 @@ class LoRA(BaseTuner):
             nn.init.zeros_(self.norm_bias[key])
 
     # ------------------------------------------------------------------- merging
-    @property
-    def merged(self) -> bool:
-        return self._merged is not None
-
     def merge(self) -> None:
         """Use task-specific full weights W + s B_t A_t (built on the next forward).
 
@@ -164,20 +160,7 @@ class LoRA(BaseTuner):
                 'inference exists for input_norm=False only (--cfg-options '
                 'model.backbone.tuner.input_norm=False, a different model: train it so); '
                 'the model stays unmerged')
-        self._merged = {}
-
-    def unmerge(self) -> None:
-        """Back to W x + s B_t A_t x; the frozen W was never modified."""
-        self._merged = None
-
-    def clear_cache(self) -> None:
-        """Drop the merged weights built so far (still merged: rebuilt on the next forward)."""
-        if self._merged is not None:
-            self._merged = {}
-
-    def cached_tensors(self) -> List[Tensor]:
-        """The merged weights built so far."""
-        return list(self._merged.values()) if self._merged else []
+        super().merge()
 
     def _B(self, key: str, start: int, stop: int) -> Tensor:
         """(T, d_out, r): the rows of the branch's B that update one projection."""
@@ -189,10 +172,10 @@ class LoRA(BaseTuner):
         cache_key = self._key(layer, name)  # per projection: a branch may update several
         if cache_key not in self._merged:
             key, start, stop = self._slots[(layer.index, name)]
-            with torch.no_grad():
-                delta = torch.matmul(self._B(key, start, stop),
-                                     self.lora_A[key])  # (T, d_out, d_in)
-                self._merged[cache_key] = (module.weight + self.scale * delta).transpose(1, 2)
+            with torch.no_grad():  # (T, d_out, d_in), transposed
+                self._merged[cache_key] = low_rank_weight(
+                    module.weight, self._B(key, start, stop), self.lora_A[key],
+                    self.scale).transpose(1, 2)
         return self._merged[cache_key]
 
     # --------------------------------------------------------------------- hook
@@ -204,9 +187,7 @@ class LoRA(BaseTuner):
         key, start, stop = slot
         h = ctx.per_task(x)  # (T', M, d_in)
         if self.merged:
-            if self.training:
-                raise RuntimeError('LoRA: cannot train while merged (the merged weights are '
-                                   'constants); call unmerge() before training')
+            self.check_not_training()
             weight = ctx.select(self._merged_weight(layer, name, module))
             if module.bias is None:
                 out = torch.bmm(h, weight)

@@ -74,11 +74,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, TaskContext
+from .base import BaseTuner, LayerInfo, TaskContext, stage_last_layers
+from .merging import MergedWeights, low_rank_weight
 
 PROJECTIONS = ('qkv', 'proj', 'fc1', 'fc2')
 #: projections that carry TS-LoRA in a forked block (the reference passes ``tasks`` to these)
 TASK_PROJECTIONS = ('proj', 'fc1', 'fc2')
+#: why a fork tuner offers no task-specific qkv
+QKV_FORK = 'a fork at qkv would part the attention rows: not offered'
 SHARED_MODES = ('matrix', 'matrixv2', 'addition', 'lora_only')
 #: the backbone groups the reference leaves trainable (``mark_only_lora_as_trainable``
 #: filters), as patterns searched in the backbone's parameter names
@@ -91,7 +94,7 @@ BACKBONE_GROUPS = {
 
 
 @MODELS.register_module()
-class MTLoRA(BaseTuner):
+class MTLoRA(MergedWeights, BaseTuner):
     """MTLoRA: TA-LoRA on every block, TS-LoRA forking the last block of every stage.
 
     Parameters (per enabled projection d_in -> d_out): TA ``r (d_in + d_out)`` in every block
@@ -167,11 +170,7 @@ class MTLoRA(BaseTuner):
         for s, scales in enumerate(self._task_scales):
             self.register_buffer(f'task_scale{s}', torch.tensor(scales), persistent=False)
 
-        depth = {}
-        for layer in self.layers:
-            depth[layer.stage] = max(depth.get(layer.stage, 0), layer.index_in_stage + 1)
-        last = {layer.index for layer in self.layers
-                if layer.index_in_stage == depth[layer.stage] - 1}
+        last = stage_last_layers(self.layers)
         #: the layers whose output forks into one stream per task (none for 'lora_only')
         self.fork_layers = frozenset() if shared_mode == 'lora_only' else frozenset(last)
         #: layer -> its first TS projection: where the streams part (the attention before
@@ -188,7 +187,7 @@ class MTLoRA(BaseTuner):
         for layer in self.layers:
             r, r_t = self.rank[layer.stage], self.task_rank[layer.stage]
             for name in targets:
-                d_in, d_out = _widths(layer, name)
+                d_in, d_out = layer.widths(name)
                 key = self._key(layer, name)
                 forked = layer.index in self.fork_layers and name in TASK_PROJECTIONS
                 # the shared stream's last output is read by nothing (its task streams read
@@ -211,7 +210,6 @@ class MTLoRA(BaseTuner):
         #: backbone parameters it trains, as patterns (``TunedBackboneMixin._freeze``)
         self.backbone_trainable = tuple(
             pattern for key, pattern in BACKBONE_GROUPS.items() if trained[key])
-        self._merged: Optional[Dict[str, Tensor]] = None
         self.reset_parameters()
 
     # ------------------------------------------------------------------ config
@@ -256,30 +254,27 @@ class MTLoRA(BaseTuner):
             norm.reset_parameters()
 
     # ------------------------------------------------------------------ merging
-    @property
-    def merged(self) -> bool:
-        return self._merged is not None
-
-    def merge(self) -> None:
-        """Fold TA-LoRA into ``W + s B A`` (built on the next forward; TS-LoRA stays)."""
-        self._merged = {}
-
-    def unmerge(self) -> None:
-        self._merged = None
-
-    def clear_cache(self) -> None:
-        if self._merged is not None:
-            self._merged = {}
-
-    def cached_tensors(self) -> List[Tensor]:
-        return list(self._merged.values()) if self._merged else []
-
     def _merged_weight(self, key: str, stage: int, module: nn.Linear) -> Tensor:
+        """``W + s B A`` of a TA-LoRA projection, kept while merged (TS-LoRA stays)."""
         if key not in self._merged:
             with torch.no_grad():
-                delta = self.shared_B[key] @ self.shared_A[key]
-                self._merged[key] = module.weight + self.shared_scale[stage] * delta
+                self._merged[key] = low_rank_weight(module.weight, self.shared_B[key],
+                                                    self.shared_A[key], self.shared_scale[stage])
         return self._merged[key]
+
+    # ------------------------------------------------------------------ counts
+    def count_report(self, model: nn.Module, counts: Dict) -> Dict:
+        """The lines scale-lab/MTLoRA's ``main.py`` prints: LoRA (trainable, 'lora' in the
+        name: here the tuner), decoders (everything outside the backbone), extra (the rest
+        that is trained)."""
+        lora = sum(p.numel() for n, p in model.named_parameters()
+                   if p.requires_grad and 'tuner' in n.split('.'))
+        decoders = sum(p.numel() for n, p in model.named_parameters()
+                       if not n.startswith('backbone.'))
+        trainable, total = counts['all'], counts['total']
+        return dict(reference=dict(trainable=trainable, decoders=decoders, lora=lora,
+                                   extra=trainable - lora - decoders, total=total,
+                                   total_without_lora=total - lora))
 
     # ------------------------------------------------------------------ hooks
     def _shared(self, layer: LayerInfo, key: str, module: nn.Linear, x: Tensor,
@@ -289,9 +284,7 @@ class MTLoRA(BaseTuner):
         if key not in self.shared_A:
             return module(x) if frozen is None else frozen
         if self.merged and frozen is None:
-            if self.training:
-                raise RuntimeError('MTLoRA: cannot train while merged (the merged weights '
-                                   'are constants); call unmerge() before training')
+            self.check_not_training()
             return F.linear(x, self._merged_weight(key, layer.stage, module), module.bias)
         if dropped is None:
             dropped = self._drop(layer, x)
@@ -346,11 +339,6 @@ class MTLoRA(BaseTuner):
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
-def _widths(layer: LayerInfo, name: str):
-    return {'qkv': (layer.dim, 3 * layer.dim), 'proj': (layer.dim, layer.dim),
-            'fc1': (layer.dim, layer.mlp_hidden), 'fc2': (layer.mlp_hidden, layer.dim)}[name]
-
-
 def _per_stage(value, stages: int, key: str, kind) -> List:
     """An int / float, or a list of one or ``stages`` values (the reference's rule) -> list."""
     values = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -363,4 +351,4 @@ def _per_stage(value, stages: int, key: str, kind) -> List:
     return [kind(v) for v in values]
 
 
-__all__ = ['MTLoRA', 'BACKBONE_GROUPS']
+__all__ = ['MTLoRA', 'BACKBONE_GROUPS', 'PROJECTIONS', 'TASK_PROJECTIONS', 'QKV_FORK']

@@ -1,0 +1,53 @@
+"""Merged inference, one implementation for every tuner that folds its updates into full
+weights (LoRA, MTLoRA, DiTASK, Free Sinewich).
+
+``merge()`` switches a tuner to weights built on first use and kept in ``_merged`` (key ->
+a tensor, or a tuple holding tensors): beside the frozen weights, which are never modified,
+so ``unmerge()`` restores the unmerged computation exactly. The kept weights are constants:
+training while merged is an error, not a silently frozen update.
+"""
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+
+class MergedWeights:
+    """Mixed into a tuner class before :class:`BaseTuner`."""
+    _merged: Optional[Dict[str, Any]] = None
+
+    @property
+    def merged(self) -> bool:
+        return self._merged is not None
+
+    def merge(self) -> None:
+        """Use merged weights from the next forward on."""
+        self._merged = {}
+
+    def unmerge(self) -> None:
+        """Back to the unmerged computation; the frozen weights were never modified."""
+        self._merged = None
+
+    def clear_cache(self) -> None:
+        """Drop the merged weights built so far (still merged: rebuilt on the next forward)."""
+        if self._merged is not None:
+            self._merged = {}
+
+    def cached_tensors(self) -> List[Tensor]:
+        """The merged weights built so far."""
+        tensors = []
+        for entry in (self._merged or {}).values():
+            tensors += [t for t in (entry if isinstance(entry, tuple) else (entry, ))
+                        if isinstance(t, Tensor)]
+        return tensors
+
+    def check_not_training(self) -> None:
+        if self.training:
+            raise RuntimeError(f'{type(self).__name__}: cannot train while merged (the merged '
+                               'weights are constants); call unmerge() before training')
+
+
+def low_rank_weight(weight: Tensor, B: Tensor, A: Tensor, scale: float) -> Tensor:
+    """``W + s B A``: a low-rank update folded into a full weight (``B``, ``A`` may carry a
+    leading task axis: one full weight per task)."""
+    return weight + scale * torch.matmul(B, A)
