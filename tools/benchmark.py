@@ -16,10 +16,14 @@ by the ``mmpoly::`` profiler ranges (data preprocessor, hypernetwork generation,
 decoders, losses, backward, optimiser).
 
 ``--compare`` builds every config in one process and times them round-robin, so a busy
-machine slows all of them alike, and prints ratios to the first. A config may carry its own
-overrides after ``@``: ``configs/lora_swin-t.py@model.backbone.task_batching=loop``, and
-benchmark options ``@bench.amp=1``, ``@bench.mode=test``, ``@bench.merge_lora=1`` (LoRA
-inference with merged weights), ``@bench.eval_cache=0`` (hypernetworks regenerate their
+machine slows all of them alike, and prints ratios to the first. ``--flops`` also counts each
+step's arithmetic (``torch.utils.flop_counter``) and reports each config against its floor:
+its own FLOPs at the first config's time per FLOP (the first: a floor config, e.g.
+``configs/floor_single-pass_swin-t.py`` for the one-pass methods, suite e). A config may
+carry its own overrides after ``@``:
+``configs/lora_swin-t.py@model.backbone.task_batching=loop``, and benchmark options
+``@bench.amp=1``, ``@bench.mode=test``, ``@bench.merge_lora=1`` (LoRA inference with merged
+weights), ``@bench.eval_cache=0`` (hypernetworks regenerate their
 weights every batch in eval). ``--data CONFIG`` also measures the training pipeline's
 samples per second in one process (= per dataloader worker).
 """
@@ -50,6 +54,9 @@ def parse_args(argv=None):
                         help='mixed precision (bfloat16 on CPU, float16 + loss scaling on GPU)')
     parser.add_argument('--profile-iters', type=int, default=1,
                         help='profiled steps for the breakdown (0: no breakdown)')
+    parser.add_argument('--flops', action='store_true',
+                        help="count each step's arithmetic (matmuls and convolutions) and "
+                        "report each config against the first's rate: its floor")
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--zero-init', action='store_true',
@@ -72,7 +79,8 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', help='data root for --data (default: the config\'s, '
                         'else a synthetic PASCAL_MT generated in data/synthetic_mt_bench)')
     parser.add_argument('--suite', help='the configs and settings of a README table: '
-                        'a (every method, train), d (inference); flags given override the '
+                        'a (every method, train), d (inference), e (one-pass methods vs their '
+                        'floor), b, b2, c, tiny; flags given override the '
                         "suite's settings")
     known, _ = parser.parse_known_args(argv)
     if known.suite:
@@ -136,12 +144,14 @@ def main(argv=None):
         if args.sequential:
             for spec in specs:
                 case = build(spec)
-                run_cases([case], args.iters, args.warmup, args.profile_iters, log=log)
+                run_cases([case], args.iters, args.warmup, args.profile_iters, log=log,
+                          flops=args.flops)
                 report['results'].append(case_result(case))
                 del case
         else:
             cases = [build(spec) for spec in specs]
-            run_cases(cases, args.iters, args.warmup, args.profile_iters, log=log)
+            run_cases(cases, args.iters, args.warmup, args.profile_iters, log=log,
+                      flops=args.flops)
             report['results'] = [case_result(c) for c in cases]
         report['ratios'] = ratios(report['results'])
     # what the numbers were measured on: the commit, and the files that differed from it

@@ -30,7 +30,7 @@ SUITES = {
             'decoder_ft', 'multi_task_ft', 'bitfit', 'relative_bias', 'vpt_shallow',
             'vpt_deep', 'phm', 'compacter', 'compacter_pp', 'lora', 'adapter',
             'low_rank_adapter', 'shared_adapter', 'hyperformer', 'polyhistor',
-            'polyhistor_lite', 'mtlora', 'ditask')],
+            'polyhistor_lite', 'mtlora', 'ditask', 'free_sinewich')],
         options=dict(iters=3, warmup=1, profile_iters=0)),
     # (d) inference vs the frozen forward: the T-pass floor first, then the frozen single
     # pass (decoder_ft: what merged MTLoRA is to be within 3 % of)
@@ -41,8 +41,14 @@ SUITES = {
         'configs/lora_swin-t.py@model.backbone.tuner.input_norm=False',
         'configs/lora_swin-t.py', 'configs/decoder_ft_swin-t.py',
         'configs/mtlora_swin-t.py@bench.merge_lora=1', 'configs/mtlora_swin-t.py',
-        'configs/ditask_swin-t.py@bench.merge_lora=1', 'configs/ditask_swin-t.py'],
+        'configs/ditask_swin-t.py@bench.merge_lora=1', 'configs/ditask_swin-t.py',
+        'configs/free_sinewich_swin-t.py@bench.merge_lora=1', 'configs/free_sinewich_swin-t.py'],
         options=dict(mode='test', iters=6, warmup=2, profile_iters=0)),
+    # (e) the one-pass methods against their floor: the frozen single pass with the backward
+    # through the backbone, at each method's own arithmetic (FLOPs counted)
+    'e': dict(specs=['configs/floor_single-pass_swin-t.py'] + [
+        f'configs/{m}_swin-t.py' for m in ('mtlora', 'ditask', 'free_sinewich')],
+        options=dict(iters=3, warmup=1, profile_iters=0, flops=True)),
     # (b) Polyhistor-Lite vs the frozen T-pass floor, with a profiled step each
     'b': dict(specs=[
         'configs/floor_swin-t.py', 'configs/polyhistor_lite_swin-t.py',
@@ -332,6 +338,16 @@ class Case:
         ms['profiled_step'] = total
         return ms
 
+    def count_flops(self) -> int:
+        """Floating-point operations of one step, forward and backward: the matrix products
+        and convolutions, as ``torch.utils.flop_counter`` counts them (2 per multiply-add;
+        elementwise work, norms and softmax are not counted)."""
+        from torch.utils.flop_counter import FlopCounterMode
+        counter = FlopCounterMode(display=False)
+        with counter:
+            self.step()
+        return int(counter.get_total_flops())
+
     def hypernet_cost_ms(self, iters: int = 3) -> Optional[float]:
         """Generation of every adapter's weights, forward and backward, in isolation (the
         whole cost of the hypernetworks in a training step); None without hypernetworks."""
@@ -426,9 +442,10 @@ def _tensors_in(obj) -> List[torch.Tensor]:
 
 # ------------------------------------------------------------------ runs
 def run_cases(cases: Sequence[Case], iters: int, warmup: int, profile_iters: int = 1,
-              log=print) -> None:
+              log=print, flops: bool = False) -> None:
     """Warm up every case, then time them round-robin (``iters`` rounds) so that the load of
-    a shared machine falls on all of them alike."""
+    a shared machine falls on all of them alike; ``flops``: then count each step's
+    arithmetic (one more step each)."""
     for case in cases:
         for _ in range(warmup):
             case.run_step(record=False)
@@ -439,6 +456,7 @@ def run_cases(cases: Sequence[Case], iters: int, warmup: int, profile_iters: int
     for case in cases:
         case.breakdown = case.profile(profile_iters) if profile_iters else None
         case.hypernet_ms = case.hypernet_cost_ms() if profile_iters else None
+        case.flops = case.count_flops() if flops else None
 
 
 def case_result(case: Case) -> dict:
@@ -451,6 +469,7 @@ def case_result(case: Case) -> dict:
     hn = getattr(case, 'hypernet_ms', None)
     out['hypernet_fwd_bwd_ms'] = hn
     out['hypernet_frac'] = None if hn is None else hn / 1e3 / out['step_time_s']['median']
+    out['step_flops'] = getattr(case, 'flops', None)
     return out
 
 

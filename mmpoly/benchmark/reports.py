@@ -13,18 +13,28 @@ from .cases import RANGES
 
 def ratios(results: Sequence[dict]) -> List[dict]:
     """Each result against the first: ratio of median step times, median of the per-round
-    ratios (with interleaved rounds a slow moment hits both), peak memory ratio."""
+    ratios (with interleaved rounds a slow moment hits both), peak memory ratio; with FLOPs
+    counted, each against its floor: its own FLOPs at the first's time per FLOP, i.e. the
+    per-round time ratio times (the first's FLOPs / its FLOPs)."""
     ref = results[0]
     out = []
     for r in results:
         paired = [a / b for a, b in zip(r['step_time_s']['all'], ref['step_time_s']['all'])]
-        out.append(dict(
+        row = dict(
             name=r['name'],
             time_ratio=r['step_time_s']['median'] / ref['step_time_s']['median'],
             time_ratio_paired=statistics.median(paired),
             time_ratio_paired_min=min(paired),
             time_ratio_paired_max=max(paired),
-            mem_ratio=r['peak_mem_mb'] / ref['peak_mem_mb'] if ref['peak_mem_mb'] else None))
+            mem_ratio=r['peak_mem_mb'] / ref['peak_mem_mb'] if ref['peak_mem_mb'] else None)
+        if r.get('step_flops') and ref.get('step_flops'):
+            arithmetic = r['step_flops'] / ref['step_flops']
+            row.update(flops_ratio=arithmetic,
+                       floor_s=ref['step_time_s']['median'] * arithmetic,
+                       floor_ratio_paired=statistics.median(paired) / arithmetic,
+                       floor_ratio_paired_min=min(paired) / arithmetic,
+                       floor_ratio_paired_max=max(paired) / arithmetic)
+        out.append(row)
     return out
 
 
@@ -64,6 +74,8 @@ def format_report(report: dict) -> str:
         if r.get('hypernet_fwd_bwd_ms') is not None:
             lines.append(f"    hypernetwork generation fwd+bwd: {r['hypernet_fwd_bwd_ms']:.2f} ms"
                          f" = {100 * r['hypernet_frac']:.2f}% of the step")
+        if r.get('step_flops'):
+            lines.append(f"    arithmetic: {r['step_flops'] / 1e9:.1f} GFLOP per step")
     if len(report['results']) > 1:
         lines.append('ratios to the first (time: median of interleaved per-round ratios '
                      '[min-max]; memory: peak):')
@@ -72,6 +84,11 @@ def format_report(report: dict) -> str:
             lines.append(f"  {q['name']}: time x{q['time_ratio_paired']:.3f} "
                          f"[{q['time_ratio_paired_min']:.3f}-{q['time_ratio_paired_max']:.3f}]"
                          f" (medians x{q['time_ratio']:.3f})  memory x{mem}")
+            if 'floor_ratio_paired' in q:
+                lines.append(f"    vs its floor ({q['floor_s']:.3f} s: its FLOPs at the "
+                             f"first's rate): x{q['floor_ratio_paired']:.3f} "
+                             f"[{q['floor_ratio_paired_min']:.3f}-"
+                             f"{q['floor_ratio_paired_max']:.3f}]")
     if report.get('data'):
         d = report['data']
         lines.append(f"data pipeline {d['config']} ({d['data_root']}): "
@@ -88,8 +105,12 @@ def format_markdown(report: dict) -> str:
     """The report as the README's tables: one row per config, ratios to the first."""
     results, ratio_rows = report['results'], report['ratios']
     with_breakdown = any(r.get('breakdown_ms') for r in results)
+    with_floor = any('floor_ratio_paired' in q for q in ratio_rows)
     head = ['config', 'step (s, median) [min-max]', 'time vs first [min-max]',
             'peak memory (MB) (state + step)', 'memory vs first']
+    if with_floor:
+        head += ['GFLOP per step', 'floor (s): its FLOPs at the first\'s rate',
+                 'time vs its floor [min-max]']
     if with_breakdown:
         head.append('breakdown of a profiled step')
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -100,6 +121,10 @@ def format_markdown(report: dict) -> str:
                f"{q['time_ratio_paired']:.3f} [{q['time_ratio_paired_min']:.3f}-"
                f"{q['time_ratio_paired_max']:.3f}]",
                f"{r['peak_mem_mb']:.0f} ({r['state_mb']:.0f} + {r['peak_step_mb']:.0f})", mem]
+        if with_floor:
+            row += [f"{r['step_flops'] / 1e9:.1f}", f"{q['floor_s']:.2f}",
+                    f"{q['floor_ratio_paired']:.3f} [{q['floor_ratio_paired_min']:.3f}-"
+                    f"{q['floor_ratio_paired_max']:.3f}]"]
         if with_breakdown:
             frac = r.get('breakdown_frac') or {}
             part = ', '.join(f'{k} {100 * frac[k]:.0f}%' for k in RANGES[1:]

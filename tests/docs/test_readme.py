@@ -362,6 +362,10 @@ def targets_from(reports):
     cp_ok['[0, 1, 2] (b)'] = (cp_ok['[0, 1, 2]'][0],
                               float(printed_ratio(b_cp, b_lite['time_ratio_paired'])) <= 1.35)
     merged = named(d, f'{plain_lora} merge_lora=1')[1]['time_ratio_paired']
+    e = reports['e_one_pass_floor.json']
+    a_mtlora = named(a, 'mtlora_swin-t')[1]['time_ratio_paired']
+    mtlora_vs_lite = printed_ratio(a_mtlora, a_lite)
+    e_mtlora = named(e, 'mtlora_swin-t')[1]
     return {
         'Polyhistor-Lite step <= 0.85x single-task full FT': (
             f"{spread(named(a, lite)[1])} ((a)); {b_vs_st} "
@@ -369,6 +373,16 @@ def targets_from(reports):
             f"{yes(r2(a_lite) <= 0.85)} ((a)), {yes(float(b_vs_st) <= 0.85)} ((b))"),
         'Polyhistor-Lite step <= 1.15x the floor': (
             f"{spread(b_lite)} ((b))", yes(r2(b_lite['time_ratio_paired']) <= 1.15)),
+        'issue 25: Polyhistor-Lite step <= 0.80x single-task full FT and <= 1.10x the floor': (
+            f"{r2(a_lite):.2f} ((a)); {b_vs_st} ((b)); {spread(b_lite)} ((b))",
+            f"{yes(r2(a_lite) <= 0.80)} ((a)), {yes(float(b_vs_st) <= 0.80)} ((b)); "
+            f"{yes(r2(b_lite['time_ratio_paired']) <= 1.10)}"),
+        'issue 25: MTLoRA r 64 step <= 0.65x Polyhistor-Lite\'s and <= 1.15x its own floor': (
+            f"{mtlora_vs_lite} ({a_mtlora:.3f} / {a_lite:.3f}, (a)); "
+            f"{e_mtlora['floor_ratio_paired']:.2f} [{e_mtlora['floor_ratio_paired_min']:.2f}-"
+            f"{e_mtlora['floor_ratio_paired_max']:.2f}] of {e_mtlora['floor_s']:.2f} s ((e))",
+            f"{yes(float(mtlora_vs_lite) <= 0.65)}; "
+            f"{yes(r2(e_mtlora['floor_ratio_paired']) <= 1.15)}"),
         'cached inference <= 1.12x the frozen T-pass forward': (
             f"{spread(named(d, lite)[1])} ((d))",
             yes(r2(named(d, lite)[1]['time_ratio_paired']) <= 1.12)),

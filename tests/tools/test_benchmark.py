@@ -197,6 +197,60 @@ def test_floor_computes_decoder_ft_outputs():
     assert_same(outputs(ref), outputs(floor))
 
 
+def test_single_pass_floor_computes_decoder_ft_outputs_and_backpropagates_the_backbone():
+    """The one-pass floor: decoder fine-tuning's outputs from one shared pass, but its
+    training backward crosses every frozen layer (decoder_ft's never enters the backbone)."""
+    demo = 'configs/demo/{}_swin-tiny_synthetic.py'
+    ref = Case(demo.format('decoder_ft'), img_size=64, batch_size=2, mode='test')
+    floor = Case(demo.format('floor_single-pass'), img_size=64, batch_size=2, mode='test')
+    same_weights(ref, floor)
+    assert not floor.model.backbone.task_specific and not floor.model.backbone.tuner.fork_layers
+    assert_same(outputs(ref), outputs(floor))
+    for case, crosses in ((floor, True), (ref, False)):
+        model = case.model.train()
+        reached = []
+        deep = model.backbone.stages[0].blocks[1].norm1  # past the first layer's attention
+        deep.register_full_backward_hook(lambda *args: reached.append(True))
+        data = model.data_preprocessor(case.batch, True)
+        losses = model(**data, mode='loss')
+        sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+        assert bool(reached) == crosses
+
+
+def test_floor_ratios_are_arithmetic_at_the_first_rate():
+    """Hand-computed: the first takes 2 s, 4 s for 10 FLOPs; the second 3 s, 8 s for 20: per
+    round 1.5x, 2x the time for 2x the arithmetic, so 0.75x, 1x its floor (median 0.875)."""
+    from mmpoly.benchmark import ratios
+
+    def result(name, times, flops):
+        return dict(name=name, step_time_s=dict(all=times, median=sum(times) / 2),
+                    peak_mem_mb=1.0, step_flops=flops)
+
+    ref, other = ratios([result('floor', [2.0, 4.0], 10), result('m', [3.0, 8.0], 20)])
+    assert ref['floor_ratio_paired'] == 1.0 and ref['floor_s'] == 3.0
+    assert other['flops_ratio'] == 2.0 and other['floor_s'] == 6.0
+    assert (other['floor_ratio_paired'], other['floor_ratio_paired_min'],
+            other['floor_ratio_paired_max']) == (0.875, 0.75, 1.0)
+    assert 'floor_ratio_paired' not in ratios([result('a', [1.0, 1.0], None)])[0]
+
+
+def test_counted_flops_add_up_across_the_floors():
+    """In test mode the task-stacked floor runs the backbone on T x B images where the
+    one-pass floor runs it on B, with the same decoders: the counts differ by exactly T - 1
+    backbone forwards, counted on their own."""
+    from torch.utils.flop_counter import FlopCounterMode
+    demo = 'configs/demo/{}_swin-tiny_synthetic.py'
+    one = Case(demo.format('floor_single-pass'), img_size=64, batch_size=2, mode='test')
+    stacked = Case(demo.format('floor'), img_size=64, batch_size=2, mode='test')
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        one.model.backbone(one.model.data_preprocessor(one.batch, False)['inputs'])
+    backbone = counter.get_total_flops()
+    T = len(one.tasks)
+    assert backbone > 0 and T == 4
+    assert stacked.count_flops() - one.count_flops() == (T - 1) * backbone
+
+
 @pytest.mark.parametrize('method', ['adapter', 'lora', 'polyhistor_lite'])
 def test_task_loop_equals_stacked(method):
     demo = f'configs/demo/{method}_swin-tiny_synthetic.py'

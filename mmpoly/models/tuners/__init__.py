@@ -10,6 +10,6 @@ from .polyhistor import Polyhistor, PolyhistorLite  # noqa: F401
 from .adapter import Adapter, LowRankAdapter, SharedAdapter  # noqa: F401
 from .phm import Compacter, CompacterPP, PHMAdapter  # noqa: F401
 from .hyperformer import Hyperformer  # noqa: F401
-from .floor import FrozenTaskStacked  # noqa: F401
+from .floor import FrozenSharedPass, FrozenTaskStacked  # noqa: F401
 
 __all__ = ['BaseTuner', 'FullFineTuning', 'LayerInfo', 'TaskContext']

@@ -11,6 +11,12 @@ does for any tuner with parameters in every layer. Its outputs equal the frozen 
 fine-tuning computes, at the price of a PEFT method's backbone passes: the lower bound of
 the step time and memory of any tuner that must run the backbone per task
 (``configs/floor_swin-t.py``; ``tools/benchmark.py`` compares methods with it).
+
+:class:`FrozenSharedPass` is the same on one shared pass of B images: the time part of the
+floor of a method that runs the backbone once for all tasks (MTLoRA, DiTASK, Free
+Sinewich). Such a method adds arithmetic of its own (its low-rank branches, the task
+streams of its forked blocks), which the benchmark counts (``tools/benchmark.py --flops``):
+its floor is its arithmetic at this pass's rate (``configs/floor_single-pass_swin-t.py``).
 """
 from torch import Tensor, nn
 
@@ -40,3 +46,10 @@ class FrozenTaskStacked(BaseTuner):
                 and not x.requires_grad and x.is_floating_point()):
             x = x.detach().requires_grad_()  # a leaf: the backward now reaches layer 1
         return module(x)
+
+
+@MODELS.register_module()
+class FrozenSharedPass(FrozenTaskStacked):
+    """Frozen backbone on one shared batch (B images for every task), no tuner parameters,
+    backpropagated through every frozen layer while training (``input_grad``)."""
+    task_specific = False
