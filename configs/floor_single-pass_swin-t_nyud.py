@@ -1,0 +1,5 @@
+# configs/floor_single-pass_swin-t.py on NYUD-v2 (semseg, depth, normals, edge): the same
+# method and backbone, the NYUD_MT data, recipe and task losses of
+# configs/_base_/datasets/nyud_mt.py.
+_base_ = ['./_base_/setups/nyud_swin-t.py']
+model = dict(backbone=dict(tuner=dict(type='FrozenSharedPass')))
