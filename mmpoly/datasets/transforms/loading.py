@@ -16,7 +16,8 @@ from mmseg.registry import TRANSFORMS
 from PIL import Image
 
 from mmpoly.tasks import TaskSpec, task_spec_of
-from .geometric import normalize_normals, resize_warp, warp_label
+from mmpoly.evaluation.metrics.functional import normalize_normals
+from .geometric import resize_warp, warp_label
 
 # VOC class id of 'person' in the Pascal-Part annotations (human_parts/<id>.mat).
 PERSON_CLASS = 15
@@ -112,7 +113,8 @@ def load_normals(path: str, context_label_path: str) -> np.ndarray:
         raise ValueError(f'LabelMap of {context_label_path} has shape {label_map.shape}, '
                          f'the normals {path} have {encoded.shape[:2]}')
     normals = 2.0 * encoded.astype(np.float32) / 255.0 - 1.0
-    return normalize_normals(normals, np.isin(label_map, normals_valid_ids()))
+    return normalize_normals(normals, axis=2, valid=np.isin(label_map, normals_valid_ids()),
+                             eps=1e-6)
 
 
 def edges_of_label_map(label_map: np.ndarray) -> np.ndarray:
@@ -300,8 +302,6 @@ def load_npy(path: str) -> np.ndarray:
 
 @register_label_reader('npy')
 def _read_npy(path, results, spec, shape):
-    """A ``.npy`` array: HxW (one channel) or HxWxC, kept as float32 for regression."""
-    array = load_npy(path)
-    if spec.kind in ('regression', 'normal'):
-        return array.astype(np.float32)
-    return array.astype(np.uint8)
+    """A ``.npy`` array: HxW (one channel) or HxWxC, as its kind's ``label_dtype`` (float32
+    for regression and normals, else uint8)."""
+    return load_npy(path).astype(spec.task_kind.label_dtype)
