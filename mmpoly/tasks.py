@@ -36,8 +36,8 @@ class TaskSpec:
         num_outputs: channels the decoder predicts (classes; 1 for binary, edge and depth;
             3 for normals).
         label_format: name of the label reader (``LABEL_READERS`` in
-            ``mmpoly.datasets.transforms.loading``: 'class_png', 'binary_png',
-            'normals_png', 'human_parts_mat', 'npy', or one a dataset module registers).
+            ``mmpoly.datasets.transforms.loading``: the generic 'class_png', 'binary_png',
+            'npy', or one a dataset module registers, e.g. PASCAL's 'human_parts_mat').
         ignore_index: label value without a label (class / binary maps: 255; normals: the
             zero vector, given as 0; regression: e.g. 0 for depth, passed to its loss).
         pad_value: label value of padded pixels; defaults to ``ignore_index``.

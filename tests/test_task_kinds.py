@@ -10,7 +10,7 @@ from mmseg.structures import SegDataSample
 import mmpoly  # noqa: F401
 from mmpoly.benchmark.cases import random_batch
 from mmpoly.datasets.transforms import MTRandomFlip, MTResize, PackMultiTaskInputs
-from mmpoly.datasets.transforms.loading import LABEL_READERS
+from mmpoly.datasets.transforms.loading import LoadMultiTaskAnnotations
 from mmpoly.evaluation.metrics import MultiTaskMetric
 from mmpoly.evaluation.prediction_writer import read_prediction, write_prediction
 from mmpoly.models.segmentors.multi_task_encoder_decoder import logits_to_prediction
@@ -101,7 +101,14 @@ def test_a_new_kind_flows_through_spec_model_and_data(heat):
     batch = random_batch(['heat'], 2, 4, task_specs=dict(heat=heat))
     assert torch.equal(batch['data_samples'][0].gt_heat.data, torch.full((1, 4, 4), 7.0))
 
-    assert 'npy' in LABEL_READERS  # the generic reader reads it as its label_dtype
+
+def test_the_generic_npy_reader_reads_a_new_kind_as_its_label_dtype(heat, tmp_path):
+    path = str(tmp_path / 'a.npy')
+    np.save(path, np.arange(12, dtype=np.int64).reshape(3, 4))
+    results = LoadMultiTaskAnnotations()(dict(
+        tasks=['heat'], label_paths=dict(heat=path), ori_shape=(3, 4),
+        task_specs=dict(heat=heat)))
+    assert results['gt_heat'].dtype == np.float32 and results['task_fields'] == ['gt_heat']
 
 
 def test_a_new_kind_flows_through_metric_files_and_pictures(heat, tmp_path):
