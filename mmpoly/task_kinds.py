@@ -58,6 +58,12 @@ def _grey_rgb(grey: np.ndarray) -> np.ndarray:
     return np.repeat(grey[..., None], 3, axis=2)
 
 
+def _check_grey(task: str, array: np.ndarray, path: str) -> None:
+    if array.ndim != 2 or array.dtype != np.uint8:
+        raise ValueError(f'prediction file {path}: {task} must be 8-bit gray, got '
+                         f'{array.dtype} of shape {array.shape}')
+
+
 class TaskKind:
     """What a kind of dense task means to every component (the defaults: a map of integer
     labels, moved by nearest interpolation).
@@ -199,12 +205,6 @@ class _ProbabilityKind(TaskKind):
         return rgb
 
 
-def _check_grey(task: str, array: np.ndarray, path: str) -> None:
-    if array.ndim != 2 or array.dtype != np.uint8:
-        raise ValueError(f'prediction file {path}: {task} must be 8-bit gray, got '
-                         f'{array.dtype} of shape {array.shape}')
-
-
 @register_task_kind
 class ClassKind(TaskKind):
     """``num_outputs`` class logits -> class ids; mIoU; pixel cross-entropy."""
@@ -294,37 +294,6 @@ class BinaryKind(_ProbabilityKind):
 
     def scores(self, metric, stats):
         return _functional().sal_scores(stats)
-
-
-@register_task_kind
-class EdgeKind(_ProbabilityKind):
-    """One logit -> edge probability; ODS F-measure (boundary matching within a tolerance);
-    BCE with the reference's fixed positive weight 0.95 (Multi-Task-Learning-PyTorch's
-    ``edge_w``)."""
-    name = 'edge'
-    main_metric = 'odsF'
-    loss = dict(type='BalancedBCELoss', pos_weight=0.95)
-    metric_keys = ('odsF', 'oisF', 'loss')
-
-    def image_stats(self, metric, pred, gt, spec):
-        fn = _functional()
-        ignore = metric.ignore_of(spec)
-        loss = fn.edge_loss_image_stats(pred, gt, metric.edge_pos_weight, ignore)
-        if loss is None:
-            return None
-        match = None
-        if metric.edge_ods:  # matching is the slow part (seconds per image)
-            match = fn.edge_image_stats(pred, gt, metric.edge_thresholds,
-                                        metric.edge_max_dist_of(spec), ignore,
-                                        thin=metric.edge_thin)
-        return dict(match=match, loss=loss)
-
-    def scores(self, metric, stats):
-        fn = _functional()
-        scores = (fn.edge_scores([s['match'] for s in stats], metric.edge_thresholds)
-                  if metric.edge_ods else dict(num_images=len(stats)))
-        scores['loss'] = fn.edge_loss_score([s['loss'] for s in stats])
-        return scores
 
 
 @register_task_kind
@@ -450,6 +419,37 @@ class RegressionKind(TaskKind):
         if is_label:
             rgb[~valid] = IGNORE_COLOUR
         return rgb
+
+
+@register_task_kind
+class EdgeKind(_ProbabilityKind):
+    """One logit -> edge probability; ODS F-measure (boundary matching within a tolerance);
+    BCE with the reference's fixed positive weight 0.95 (Multi-Task-Learning-PyTorch's
+    ``edge_w``)."""
+    name = 'edge'
+    main_metric = 'odsF'
+    loss = dict(type='BalancedBCELoss', pos_weight=0.95)
+    metric_keys = ('odsF', 'oisF', 'loss')
+
+    def image_stats(self, metric, pred, gt, spec):
+        fn = _functional()
+        ignore = metric.ignore_of(spec)
+        loss = fn.edge_loss_image_stats(pred, gt, metric.edge_pos_weight, ignore)
+        if loss is None:
+            return None
+        match = None
+        if metric.edge_ods:  # matching is the slow part (seconds per image)
+            match = fn.edge_image_stats(pred, gt, metric.edge_thresholds,
+                                        metric.edge_max_dist_of(spec), ignore,
+                                        thin=metric.edge_thin)
+        return dict(match=match, loss=loss)
+
+    def scores(self, metric, stats):
+        fn = _functional()
+        scores = (fn.edge_scores([s['match'] for s in stats], metric.edge_thresholds)
+                  if metric.edge_ods else dict(num_images=len(stats)))
+        scores['loss'] = fn.edge_loss_score([s['loss'] for s in stats])
+        return scores
 
 
 __all__ = ['TaskKind', 'TASK_KINDS', 'register_task_kind', 'task_kind', 'VOC_PALETTE',

@@ -67,7 +67,7 @@ def heat():
 
 
 def test_the_builtin_kinds_are_registered():
-    assert list(TASK_KINDS) == ['class', 'binary', 'edge', 'normal', 'regression']
+    assert list(TASK_KINDS) == ['class', 'binary', 'normal', 'regression', 'edge']
     kinds = ('class', 'binary', 'normal', 'regression', 'edge')
     assert [task_kind(k).main_metric for k in kinds] == ['mIoU', 'mIoU', 'mErr', 'rmse', 'odsF']
     with pytest.raises(ValueError, match="unknown task kind 'heat'; known kinds"):
