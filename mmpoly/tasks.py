@@ -3,7 +3,8 @@
 A dataset class declares its tasks in ``METAINFO['task_specs']`` (task name -> a dict of
 ``TaskSpec`` fields); a config picks the tasks it trains (``model.tasks``, the dataset's
 ``tasks``) and may override any field (``model.task_specs``). Every component reads the
-resolved ``TaskSpec`` of a task and branches on its ``kind``, never on its name:
+resolved ``TaskSpec`` of a task and asks its kind (``spec.task_kind``, one class per kind in
+``mmpoly.task_kinds``), never its name:
 
 - dataset / transforms: ``results['task_specs']`` (label format, padding, interpolation);
 - data preprocessor: ``pad_value`` per ``gt_<task>`` field;
@@ -22,30 +23,7 @@ or the dataset class that declares them (``source``: the segmentor's ``task_sour
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-# kind -> (prediction, main metric, lower is better, default loss)
-KINDS = {
-    # logits of ``num_outputs`` classes -> class ids; mIoU; pixel cross-entropy
-    'class': dict(main_metric='mIoU', lower_is_better=False,
-                  loss=dict(type='PixelCrossEntropyLoss')),
-    # one logit -> probability; mIoU / maxF over thresholds; balanced BCE
-    'binary': dict(main_metric='mIoU', lower_is_better=False,
-                   loss=dict(type='BalancedBCELoss')),
-    # 3 outputs -> unit vector; mean angular error; L1 on normalised vectors
-    'normal': dict(main_metric='mErr', lower_is_better=True,
-                   loss=dict(type='NormalL1Loss')),
-    # ``num_outputs`` values (depth: 1) as predicted; RMSE; L1 on valid pixels
-    'regression': dict(main_metric='rmse', lower_is_better=True,
-                       loss=dict(type='RegressionL1Loss')),
-    # one logit -> edge probability; ODS F-measure (boundary matching within a tolerance);
-    # BCE with the reference's fixed positive weight 0.95 (Multi-Task-Learning-PyTorch's
-    # ``edge_w``)
-    'edge': dict(main_metric='odsF', lower_is_better=False,
-                 loss=dict(type='BalancedBCELoss', pos_weight=0.95)),
-}
-
-# kind -> the prediction file formats it can be written in (the first: the default)
-PREDICTION_FORMATS = dict(**{k: ('png', ) for k in ('class', 'binary', 'normal', 'edge')},
-                          regression=('npy', 'mat'))
+from .task_kinds import TaskKind, task_kind
 
 
 @dataclass(frozen=True)
@@ -53,12 +31,13 @@ class TaskSpec:
     """How one task is encoded.
 
     Args:
-        kind: 'class', 'binary', 'normal', 'regression' or 'edge' (see ``KINDS``).
+        kind: 'class', 'binary', 'normal', 'regression', 'edge' or one registered with
+            ``mmpoly.task_kinds.register_task_kind``.
         num_outputs: channels the decoder predicts (classes; 1 for binary, edge and depth;
             3 for normals).
         label_format: name of the label reader (``LABEL_READERS`` in
-            ``mmpoly.datasets.transforms.loading``: 'class_png', 'binary_png',
-            'normals_png', 'human_parts_mat', 'npy', or one a dataset module registers).
+            ``mmpoly.datasets.transforms.loading``: the generic 'class_png', 'binary_png',
+            'npy', or one a dataset module registers, e.g. PASCAL's 'human_parts_mat').
         ignore_index: label value without a label (class / binary maps: 255; normals: the
             zero vector, given as 0; regression: e.g. 0 for depth, passed to its loss).
         pad_value: label value of padded pixels; defaults to ``ignore_index``.
@@ -75,7 +54,8 @@ class TaskSpec:
         prediction_format: file format of ``tools/test.py --out`` predictions: 'png'
             (class ids, 8-bit probability, 8-bit normals), 'npy' (float32 (C, H, W)) or
             'mat' (MATLAB file with the (H, W) map under the task's name, the reference's
-            depth format); default (''): 'npy' for regression, else 'png'.
+            depth format), one of the kind's ``prediction_formats``; default (''): the
+            kind's first ('npy' for regression, else 'png').
         positive: regression kind: the quantity is positive (depth). Scored as the
             reference's ``eval_depth``: a prediction ``<= 0`` counts as 1e-9, and the
             log-RMSE is reported besides the RMSE.
@@ -95,38 +75,37 @@ class TaskSpec:
     positive: bool = False
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f'unknown task kind {self.kind!r}; known kinds: {list(KINDS)}')
+        kind = task_kind(self.kind)
         if self.max_dist is not None and not 0 < self.max_dist < 1:
             raise ValueError(f'max_dist must be in (0, 1) (a fraction of the image '
                              f'diagonal), got {self.max_dist}')
         if not self.prediction_format:
-            object.__setattr__(self, 'prediction_format',
-                               'npy' if self.kind == 'regression' else 'png')
-        if self.prediction_format not in PREDICTION_FORMATS[self.kind]:
+            object.__setattr__(self, 'prediction_format', kind.prediction_formats[0])
+        if self.prediction_format not in kind.prediction_formats:
             raise ValueError(f'prediction_format {self.prediction_format!r} is not one of '
-                             f'{PREDICTION_FORMATS[self.kind]} for the {self.kind} kind')
+                             f'{kind.prediction_formats} for the {self.kind} kind')
         if self.pad_value is None:
             object.__setattr__(self, 'pad_value', self.ignore_index)
         if self.lower_is_better is None:
-            object.__setattr__(self, 'lower_is_better', KINDS[self.kind]['lower_is_better'])
+            object.__setattr__(self, 'lower_is_better', kind.lower_is_better)
         object.__setattr__(self, 'classes', tuple(self.classes))
         object.__setattr__(self, 'palette', tuple(tuple(c) for c in self.palette))
-        if self.kind == 'class' and self.classes and len(self.classes) != self.num_outputs:
-            raise ValueError(f'{len(self.classes)} class names for {self.num_outputs} classes')
+        kind.check_spec(self)
+
+    @property
+    def task_kind(self) -> TaskKind:
+        """The kind's object: everything that depends on what the task predicts."""
+        return task_kind(self.kind)
 
     @property
     def main_metric(self) -> str:
-        return KINDS[self.kind]['main_metric']
+        return self.task_kind.main_metric
 
     @property
     def default_loss(self) -> dict:
         if self.loss is not None:
             return dict(self.loss)
-        loss = dict(KINDS[self.kind]['loss'])
-        if self.kind == 'regression':
-            loss['ignore_index'] = self.ignore_index
-        return loss
+        return self.task_kind.default_loss(self)
 
     @classmethod
     def from_any(cls, spec, where: str = 'task spec') -> 'TaskSpec':

@@ -31,9 +31,10 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from 
 
 from mmengine.config import Config  # noqa: E402
 
-from mmpoly.evaluation.metrics.functional import (DEFAULT_REFERENCE,  # noqa: E402
-                                                  MAIN_METRICS, delta_m, main_metric_key)
+from mmpoly.evaluation.metrics import delta_m, main_metric_key  # noqa: E402
+from mmpoly.evaluation.metrics.functional import DEFAULT_REFERENCE  # noqa: E402
 from mmpoly.engine import load_config  # noqa: E402
+from mmpoly.task_kinds import TASK_KINDS  # noqa: E402
 from mmpoly.tasks import resolve_task_specs  # noqa: E402
 
 # tuner type -> the paper's name of the method (Table 1)
@@ -75,6 +76,11 @@ def find_config(work_dir: str) -> str:
                             'WORK_DIR/<timestamp>/vis_data/config.py)')
 
 
+# the main metric of every task kind: a scalars line with '<task>/<one of them>' holds a
+# validation's metrics
+MAIN_METRICS = {kind.main_metric for kind in TASK_KINDS.values()}
+
+
 def last_val_metrics(scalars_path: str) -> Optional[Dict[str, float]]:
     """The last line of an mmengine scalars.json that holds task metrics."""
     found = None
@@ -84,7 +90,7 @@ def last_val_metrics(scalars_path: str) -> Optional[Dict[str, float]]:
             if not line:
                 continue
             record = json.loads(line)
-            if any(k.split('/')[0] in MAIN_METRICS and '/' in k for k in record):
+            if any('/' in k and k.split('/', 1)[1] in MAIN_METRICS for k in record):
                 found = {k: v for k, v in record.items() if '/' in k or k == 'delta_m'}
     return found
 

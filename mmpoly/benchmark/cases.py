@@ -80,9 +80,10 @@ RANGES = ('data_preprocessor', 'hypernet', 'backbone', 'decoders', 'losses', 'ba
 # ------------------------------------------------------------------ inputs
 def random_batch(tasks: Sequence[str], batch_size: int, img_size: int, seed: int = 0,
                  task_specs: Optional[dict] = None) -> dict:
-    """What ``PackMultiTaskInputs`` + the dataloader give the model, with random content:
-    uint8 BGR images, class maps within range (with a few ignored pixels), saliency 0/1,
-    unit normals (float32), regression values in [0.5, 1.5)."""
+    """What ``PackMultiTaskInputs`` + the dataloader give the model, with random content
+    (each label its kind's ``random_label``): uint8 BGR images, class maps within range
+    (with a few ignored pixels), saliency 0/1, unit normals (float32), regression values in
+    [0.5, 1.5)."""
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
@@ -96,16 +97,7 @@ def random_batch(tasks: Sequence[str], batch_size: int, img_size: int, seed: int
         sample = SegDataSample()
         for task in tasks:
             spec = specs[task]
-            if spec.kind == 'normal':
-                n = torch.randn(3, S, S, generator=g)
-                data = n / n.norm(dim=0, keepdim=True).clamp_min(1e-6)
-            elif spec.kind == 'regression':
-                data = torch.rand(spec.num_outputs, S, S, generator=g) + 0.5
-            else:
-                classes = spec.num_outputs if spec.kind == 'class' else 2
-                data = torch.randint(0, classes, (1, S, S), generator=g, dtype=torch.int64)
-                if spec.kind == 'class':
-                    data[torch.rand(1, S, S, generator=g) < 0.05] = int(spec.pad_value)
+            data = spec.task_kind.random_label(spec, S, g)
             sample.set_data({f'gt_{task}': PixelData(data=data)})
         sample.set_metainfo(dict(img_shape=(S, S), ori_shape=(S, S), tasks=tuple(tasks)))
         samples.append(sample)

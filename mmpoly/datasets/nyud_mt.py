@@ -23,7 +23,7 @@ from mmseg.registry import DATASETS
 
 from .base_multi_task import MultiTaskDataset
 from .synthetic import prepare_synthetic_root
-from .transforms.geometric import normalize_normals
+from mmpoly.evaluation.metrics.functional import normalize_normals
 from .transforms.loading import (check_binary_edges, load_npy, read_png,
                                  register_label_reader)
 
@@ -113,7 +113,7 @@ def read_normals(path, results, spec, shape):
     normals = normals.astype(np.float32)
     if not np.isfinite(normals).all():
         raise ValueError(f'normals map {path} holds non-finite values')
-    return normalize_normals(normals, np.any(normals != 0, axis=2))
+    return normalize_normals(normals, axis=2, valid=np.any(normals != 0, axis=2), eps=1e-6)
 
 
 @register_label_reader('edge_npy')

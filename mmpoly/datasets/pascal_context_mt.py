@@ -1,23 +1,26 @@
+"""PASCAL-Context multi-task (PASCAL_MT): the dataset, and the readers of its labels that no
+other dataset shares (human parts from Pascal-Part annotations, normals masked by the
+PASCAL-Context LabelMap, edges of the LabelMap), registered as ``label_format`` names."""
 import json
 import logging
 import os
 import os.path as osp
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from functools import lru_cache
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import cv2
+import numpy as np
 from mmengine.logging import print_log
 from mmseg.registry import DATASETS
 
+from mmpoly.evaluation.metrics.functional import normalize_normals
 from .base_multi_task import MultiTaskDataset
-from .synthetic import VOC_CLASSES, make_synthetic_pascal_mt, prepare_synthetic_root
-from .transforms.loading import PERSON_CLASS, read_object_classes
-
-VOC_PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
-               [0, 128, 128], [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0],
-               [192, 128, 0], [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128],
-               [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0], [0, 64, 128]]
-HUMAN_PARTS_CLASSES = ('background', 'head', 'torso', 'upper arm', 'lower arm', 'upper leg',
-                       'lower leg')
+from .pascal_context_classes import (HUMAN_PARTS_CLASSES, HUMAN_PARTS_PALETTE,
+                                     PART_NAME_TO_CLASS, PERSON_CLASS, VOC_CLASSES,
+                                     VOC_PALETTE)
+from .synthetic import make_synthetic_pascal_mt, prepare_synthetic_root
+from .transforms.loading import read_mat, read_png, register_label_reader
 
 # The four tasks of the paper, the dataset's default
 PASCAL_TASKS = ('semseg', 'human_parts', 'sal', 'normals')
@@ -29,7 +32,7 @@ PASCAL_TASK_SPECS = dict(
                 loss=dict(type='PixelCrossEntropyLoss', loss_weight=1.0)),
     human_parts=dict(kind='class', num_outputs=7, label_format='human_parts_mat',
                      ignore_index=255, classes=HUMAN_PARTS_CLASSES,
-                     palette=VOC_PALETTE[:len(HUMAN_PARTS_CLASSES)],
+                     palette=HUMAN_PARTS_PALETTE,
                      skip_single_value_labels=True,
                      loss=dict(type='PixelCrossEntropyLoss', loss_weight=2.0)),
     sal=dict(kind='binary', num_outputs=1, label_format='binary_png', ignore_index=255,
@@ -45,6 +48,120 @@ PASCAL_TASK_SPECS = dict(
 )
 
 
+# ---------------------------------------------------------------- label readers
+NORMALS_VALID_IDS_FILE = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), 'data', 'nyu_context_classes.txt')
+
+
+@lru_cache()
+def normals_valid_ids() -> np.ndarray:
+    """The PASCAL-Context ``LabelMap`` ids whose normals are valid (see the data file)."""
+    with open(NORMALS_VALID_IDS_FILE) as f:
+        return np.array([int(line) for line in f if line.strip() and line[0] != '#'])
+
+
+def load_normals(path: str, context_label_path: str) -> np.ndarray:
+    """Float32 HxWx3 unit normals, zero where the PASCAL-Context class has no valid normal.
+
+    The PNG stores ``255 * (n + 1) / 2`` with (x, y, z) in its (R, G, B) channels; PIL keeps
+    that order (cv2 would give BGR). The 8-bit encoding is not exactly unit length, so the
+    vectors are re-normalised.
+    """
+    encoded = read_png(path)
+    if encoded.ndim != 3 or encoded.shape[2] != 3 or encoded.dtype != np.uint8:
+        raise ValueError(f'normals map {path} must be a 3-channel 8-bit PNG, got '
+                         f'{encoded.dtype} of shape {encoded.shape}')
+    label_map = read_mat(context_label_path, 'LabelMap')
+    if label_map.shape != encoded.shape[:2]:
+        raise ValueError(f'LabelMap of {context_label_path} has shape {label_map.shape}, '
+                         f'the normals {path} have {encoded.shape[:2]}')
+    normals = 2.0 * encoded.astype(np.float32) / 255.0 - 1.0
+    return normalize_normals(normals, axis=2, valid=np.isin(label_map, normals_valid_ids()),
+                             eps=1e-6)
+
+
+def edges_of_label_map(label_map: np.ndarray) -> np.ndarray:
+    """The reference's PASCAL-Context edge rule: where the 3x3 Laplacian of the LabelMap is
+    non-zero (a pixel whose 4-neighbours are not all of its class, borders reflected as
+    cv2 does), thinned to one pixel (``skimage.morphology.thin``): uint8 0/1."""
+    from skimage.morphology import thin  # only the edge task needs scikit-image
+    laplacian = cv2.Laplacian(label_map.astype(np.float64), cv2.CV_64F)
+    return thin(np.abs(laplacian) > 0).astype(np.uint8)
+
+
+def load_context_edges(path: str) -> np.ndarray:
+    """PASCAL-Context edges (uint8 0/1) from the ``LabelMap`` of ``pascal-context/trainval``."""
+    label_map = read_mat(path, 'LabelMap')
+    if label_map.ndim != 2 or not np.issubdtype(label_map.dtype, np.integer):
+        raise ValueError(f'LabelMap of {path} must be a 2-D integer map, got '
+                         f'{label_map.dtype} of shape {label_map.shape}')
+    return edges_of_label_map(label_map)
+
+
+def _part_objects(path: str) -> np.ndarray:
+    """The object list ``anno[0][0][1][0]`` of a Pascal-Part annotation."""
+    anno = read_mat(path, 'anno')
+    try:
+        return anno[0][0][1][0]
+    except (IndexError, TypeError) as e:
+        raise ValueError(f'human parts file {path} does not have the Pascal-Part '
+                         f'layout anno[0][0][1][0]: {e}') from e
+
+
+def read_object_classes(path: str) -> List[int]:
+    """The class id of every object of a Pascal-Part annotation, -1 for an empty mask.
+
+    This is one entry of the ``ImageSets/Parts/<split>.txt`` cache (as in the reference,
+    whose area threshold is 0).
+    """
+    return [int(obj[1][0][0]) if np.any(obj[2]) else -1 for obj in _part_objects(path)]
+
+
+def load_human_parts(path: str, shape: Tuple[int, int]) -> np.ndarray:
+    """A uint8 HxW part map painting the parts of every person into one map.
+
+    An image without a person with parts (or whose parts cover no pixel) has no
+    human-parts label: the map is all 255 (of ``shape``), ignored by loss and metric.
+    """
+    target = None
+    for obj in _part_objects(path):
+        parts = obj[3]
+        if int(obj[1][0][0]) != PERSON_CLASS or len(parts) == 0:
+            continue
+        if target is None:
+            target = np.zeros(obj[2].shape, dtype=np.uint8)
+        for part in parts[0]:
+            name = str(part[0][0])
+            if name not in PART_NAME_TO_CLASS:
+                raise ValueError(f'human parts file {path}: unknown part name {name!r}')
+            mask = part[1].astype(bool)
+            if mask.shape != target.shape:
+                raise ValueError(f'human parts file {path}: part {name!r} has shape '
+                                 f'{mask.shape}, the person mask {target.shape}')
+            target[mask] = PART_NAME_TO_CLASS[name]
+    if target is None or not target.any():
+        return np.full(shape, 255, dtype=np.uint8)
+    return target
+
+
+@register_label_reader('human_parts_mat')
+def _read_human_parts(path, results, spec, shape):
+    if not results.get('has_human_parts', True):
+        return np.full(shape, spec.ignore_index, dtype=np.uint8)
+    return load_human_parts(path, shape)
+
+
+@register_label_reader('normals_png')
+def _read_normals_png(path, results, spec, shape):
+    return load_normals(path, results['context_label_path'])
+
+
+@register_label_reader('edge_label_map_mat')
+def _read_context_edges(path, results, spec, shape):
+    return load_context_edges(path)
+
+
+# ---------------------------------------------------------------- the dataset
 def _require(path: str, what: str) -> str:
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what} not found: {path}')
@@ -94,7 +211,7 @@ class PascalContextMTDataset(MultiTaskDataset):
         semseg_classes=VOC_CLASSES,
         semseg_palette=VOC_PALETTE,
         human_parts_classes=HUMAN_PARTS_CLASSES,
-        human_parts_palette=VOC_PALETTE[:len(HUMAN_PARTS_CLASSES)],
+        human_parts_palette=HUMAN_PARTS_PALETTE,
         # mmseg's visualizer reads 'classes' and 'palette': the semseg ones.
         classes=VOC_CLASSES,
         palette=VOC_PALETTE)

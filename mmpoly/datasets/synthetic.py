@@ -25,11 +25,8 @@ import numpy as np
 import scipy.io as sio
 from PIL import Image
 
-from .transforms.loading import PERSON_CLASS
+from .pascal_context_classes import PERSON_CLASS, VOC_CLASSES
 
-VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car',
-               'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike', 'person',
-               'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
 # PASCAL-Context LabelMap id of each VOC class (from the reference loader).
 VOC_TO_CONTEXT = (0, 2, 23, 25, 31, 34, 45, 59, 65, 72, 98, 397, 113, 207, 258, 284, 308, 347,
                   368, 416, 427)

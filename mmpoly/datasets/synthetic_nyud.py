@@ -22,7 +22,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 from PIL import Image
 
-from .transforms.loading import edges_of_label_map
+from .pascal_context_mt import edges_of_label_map
 
 # NYUD-40 ids (1-based, as in the segmentation PNGs)
 WALL, FLOOR, WINDOW, PICTURE, CEILING, WHITEBOARD = 1, 2, 9, 11, 22, 30

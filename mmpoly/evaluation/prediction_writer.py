@@ -43,14 +43,6 @@ from scipy.io import loadmat, savemat
 
 from mmseg.registry import HOOKS
 from mmpoly.tasks import TaskSpec, resolve_task_specs
-from .metrics.functional import quantize_normals, quantize_probability, to_numpy
-
-
-def _map(data) -> np.ndarray:
-    x = to_numpy(data)
-    if x.ndim == 3 and x.shape[0] == 1:
-        x = x[0]
-    return x
 
 
 def _spec(task: str, spec: Optional[TaskSpec]) -> TaskSpec:
@@ -61,35 +53,10 @@ def _spec(task: str, spec: Optional[TaskSpec]) -> TaskSpec:
 
 def encode_prediction(task: str, data, spec: Optional[TaskSpec] = None) -> np.ndarray:
     """A ``pred_<task>`` tensor -> the uint8 array of its PNG (HxW or HxWx3); for a
-    regression task, the float32 array of its ``.npy`` (C, H, W) or ``.mat`` (H, W) file."""
+    regression task, the float32 array of its ``.npy`` (C, H, W) or ``.mat`` (H, W) file
+    (by the task's kind: ``TaskKind.encode_prediction``)."""
     spec = _spec(task, spec)
-    kind = spec.kind
-    if kind == 'regression':
-        values = to_numpy(data).astype(np.float32)
-        if spec.prediction_format == 'mat':
-            values = _map(values)
-            if values.ndim != 2:
-                raise ValueError(f'{task}: a .mat prediction holds one (H, W) map, got '
-                                 f'shape {values.shape}')
-        return values
-    if kind == 'class':
-        ids = _map(data)
-        if ids.ndim != 2:
-            raise ValueError(f'{task}: expected (1, H, W) class ids, got {ids.shape}')
-        if ids.min() < 0 or ids.max() >= spec.num_outputs:
-            raise ValueError(f'{task}: class ids outside 0..{spec.num_outputs - 1}')
-        return ids.astype(np.uint8)
-    if kind in ('binary', 'edge'):
-        prob = _map(data)
-        if prob.ndim != 2:
-            raise ValueError(f'{task}: expected a (1, H, W) probability map, got {prob.shape}')
-        return quantize_probability(prob)
-    normals = to_numpy(data).astype(np.float64)
-    if normals.ndim != 3 or normals.shape[0] != 3:
-        raise ValueError(f'{task}: expected (3, H, W) normals, got {normals.shape}')
-    # quantize_normals gives 2 v / 255 - 1 for the integer v = floor(255 (n + 1) / 2)
-    v = np.rint((quantize_normals(normals) + 1.0) * 255.0 / 2.0)
-    return v.astype(np.uint8).transpose(1, 2, 0)
+    return spec.task_kind.encode_prediction(task, data, spec)
 
 
 def prediction_path(out_dir: str, task: str, img_id: str,
@@ -138,38 +105,28 @@ def read_prediction(out_dir: str, task: str, img_id: str,
         raise FileNotFoundError(f'prediction file missing: {path} (task {task!r}, image '
                                 f'{img_id!r})')
     try:
-        if spec.kind == 'regression' and spec.prediction_format == 'mat':
-            mat = loadmat(path)
-            if task not in mat:
-                raise ValueError(f'no variable {task!r} in it (variables: '
-                                 f'{sorted(k for k in mat if not k.startswith("__"))})')
-            values = np.asarray(mat[task], dtype=np.float32)
-            if values.ndim != 2:
-                raise ValueError(f'{task!r} must be an (H, W) map, got shape {values.shape}')
-            return torch.from_numpy(np.ascontiguousarray(values[None]))
-        if spec.kind == 'regression':
-            return torch.from_numpy(np.load(path, allow_pickle=False))
-        with Image.open(path) as img:
-            array = np.array(img)
+        array = _read_file(path, task, spec.prediction_format)
     except (OSError, ValueError) as e:
         raise ValueError(f'cannot read prediction file {path}: {e}') from e
-    kind = spec.kind
-    if kind == 'normal':
-        if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-            raise ValueError(f'prediction file {path}: normals must be 8-bit RGB, got '
-                             f'{array.dtype} of shape {array.shape}')
-        normals = 2.0 * array.astype(np.float64) / 255.0 - 1.0
-        return torch.from_numpy(np.ascontiguousarray(normals.transpose(2, 0, 1)))
-    if array.ndim != 2 or array.dtype != np.uint8:
-        raise ValueError(f'prediction file {path}: {task} must be 8-bit gray, got '
-                         f'{array.dtype} of shape {array.shape}')
-    if kind == 'class':
-        bad = array >= spec.num_outputs
-        if bad.any():
-            raise ValueError(f'prediction file {path}: class ids {np.unique(array[bad])} '
-                             f'outside 0..{spec.num_outputs - 1}')
-        return torch.from_numpy(array[None].astype(np.int64))
-    return torch.from_numpy(array[None])
+    return spec.task_kind.decode_prediction(task, array, spec, path)
+
+
+def _read_file(path: str, task: str, file_format: str) -> np.ndarray:
+    """The array of a prediction file: a ``.mat`` map as (1, H, W) float32, a ``.npy`` as
+    stored, a PNG as its pixels."""
+    if file_format == 'mat':
+        mat = loadmat(path)
+        if task not in mat:
+            raise ValueError(f'no variable {task!r} in it (variables: '
+                             f'{sorted(k for k in mat if not k.startswith("__"))})')
+        values = np.asarray(mat[task], dtype=np.float32)
+        if values.ndim != 2:
+            raise ValueError(f'{task!r} must be an (H, W) map, got shape {values.shape}')
+        return np.ascontiguousarray(values[None])
+    if file_format == 'npy':
+        return np.load(path, allow_pickle=False)
+    with Image.open(path) as img:
+        return np.array(img)
 
 
 def sample_id(data_sample) -> str:

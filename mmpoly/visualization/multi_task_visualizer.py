@@ -28,15 +28,10 @@ from mmengine.visualization import Visualizer
 
 from mmseg.registry import HOOKS, VISUALIZERS
 from mmseg.visualization import SegLocalVisualizer
+from mmpoly.task_kinds import IGNORE_COLOUR, VOC_PALETTE  # noqa: F401  (re-exported)
 from mmpoly.tasks import TaskSpec, resolve_task_specs
 
-IGNORE_COLOUR = (255, 255, 255)
 TITLE_HEIGHT = 14
-# VOC colours, used when the dataset meta has no palette
-VOC_PALETTE = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
-               [0, 128, 128], [128, 128, 128], [64, 0, 0], [192, 0, 0], [64, 128, 0],
-               [192, 128, 0], [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128],
-               [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0], [0, 64, 128]]
 
 
 def _numpy(x) -> np.ndarray:
@@ -48,43 +43,12 @@ def _numpy(x) -> np.ndarray:
 
 def task_to_rgb(task: str, data, is_label: bool, palette=None,
                 spec: Optional[TaskSpec] = None) -> np.ndarray:
-    """A label or prediction tensor of ``task`` -> HxWx3 uint8 RGB (by the task's kind;
-    ``spec``: the task's spec, required)."""
-    x = _numpy(data)
+    """A label or prediction tensor of ``task`` -> HxWx3 uint8 RGB (by the task's kind:
+    ``TaskKind.to_rgb``; ``spec``: the task's spec, required; ``palette``: class colours,
+    VOC's by default)."""
     if spec is None:
         raise ValueError(f'task_to_rgb: no task spec for {task!r}')
-    kind = spec.kind
-    if kind == 'regression':  # first channel, grey from its min (black) to its max
-        m = (x[0] if x.ndim == 3 else x).astype(np.float64)
-        valid = np.isfinite(m) & (m != spec.ignore_index) if is_label else np.isfinite(m)
-        lo, hi = (m[valid].min(), m[valid].max()) if valid.any() else (0.0, 1.0)
-        grey = np.clip((m - lo) / max(hi - lo, 1e-12) * 255, 0, 255)
-        rgb = np.repeat(np.where(valid, grey, 0).astype(np.uint8)[..., None], 3, axis=2)
-        if is_label:
-            rgb[~valid] = IGNORE_COLOUR
-        return rgb
-    if kind == 'normal':
-        n = x.astype(np.float32)
-        rgb = np.clip(np.floor((n + 1.0) * 255.0 / 2.0), 0, 255).astype(np.uint8)
-        rgb = rgb.transpose(1, 2, 0)
-        if is_label:
-            rgb[~np.any(n != 0, axis=0)] = 0  # no label
-        return np.ascontiguousarray(rgb)
-    m = x[0] if x.ndim == 3 else x
-    if kind in ('binary', 'edge'):  # white = salient / edge; probability as grey
-        if is_label:
-            grey = np.where(m == 1, 255, 0).astype(np.uint8)
-        else:
-            grey = np.clip(np.floor(m.astype(np.float32) * 255), 0, 255).astype(np.uint8)
-        rgb = np.repeat(grey[..., None], 3, axis=2)
-        if is_label:
-            rgb[m == 255] = IGNORE_COLOUR
-        return rgb
-    table = np.zeros((256, 3), dtype=np.uint8)
-    colours = np.asarray(palette if palette is not None else VOC_PALETTE, dtype=np.uint8)
-    table[:len(colours)] = colours[:256]
-    table[255] = IGNORE_COLOUR
-    return table[np.clip(m.astype(np.int64), 0, 255)]
+    return spec.task_kind.to_rgb(_numpy(data), is_label, spec, palette)
 
 
 def _panel(rgb: np.ndarray, title: str) -> np.ndarray:
@@ -127,23 +91,23 @@ def draw_multi_task(image: np.ndarray, data_sample, dataset_meta: Optional[dict]
                  or _field(data_sample, f'pred_{t}') is not None]
     blank = np.full((h, w, 3), 255, dtype=np.uint8)
     rows = []
-    for kind, wanted in (('gt', draw_gt), ('pred', draw_pred)):
+    for which, wanted in (('gt', draw_gt), ('pred', draw_pred)):
         if not wanted:
             continue
         first = _panel(image, 'input') if not rows else _panel(blank, '')
         row = [first]
         for task in tasks:
-            data = _field(data_sample, f'{kind}_{task}')
+            data = _field(data_sample, f'{which}_{task}')
             if data is None:
                 rgb = blank
             else:
                 spec = specs[task]
                 palette = meta.get(f'{task}_palette') or spec.palette or None
-                rgb = task_to_rgb(task, data, is_label=kind == 'gt', palette=palette,
+                rgb = task_to_rgb(task, data, is_label=which == 'gt', palette=palette,
                                   spec=spec)
                 if rgb.shape[:2] != (h, w):  # e.g. a label not at the original size
                     rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_NEAREST)
-            row.append(_panel(rgb, f"{task} {'GT' if kind == 'gt' else 'pred'}"))
+            row.append(_panel(rgb, f"{task} {'GT' if which == 'gt' else 'pred'}"))
         rows.append(np.concatenate(row, axis=1))
     return np.concatenate(rows, axis=0)
 

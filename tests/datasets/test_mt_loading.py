@@ -4,7 +4,7 @@ import scipy.io as sio
 from PIL import Image
 
 from mmpoly.datasets.transforms import LoadMultiTaskAnnotations
-from mmpoly.datasets.transforms.loading import normals_valid_ids
+from mmpoly.datasets.pascal_context_mt import normals_valid_ids
 from tests.pascal import PASCAL_SPECS
 
 SKY, FLOOR = 360, 158  # PASCAL-Context ids: 'sky' has no valid normal, 'floor' has

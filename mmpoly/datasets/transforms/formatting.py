@@ -41,13 +41,7 @@ class PackMultiTaskInputs(BaseTransform):
         for key in results.get('task_fields', []):
             task = key[len('gt_'):]
             label = results[key]
-            kind = task_spec_of(results, task).kind
-            if kind == 'normal' or (kind == 'regression' and label.ndim == 3):
-                data = label.transpose(2, 0, 1).astype(np.float32)
-            elif kind == 'regression':
-                data = label[None].astype(np.float32)
-            else:
-                data = label[None].astype(np.int64)
+            data = task_spec_of(results, task).task_kind.pack_label(label)
             data_sample.set_data({key: PixelData(data=torch.from_numpy(data))})
             tasks.append(task)
 

@@ -2,7 +2,8 @@
 
 Each transform acts on ``results['img']`` (when present) and on every key listed in
 ``results['task_fields']`` (``gt_<task>``). How a label is moved depends on its task
-kind (``results['task_specs']``, see ``mmpoly.tasks``):
+kind (``results['task_specs']``; ``warp_label``, ``flip_label``, ``rotate_label`` of
+``mmpoly.task_kinds``):
 
 - class maps, binary maps, edge maps and regression maps (depth): nearest interpolation
   (every kind but 'normal'), the task's ``pad_value`` outside the image;
@@ -14,17 +15,15 @@ Normals convention (as the reference, Multi-Task-Learning-PyTorch / ASTMT): chan
 with x pointing right and y pointing down in the image.
 """
 import math
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmseg.registry import TRANSFORMS
 
+from mmpoly.task_kinds import Warp  # warp(array, cv2 interpolation flag, fill value)
 from mmpoly.tasks import TaskSpec, task_spec_of
-
-# warp(array, cv2 interpolation flag, fill value) -> moved array
-Warp = Callable[[np.ndarray, int, float], np.ndarray]
 
 
 def _task_fields(results: dict) -> list:
@@ -36,26 +35,10 @@ def _spec(results: dict, key: str) -> TaskSpec:
     return task_spec_of(results, key[len('gt_'):])
 
 
-def _is_normals(results: dict, key: str) -> bool:
-    return _spec(results, key).kind == 'normal'
-
-
-def normalize_normals(normals: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Scale the vectors to unit length where ``valid``; zero elsewhere."""
-    norm = np.linalg.norm(normals, axis=2, keepdims=True)
-    valid = valid & (norm[..., 0] > 1e-6)
-    unit = normals / np.maximum(norm, 1e-6)
-    return np.where(valid[..., None], unit, 0).astype(np.float32)
-
-
 def warp_label(label: np.ndarray, key: str, warp: Warp, spec: TaskSpec) -> np.ndarray:
-    """Move one task label with ``warp`` using the interpolation its task's kind needs."""
-    if spec.kind == 'normal':
-        valid = np.any(label != 0, axis=2).astype(np.uint8)
-        moved = warp(label.astype(np.float32), cv2.INTER_LINEAR, 0)
-        moved_valid = warp(valid, cv2.INTER_NEAREST, 0).astype(bool)
-        return normalize_normals(moved, moved_valid)
-    return warp(label, cv2.INTER_NEAREST, spec.pad_value)
+    """Move one task label with ``warp`` using the interpolation its task's kind needs
+    (``TaskKind.warp_label``)."""
+    return spec.task_kind.warp_label(label, warp, spec)
 
 
 def resize_warp(size_hw: Tuple[int, int]) -> Warp:
@@ -120,9 +103,7 @@ class MTRandomFlip(BaseTransform):
                 results['img'] = np.ascontiguousarray(results['img'][:, ::-1])
             for key in _task_fields(results):
                 label = np.ascontiguousarray(results[key][:, ::-1])
-                if _is_normals(results, key):
-                    label[..., 0] *= -1
-                results[key] = label
+                results[key] = _spec(results, key).task_kind.flip_label(label)
         results['flip'] = flip
         results['flip_direction'] = 'horizontal' if flip else None
         return results
@@ -228,10 +209,8 @@ class MTRandomRotate(BaseTransform):
         matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degree, 1.0)
         _apply(results, _affine_warp(matrix, (h, w)))
         cos, sin = math.cos(math.radians(degree)), math.sin(math.radians(degree))
-        for key in [k for k in _task_fields(results) if _is_normals(results, k)]:
-            x, y = results[key][..., 0].copy(), results[key][..., 1].copy()
-            results[key][..., 0] = x * cos + y * sin
-            results[key][..., 1] = -x * sin + y * cos
+        for key in _task_fields(results):
+            _spec(results, key).task_kind.rotate_label(results[key], cos, sin)
         results['rotate_degree'] = degree
         return results
 

@@ -1,14 +1,14 @@
-"""Reading the PASCAL_MT task labels (formats: shared/spec/benchmark.md).
+"""Loading task labels: the registry of label readers (``TaskSpec.label_format`` -> reader),
+the generic readers ('class_png', 'binary_png', 'npy') and the transform that calls them. A
+dataset's own formats are registered beside it (``pascal_context_mt.py``, ``nyud_mt.py``).
 
 Every reader checks what it reads and raises ``ValueError`` / ``FileNotFoundError`` naming
 the file, so a corrupt dataset fails loudly instead of training on wrong labels.
 """
 import os.path as osp
 import warnings
-from functools import lru_cache
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Tuple
 
-import cv2
 import numpy as np
 import scipy.io as sio
 from mmcv.transforms import BaseTransform
@@ -16,32 +16,7 @@ from mmseg.registry import TRANSFORMS
 from PIL import Image
 
 from mmpoly.tasks import TaskSpec, task_spec_of
-from .geometric import normalize_normals, resize_warp, warp_label
-
-# VOC class id of 'person' in the Pascal-Part annotations (human_parts/<id>.mat).
-PERSON_CLASS = 15
-
-# The 24 Pascal-Part person part names -> our 7 classes (0 = background).
-PART_NAME_TO_CLASS = {
-    **dict.fromkeys(('hair', 'head', 'lear', 'lebrow', 'leye', 'mouth', 'nose', 'rear',
-                     'rebrow', 'reye'), 1),
-    **dict.fromkeys(('neck', 'torso'), 2),
-    **dict.fromkeys(('luarm', 'ruarm'), 3),
-    **dict.fromkeys(('llarm', 'rlarm', 'lhand', 'rhand'), 4),
-    **dict.fromkeys(('luleg', 'ruleg'), 5),
-    **dict.fromkeys(('llleg', 'rlleg', 'lfoot', 'rfoot'), 6),
-}
-
-NORMALS_VALID_IDS_FILE = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'data',
-    'nyu_context_classes.txt')
-
-
-@lru_cache()
-def normals_valid_ids() -> np.ndarray:
-    """The PASCAL-Context ``LabelMap`` ids whose normals are valid (see the data file)."""
-    with open(NORMALS_VALID_IDS_FILE) as f:
-        return np.array([int(line) for line in f if line.strip() and line[0] != '#'])
+from .geometric import resize_warp, warp_label
 
 
 def _check_exists(path: str) -> None:
@@ -96,43 +71,6 @@ def load_saliency(path: str) -> np.ndarray:
     return (sal > 127).astype(np.uint8)
 
 
-def load_normals(path: str, context_label_path: str) -> np.ndarray:
-    """Float32 HxWx3 unit normals, zero where the PASCAL-Context class has no valid normal.
-
-    The PNG stores ``255 * (n + 1) / 2`` with (x, y, z) in its (R, G, B) channels; PIL keeps
-    that order (cv2 would give BGR). The 8-bit encoding is not exactly unit length, so the
-    vectors are re-normalised.
-    """
-    encoded = read_png(path)
-    if encoded.ndim != 3 or encoded.shape[2] != 3 or encoded.dtype != np.uint8:
-        raise ValueError(f'normals map {path} must be a 3-channel 8-bit PNG, got '
-                         f'{encoded.dtype} of shape {encoded.shape}')
-    label_map = read_mat(context_label_path, 'LabelMap')
-    if label_map.shape != encoded.shape[:2]:
-        raise ValueError(f'LabelMap of {context_label_path} has shape {label_map.shape}, '
-                         f'the normals {path} have {encoded.shape[:2]}')
-    normals = 2.0 * encoded.astype(np.float32) / 255.0 - 1.0
-    return normalize_normals(normals, np.isin(label_map, normals_valid_ids()))
-
-
-def edges_of_label_map(label_map: np.ndarray) -> np.ndarray:
-    """The reference's PASCAL-Context edge rule: where the 3x3 Laplacian of the LabelMap is
-    non-zero (a pixel whose 4-neighbours are not all of its class, borders reflected as
-    cv2 does), thinned to one pixel (``skimage.morphology.thin``): uint8 0/1."""
-    from skimage.morphology import thin  # only the edge task needs scikit-image
-    laplacian = cv2.Laplacian(label_map.astype(np.float64), cv2.CV_64F)
-    return thin(np.abs(laplacian) > 0).astype(np.uint8)
-
-
-def load_context_edges(path: str) -> np.ndarray:
-    """PASCAL-Context edges (uint8 0/1) from the ``LabelMap`` of ``pascal-context/trainval``."""
-    label_map = read_mat(path, 'LabelMap')
-    if label_map.ndim != 2 or not np.issubdtype(label_map.dtype, np.integer):
-        raise ValueError(f'LabelMap of {path} must be a 2-D integer map, got '
-                         f'{label_map.dtype} of shape {label_map.shape}')
-    return edges_of_label_map(label_map)
-
-
 def check_binary_edges(edge: np.ndarray, path: str) -> np.ndarray:
     """An edge map as uint8 0/1: only the values 0 and 1 are accepted (and 255 = ignore)."""
     if edge.ndim == 3 and edge.shape[2] == 1:
@@ -146,52 +84,6 @@ def check_binary_edges(edge: np.ndarray, path: str) -> np.ndarray:
                          f'{bad[:5].tolist()} besides 0 and 1 (edges are stored as 0 = no '
                          'edge, 1 = edge)')
     return edge.astype(np.uint8)
-
-
-def _part_objects(path: str) -> np.ndarray:
-    """The object list ``anno[0][0][1][0]`` of a Pascal-Part annotation."""
-    anno = read_mat(path, 'anno')
-    try:
-        return anno[0][0][1][0]
-    except (IndexError, TypeError) as e:
-        raise ValueError(f'human parts file {path} does not have the Pascal-Part '
-                         f'layout anno[0][0][1][0]: {e}') from e
-
-
-def read_object_classes(path: str) -> List[int]:
-    """The class id of every object of a Pascal-Part annotation, -1 for an empty mask.
-
-    This is one entry of the ``ImageSets/Parts/<split>.txt`` cache (as in the reference,
-    whose area threshold is 0).
-    """
-    return [int(obj[1][0][0]) if np.any(obj[2]) else -1 for obj in _part_objects(path)]
-
-
-def load_human_parts(path: str, shape: Tuple[int, int]) -> np.ndarray:
-    """A uint8 HxW part map painting the parts of every person into one map.
-
-    An image without a person with parts (or whose parts cover no pixel) has no
-    human-parts label: the map is all 255 (of ``shape``), ignored by loss and metric.
-    """
-    target = None
-    for obj in _part_objects(path):
-        parts = obj[3]
-        if int(obj[1][0][0]) != PERSON_CLASS or len(parts) == 0:
-            continue
-        if target is None:
-            target = np.zeros(obj[2].shape, dtype=np.uint8)
-        for part in parts[0]:
-            name = str(part[0][0])
-            if name not in PART_NAME_TO_CLASS:
-                raise ValueError(f'human parts file {path}: unknown part name {name!r}')
-            mask = part[1].astype(bool)
-            if mask.shape != target.shape:
-                raise ValueError(f'human parts file {path}: part {name!r} has shape '
-                                 f'{mask.shape}, the person mask {target.shape}')
-            target[mask] = PART_NAME_TO_CLASS[name]
-    if target is None or not target.any():
-        return np.full(shape, 255, dtype=np.uint8)
-    return target
 
 
 _RESIZED_WARNED = set()
@@ -267,26 +159,9 @@ def _read_class_png(path, results, spec, shape):
     return load_class_map(path, spec.num_outputs)
 
 
-@register_label_reader('human_parts_mat')
-def _read_human_parts(path, results, spec, shape):
-    if not results.get('has_human_parts', True):
-        return np.full(shape, spec.ignore_index, dtype=np.uint8)
-    return load_human_parts(path, shape)
-
-
 @register_label_reader('binary_png')
 def _read_binary_png(path, results, spec, shape):
     return load_saliency(path)
-
-
-@register_label_reader('normals_png')
-def _read_normals_png(path, results, spec, shape):
-    return load_normals(path, results['context_label_path'])
-
-
-@register_label_reader('edge_label_map_mat')
-def _read_context_edges(path, results, spec, shape):
-    return load_context_edges(path)
 
 
 def load_npy(path: str) -> np.ndarray:
@@ -300,8 +175,6 @@ def load_npy(path: str) -> np.ndarray:
 
 @register_label_reader('npy')
 def _read_npy(path, results, spec, shape):
-    """A ``.npy`` array: HxW (one channel) or HxWxC, kept as float32 for regression."""
-    array = load_npy(path)
-    if spec.kind in ('regression', 'normal'):
-        return array.astype(np.float32)
-    return array.astype(np.uint8)
+    """A ``.npy`` array: HxW (one channel) or HxWxC, as its kind's ``label_dtype`` (float32
+    for regression and normals, else uint8)."""
+    return load_npy(path).astype(spec.task_kind.label_dtype)

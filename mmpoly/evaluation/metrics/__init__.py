@@ -1,7 +1,7 @@
 """Metrics (registered in mmseg's ``METRICS``) and the pure functions behind them."""
-from .functional import (CLASS_NAMES, DEFAULT_REFERENCE, DEFAULT_SAL_THRESHOLDS,
-                         MAIN_METRICS, confusion_image_stats, delta_m, iou_scores,
-                         is_human_parts_evaluated, main_metric_key, normal_angles,
+from .delta import delta_m, main_metric_key
+from .functional import (DEFAULT_REFERENCE, DEFAULT_SAL_THRESHOLDS, confusion_image_stats,
+                         iou_scores, is_human_parts_evaluated, normal_angles,
                          normals_image_stats, normals_scores, quantize_probability,
                          sal_image_stats, sal_scores)
 from .functional import (edge_image_stats, edge_loss_image_stats, edge_loss_score,  # NYUD
@@ -10,8 +10,8 @@ from .functional import (edge_image_stats, edge_loss_image_stats, edge_loss_scor
 from .multi_task_metric import MultiTaskMetric
 
 __all__ = [
-    'MultiTaskMetric', 'CLASS_NAMES', 'DEFAULT_REFERENCE', 'DEFAULT_SAL_THRESHOLDS',
-    'MAIN_METRICS', 'confusion_image_stats', 'delta_m', 'iou_scores',
+    'MultiTaskMetric', 'DEFAULT_REFERENCE', 'DEFAULT_SAL_THRESHOLDS',
+    'confusion_image_stats', 'delta_m', 'iou_scores',
     'is_human_parts_evaluated', 'main_metric_key', 'normal_angles',
     'normals_image_stats', 'normals_scores', 'quantize_probability', 'sal_image_stats',
     'sal_scores', 'edge_image_stats', 'edge_loss_image_stats', 'edge_loss_score',

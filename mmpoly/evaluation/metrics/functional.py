@@ -15,23 +15,9 @@ They follow the reference evaluation of Multi-Task-Learning-PyTorch
 listed in each function's docstring.
 """
 import math
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-
-from mmpoly.tasks import TaskSpec
-
-# Class names of the class-map tasks (the order of the label ids).
-SEMSEG_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
-                  'car', 'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse',
-                  'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
-                  'tvmonitor')
-HUMAN_PARTS_CLASSES = ('background', 'head', 'torso', 'uarm', 'larm', 'uleg', 'lleg')
-CLASS_NAMES = dict(semseg=SEMSEG_CLASSES, human_parts=HUMAN_PARTS_CLASSES)
-
-# The main metric of each task of the default dataset (PASCAL-Context), for tools; components
-# take it from the task's kind (``TaskSpec.main_metric``).
-MAIN_METRICS = dict(semseg='mIoU', human_parts='mIoU', sal='mIoU', normals='mErr')
 
 # Single-task full fine-tuning, Swin-T ImageNet-1k (paper Table 1).
 DEFAULT_REFERENCE = dict(semseg=67.21, human_parts=61.93, sal=62.35, normals=17.97)
@@ -224,15 +210,23 @@ def sal_scores(stats: Sequence[np.ndarray]) -> Dict[str, object]:
 
 
 # ----------------------------------------------------------------------- normals
-def normalize_normals(x: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Divide by ``max(L2 norm, 1e-12)``.
+def normalize_normals(x: np.ndarray, axis: int = 0, valid: Optional[np.ndarray] = None,
+                      eps: float = 1e-12) -> np.ndarray:
+    """Unit vectors along ``axis``: divide by ``max(L2 norm, eps)``.
 
     The reference's ``normal_ize`` divides by ``norm + 1e-12``; that shifts a perfect
     prediction's angle to ~4e-5 degrees through arccos' steep slope at 1, while the
     clamp keeps it at exactly 0. Otherwise the two agree far below 1e-4 degrees.
+
+    With ``valid`` (a mask over the other axes; labels): float32, the zero vector where not
+    ``valid`` or where the norm is at most ``eps`` (the zero vector = no label).
     """
     norm = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
-    return x / np.maximum(norm, 1e-12)
+    unit = x / np.maximum(norm, eps)
+    if valid is None:
+        return unit
+    valid = valid & (np.squeeze(norm, axis) > eps)
+    return np.where(np.expand_dims(valid, axis), unit, 0).astype(np.float32)
 
 
 def quantize_normals(x: np.ndarray) -> np.ndarray:
@@ -639,83 +633,12 @@ def edge_loss_score(stats: Sequence[dict]) -> float:
     return math.fsum(s['loss_sum'] for s in stats) / n if n else float('nan')
 
 
-# ------------------------------------------------------------------------ delta_m
-def delta_m(results: Mapping[str, float],
-            reference: Mapping[str, float],
-            tasks: Optional[Sequence[str]] = None,
-            task_specs: Optional[Mapping[str, object]] = None) -> Optional[float]:
-    r"""Multi-task performance :math:`\Delta_m` in percent.
-
-    :math:`\Delta_m = \frac{1}{T} \sum_t (-1)^{l_t} (M_t - M^{ref}_t) / M^{ref}_t \times 100`
-    with :math:`l_t = 1` for a lower-is-better main metric (normals mErr).
-
-    Args:
-        results: main metric per task, keyed by task name (``{'semseg': 68.7}``) or
-            by metric key (``{'semseg/mIoU': 68.7, 'normals/mErr': 17.4, ...}``).
-        reference: single-task value of the main metric per task, same units.
-        tasks: tasks to average over; default: every task with both a finite result
-            and a reference value. When given, every one of them must have both: a
-            task without a reference or with a non-finite result makes Δm None (a mean
-            over fewer tasks is another number, never reported under the same name).
-        task_specs: task -> ``TaskSpec`` (or its fields): main metric and direction by
-            kind (e.g. the dataset's ``metainfo['task_specs']``).
-
-    Returns:
-        Δm in percent (e.g. 2.23 for +2.23 %), or None when no task can be compared.
-    """
-    specs = _specs(task_specs)
-    values = _main_values(results, specs)
-    if tasks is None:
-        tasks = [t for t in specs if t in values and t in reference]
-    if not tasks or incomparable_tasks(results, reference, tasks, task_specs):
-        return None
-    total = 0.0
-    for t in tasks:
-        ref = float(reference[t])
-        sign = -1.0 if specs[t].lower_is_better else 1.0
-        total += sign * (values[t] - ref) / ref
-    return total / len(tasks) * 100
-
-
-def incomparable_tasks(results: Mapping[str, float], reference: Mapping[str, float],
-                       tasks: Sequence[str],
-                       task_specs: Optional[Mapping[str, object]] = None) -> List[str]:
-    """The ``tasks`` that Δm cannot compare: no reference value, or no finite main metric."""
-    values = _main_values(results, _specs(task_specs))
-    return [t for t in tasks
-            if t not in reference or not math.isfinite(values.get(t, float('nan')))]
-
-
-def _main_values(results, specs) -> Dict[str, float]:
-    """Task -> main metric from ``results`` keyed by task or by metric key."""
-    values = {}
-    for task, spec in specs.items():
-        for key in (task, f'{task}/{spec.main_metric}'):
-            if key in results and results[key] is not None:
-                values[task] = float(results[key])
-    return values
-
-
-def _specs(task_specs) -> Dict[str, TaskSpec]:
-    if task_specs is None:
-        raise ValueError('task_specs are required (e.g. the dataset\'s metainfo[\'task_specs\'])')
-    return {t: TaskSpec.from_any(s, t) for t, s in task_specs.items()}
-
-
-def main_metric_key(task: str, spec: TaskSpec) -> str:
-    """'semseg' -> 'semseg/mIoU', 'normals' -> 'normals/mErr' (the main metric of the
-    task's kind)."""
-    return f'{task}/{spec.main_metric}'
-
-
 __all__: List[str] = [
-    'SEMSEG_CLASSES', 'HUMAN_PARTS_CLASSES', 'CLASS_NAMES', 'MAIN_METRICS',
     'DEFAULT_REFERENCE', 'DEFAULT_SAL_THRESHOLDS', 'NORMAL_THRESHOLDS', 'to_numpy',
     'confusion_image_stats', 'is_human_parts_evaluated', 'is_single_value_label_evaluated',
     'iou_scores', 'regression_image_stats', 'regression_scores', 'DEFAULT_EDGE_THRESHOLDS',
     'DEFAULT_EDGE_MAX_DIST', 'edge_disk_offsets', 'match_edge_pixels', 'EdgeMatcher',
     'edge_image_stats', 'edge_scores', 'edge_loss_image_stats', 'edge_loss_score',
     'quantize_probability', 'sal_image_stats', 'sal_scores', 'normalize_normals',
-    'quantize_normals', 'normal_angles', 'normals_image_stats', 'normals_scores',
-    'delta_m', 'main_metric_key'
+    'quantize_normals', 'normal_angles', 'normals_image_stats', 'normals_scores'
 ]

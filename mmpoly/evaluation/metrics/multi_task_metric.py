@@ -10,14 +10,8 @@ from prettytable import PrettyTable
 
 from mmseg.registry import METRICS
 from mmpoly.tasks import TaskSpec, check_tasks, resolve_task_specs
-from .functional import (DEFAULT_EDGE_MAX_DIST, DEFAULT_EDGE_THRESHOLDS,
-                         DEFAULT_SAL_THRESHOLDS, confusion_image_stats, delta_m,
-                         edge_image_stats, edge_loss_image_stats, edge_loss_score,
-                         edge_scores, incomparable_tasks, iou_scores,
-                         is_single_value_label_evaluated,
-                         main_metric_key, normals_image_stats, normals_scores,
-                         regression_image_stats, regression_scores, sal_image_stats,
-                         sal_scores)
+from .delta import delta_m, incomparable_tasks, main_metric_key
+from .functional import DEFAULT_EDGE_MAX_DIST, DEFAULT_EDGE_THRESHOLDS, DEFAULT_SAL_THRESHOLDS
 
 
 def _get_data(sample, name: str):
@@ -56,22 +50,7 @@ def check_prediction(task: str, pred, data_sample=None, who: str = 'MultiTaskMet
                 f'{who}: the {task} prediction{where} has {bad} non-finite values (NaN/Inf): '
                 'the model diverged (non-finite weights); evaluate a checkpoint written '
                 'before the divergence')
-    if spec.kind != 'class':
-        return
-    num = spec.num_outputs
-    if values.numel() and (int(values.min()) < 0 or int(values.max()) >= num):
-        raise ValueError(f'{who}: the {task} prediction{where} has class ids outside '
-                         f'[0, {num}): min {int(values.min())}, max {int(values.max())}')
-
-
-# the metrics reported per task kind (the first one is the kind's main metric)
-METRIC_KEYS = {
-    'class': ('mIoU', ),
-    'binary': ('mIoU', 'maxF'),
-    'normal': ('mErr', 'median', 'rmse', '11.25', '22.5', '30'),
-    'regression': ('rmse', 'log_rmse', 'mae'),
-    'edge': ('odsF', 'oisF', 'loss'),
-}
+    spec.task_kind.check_prediction(task, values, spec, who, where)
 
 
 def _as_dict(spec) -> dict:
@@ -275,12 +254,14 @@ class MultiTaskMetric(BaseMetric):
                 raise ValueError(f'reference: unknown task(s) {unknown}')
         return self._specs
 
-    def _ignore(self, spec: TaskSpec):
+    def ignore_of(self, spec: TaskSpec):
+        """The ignore label of a class / binary / edge task: the metric's, else the spec's."""
         return spec.ignore_index if self.ignore_index is None else self.ignore_index
 
     # ---------------------------------------------------------------- per image
     def image_stats(self, data_sample) -> dict:
-        """Statistics of one data sample (dict or data-sample object), per task."""
+        """Statistics of one data sample (dict or data-sample object), per task (by its
+        kind: ``TaskKind.image_stats``)."""
         record = {}
         for task in self.tasks:
             gt = _get_data(data_sample, f'gt_{task}')
@@ -292,20 +273,7 @@ class MultiTaskMetric(BaseMetric):
                                f'pred_{task}; restrict the metric with tasks=[...]')
             spec = self.task_specs[task]
             check_prediction(task, pred, data_sample, self.__class__.__name__, spec)
-            if spec.kind == 'class':
-                if spec.skip_single_value_labels and not is_single_value_label_evaluated(
-                        gt, self._ignore(spec)):
-                    continue
-                stats = confusion_image_stats(pred, gt, spec.num_outputs, self._ignore(spec))
-            elif spec.kind == 'binary':
-                stats = sal_image_stats(pred, gt, self.sal_thresholds, self._ignore(spec))
-            elif spec.kind == 'normal':
-                stats = normals_image_stats(pred, gt, quantize=self.quantize_normals,
-                                            bin_width=self.normals_bin_width)
-            elif spec.kind == 'edge':
-                stats = self._edge_stats(pred, gt, spec)
-            else:
-                stats = regression_image_stats(pred, gt, spec.ignore_index, spec.positive)
+            stats = spec.task_kind.image_stats(self, pred, gt, spec)
             if stats is not None:
                 record[task] = stats
         return record
@@ -316,17 +284,6 @@ class MultiTaskMetric(BaseMetric):
             if value is not None:
                 return value
         return DEFAULT_EDGE_MAX_DIST
-
-    def _edge_stats(self, pred, gt, spec: TaskSpec) -> Optional[dict]:
-        ignore = self._ignore(spec)
-        loss = edge_loss_image_stats(pred, gt, self.edge_pos_weight, ignore)
-        if loss is None:
-            return None
-        match = None
-        if self.edge_ods:
-            match = edge_image_stats(pred, gt, self.edge_thresholds,
-                                     self.edge_max_dist_of(spec), ignore, thin=self.edge_thin)
-        return dict(match=match, loss=loss)
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Store the per-image statistics of a batch (one record per sample)."""
@@ -339,19 +296,7 @@ class MultiTaskMetric(BaseMetric):
         scores = {}
         for task in self.tasks:
             stats = [r[task] for r in results if task in r]
-            kind = self.task_specs[task].kind
-            if kind == 'class':
-                scores[task] = iou_scores(stats)
-            elif kind == 'binary':
-                scores[task] = sal_scores(stats)
-            elif kind == 'normal':
-                scores[task] = normals_scores(stats, self.normals_bin_width)
-            elif kind == 'edge':
-                scores[task] = (edge_scores([s['match'] for s in stats], self.edge_thresholds)
-                                if self.edge_ods else dict(num_images=len(stats)))
-                scores[task]['loss'] = edge_loss_score([s['loss'] for s in stats])
-            else:
-                scores[task] = regression_scores(stats)
+            scores[task] = self.task_specs[task].task_kind.scores(self, stats)
         return scores
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
@@ -364,7 +309,7 @@ class MultiTaskMetric(BaseMetric):
             if s['num_images'] == 0:
                 print_log(f'{self.__class__.__name__}: no image evaluated for {task}; '
                           'its metrics are NaN', logger=logger, level=logging.WARNING)
-            for k in METRIC_KEYS[self.task_specs[task].kind]:
+            for k in self.task_specs[task].task_kind.metric_keys:
                 if k in s:  # (odsF / oisF are absent with edge_ods=False)
                     metrics[f'{task}/{k}'] = s[k]
         dm = delta_m(metrics, self.reference, tasks=self.tasks, task_specs=self.task_specs)
@@ -380,16 +325,12 @@ class MultiTaskMetric(BaseMetric):
         return metrics
 
     def _log_tables(self, scores: dict, metrics: dict, logger) -> None:
-        """Print per-class IoU tables and one summary table with Δm."""
+        """Print each kind's details (per-class IoU tables) and one summary table with Δm."""
         for task in self.tasks:
             spec = self.task_specs[task]
-            if spec.kind != 'class' or scores[task]['num_images'] == 0:
-                continue
-            table = PrettyTable(field_names=['Class', 'IoU'])
-            names = spec.classes or [str(i) for i in range(spec.num_outputs)]
-            for name, iou in zip(names, scores[task]['IoU']):
-                table.add_row([name, f'{iou:.2f}'])
-            print_log(f'{task} per-class IoU:\n' + table.get_string(), logger=logger)
+            details = spec.task_kind.score_details(task, spec, scores[task])
+            if details is not None:
+                print_log(details, logger=logger)
 
         table = PrettyTable(field_names=['Task', 'Metric', 'Value', 'Reference',
                                          'Rel. diff %', 'Images'])

@@ -2,7 +2,6 @@
 import copy
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-import torch.nn.functional as F
 from mmengine.structures import PixelData
 from torch import Tensor, nn
 
@@ -122,13 +121,6 @@ class MultiTaskEncoderDecoder(BaseSegmentor):
 
 
 def logits_to_prediction(spec: TaskSpec, logits: Tensor) -> Tensor:
-    """(C, H, W) logits -> by the task's kind: class ids (1, H, W), probability (1, H, W),
-    unit normals (3, H, W) or the regressed values themselves (C, H, W)."""
-    kind = spec.kind
-    if kind == 'class':
-        return logits.argmax(dim=0, keepdim=True)
-    if kind in ('binary', 'edge'):
-        return logits.sigmoid()
-    if kind == 'normal':
-        return F.normalize(logits, dim=0)
-    return logits
+    """(C, H, W) logits -> by the task's kind (``TaskKind.predict``): class ids (1, H, W),
+    probability (1, H, W), unit normals (3, H, W) or the regressed values themselves."""
+    return spec.task_kind.predict(logits)
