@@ -99,7 +99,7 @@ def threshold_and_thin(levels, level, lut_a, lut_b, thin, img):
 
 @njit(cache=True, nogil=True)
 def count_matches(pred, gt_yx, half_widths, pred_id, next_col):
-    """Size of a maximum matching between the label pixels ``gt_yx`` ((G, 2)) and the
+    """Size of a maximum matching between the label pixels ``gt_yx`` ((G, 2), by row) and the
     predicted pixels (``pred``: flat, (H + 2) x (W + 2), as ``threshold_and_thin`` writes
     it) within the disk (row dy = j - r of it spans dx = -half_widths[j]..half_widths[j];
     -1: empty row): Hopcroft-Karp after a greedy start.
@@ -113,119 +113,136 @@ def count_matches(pred, gt_yx, half_widths, pred_id, next_col):
     gh, gw = pred_id.shape
     h, w = gh - 2 * r, gw - 2 * r
     pred_width = w + 2
-    # ids of the predicted pixels and, per row, the next predicted column at or after x
+    n_left = gt_yx.shape[0]
+    if n_left == 0:
+        return 0
+    # ids of the predicted pixels and, per row, the next predicted column at or after gx,
+    # on the rows some label pixel's disk reaches (the columns right of the image keep the
+    # "none" they were created with)
     n_right = 0
-    for y in range(h):
+    for y in range(max(gt_yx[0, 0] - r, 0), min(gt_yx[n_left - 1, 0] + r + 1, h)):
         gy = y + r
         row = (y + 1) * pred_width + 1
         nxt = gw
-        next_col[gy, gw] = gw
-        for gx in range(gw - 1, -1, -1):
-            x = gx - r
-            if 0 <= x < w and pred[row + x]:
-                pred_id[gy, gx] = n_right
+        for x in range(w - 1, -1, -1):
+            if pred[row + x]:
+                pred_id[gy, x + r] = n_right
                 n_right += 1
-                nxt = gx
+                nxt = x + r
+            next_col[gy, x + r] = nxt
+        for gx in range(r):
             next_col[gy, gx] = nxt
-    n_left = gt_yx.shape[0]
-    if n_right == 0 or n_left == 0:
+    if n_right == 0:
         return 0
-    # adjacency (CSR): each disk row's predicted pixels are found by jumping through
-    # next_col, so the cost is the number of edges plus one lookup per disk row
-    start = np.empty(n_left + 1, np.int64)
-    adj = np.empty(max(16 * n_left, 1024), np.int32)
-    n_edges = 0
+    mate_left = np.full(n_left, -1, np.int32)
+    mate_right = np.full(n_right, -1, np.int32)
+    # greedy start, scanning each disk only up to a free predicted pixel: where it matches
+    # every label pixel (most thresholds) no graph is built
+    matched = 0
     for u in range(n_left):
-        start[u] = n_edges
         gx = gt_yx[u, 1] + r
         for j in range(half_widths.size):
             hw = half_widths[j]
             if hw < 0:
                 continue
-            gy = gt_yx[u, 0] + j  # image row y + j - r on the grid padded by r
+            gy = gt_yx[u, 0] + j
             c = next_col[gy, gx - hw]
-            while c <= gx + hw:
-                if n_edges == adj.size:
-                    grown = np.empty(2 * adj.size, np.int32)
-                    grown[:n_edges] = adj[:n_edges]
-                    adj = grown
-                adj[n_edges] = pred_id[gy, c]
-                n_edges += 1
+            while c <= gx + hw and mate_right[pred_id[gy, c]] >= 0:
                 c = next_col[gy, c + 1]
-    start[n_left] = n_edges
-    return _hopcroft_karp(start, adj, n_left, n_right)
-
-
-@njit(cache=True, nogil=True)
-def _hopcroft_karp(start, adj, n_left, n_right):
-    mate_left = np.full(n_left, -1, np.int32)
-    mate_right = np.full(n_right, -1, np.int32)
-    matched = 0
-    for u in range(n_left):  # greedy start: most vertices are matched here
-        for e in range(start[u], start[u + 1]):
-            v = adj[e]
-            if mate_right[v] < 0:
+            if c <= gx + hw:
+                v = pred_id[gy, c]
                 mate_right[v] = u
                 mate_left[u] = v
                 matched += 1
                 break
     if matched == n_left:
         return matched
-    unreached = np.iinfo(np.int32).max
-    dist = np.empty(n_left, np.int32)
+    # adjacency (CSR): each disk row's predicted pixels are found by jumping through
+    # next_col, so the cost is the number of edges plus one lookup per disk row (counted,
+    # then written: an array reallocated in the loop would slow every access in it)
+    start = np.empty(n_left + 1, np.int64)
+    n_edges = 0
+    for u in range(n_left):
+        start[u] = n_edges
+        n_edges += _disk_neighbours(gt_yx[u, 0], gt_yx[u, 1] + r, half_widths, next_col,
+                                    pred_id, start, 0, False)
+    start[n_left] = n_edges
+    adj = np.empty(n_edges, np.int32)
+    for u in range(n_left):
+        _disk_neighbours(gt_yx[u, 0], gt_yx[u, 1] + r, half_widths, next_col, pred_id, adj,
+                         start[u], True)
+    return _augment(start, adj, mate_left, mate_right, matched)
+
+
+@njit(cache=True, nogil=True, inline='always')
+def _disk_neighbours(y, gx, half_widths, next_col, pred_id, out, at, write):
+    """The predicted pixels in the disk around image row y, padded column gx: their ids
+    written to out[at:] when ``write``; returns how many."""
+    count = 0
+    for j in range(half_widths.size):
+        hw = half_widths[j]
+        if hw < 0:
+            continue
+        gy = y + j  # image row y + j - r on the grid padded by r
+        c = next_col[gy, gx - hw]
+        while c <= gx + hw:
+            if write:
+                out[at + count] = pred_id[gy, c]
+            count += 1
+            c = next_col[gy, c + 1]
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _augment(start, adj, mate_left, mate_right, matched):
+    """Grows the matching ``mate_left`` / ``mate_right`` (``matched`` pairs) to a maximum
+    one and returns its size: from each free left vertex, one breadth-first search for an
+    augmenting path (Berge: the matching is maximum when no free vertex has one).
+
+    A search that fails leaves its visited left vertices X with every neighbour matched
+    into X or into the vertices of earlier failed searches: no augmenting path can enter
+    that set, now or after later augmentations, so it is never searched again (the failed
+    searches cost O(E) together; the greedy start leaves few successful ones).
+    """
+    n_left = mate_left.size
+    dead = np.zeros(n_left, np.bool_)
+    seen = np.full(n_left, -1, np.int32)  # the root whose search last reached the vertex
+    came_from = np.empty(n_left, np.int32)  # the left vertex whose edge led to it
     queue = np.empty(n_left, np.int32)
-    edge_at = np.empty(n_left, np.int64)
-    stack = np.empty(n_left, np.int32)
-    while True:
-        # BFS: layers of left vertices along alternating paths from the free ones
-        head, tail = 0, 0
-        for u in range(n_left):
-            if mate_left[u] < 0:
-                dist[u] = 0
-                queue[tail] = u
-                tail += 1
-            else:
-                dist[u] = unreached
-        free_reached = False
-        while head < tail:
-            u = queue[head]
+    for root in range(n_left):
+        if mate_left[root] >= 0:
+            continue
+        seen[root] = root
+        queue[0] = root
+        head, tail = 0, 1
+        end_left, end_right = -1, -1
+        while head < tail and end_left < 0:
+            x = queue[head]
             head += 1
-            for e in range(start[u], start[u + 1]):
-                m = mate_right[adj[e]]
-                if m < 0:
-                    free_reached = True
-                elif dist[m] == unreached:
-                    dist[m] = dist[u] + 1
-                    queue[tail] = m
-                    tail += 1
-        if not free_reached:
-            return matched
-        # DFS along the layers from every free left vertex: vertex-disjoint augmenting paths
-        for u in range(n_left):
-            edge_at[u] = start[u]
-        for root in range(n_left):
-            if mate_left[root] >= 0:
-                continue
-            depth = 1
-            stack[0] = root
-            while depth > 0:
-                x = stack[depth - 1]
-                if edge_at[x] == start[x + 1]:
-                    dist[x] = unreached  # a dead end for the rest of this phase
-                    depth -= 1
-                    continue
-                v = adj[edge_at[x]]
-                edge_at[x] += 1
+            for e in range(start[x], start[x + 1]):
+                v = adj[e]
                 m = mate_right[v]
                 if m < 0:
-                    # augment: each vertex on the stack takes the edge it last tried
-                    for i in range(depth):
-                        a = stack[i]
-                        b = adj[edge_at[a] - 1]
-                        mate_left[a] = b
-                        mate_right[b] = a
-                    matched += 1
-                    depth = 0
-                elif dist[m] == dist[x] + 1:
-                    stack[depth] = m
-                    depth += 1
+                    end_left, end_right = x, v
+                    break
+                if not dead[m] and seen[m] != root:
+                    seen[m] = root
+                    came_from[m] = x
+                    queue[tail] = m
+                    tail += 1
+        if end_left < 0:
+            for i in range(tail):
+                dead[queue[i]] = True
+            continue
+        # flip the path: each left vertex takes the right vertex it was reached from
+        x, v = end_left, end_right
+        while True:
+            previous = mate_left[x]
+            mate_left[x] = v
+            mate_right[v] = x
+            if x == root:
+                break
+            v = previous
+            x = came_from[x]
+        matched += 1
+    return matched
