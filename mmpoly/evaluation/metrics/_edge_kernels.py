@@ -53,6 +53,11 @@ def threshold_and_thin(levels, level, lut_a, lut_b, thin, img):
     if not thin or count == 0:
         return count
     left = count
+    # each foreground pixel's neighbour code, kept current as pixels are deleted (a
+    # deletion clears its bit in its 8 neighbours' codes): a look-up costs one load
+    code = np.empty(n, np.uint8)
+    for i in range(count):
+        code[candidates[i]] = _neighbour_code(img, candidates[i], width)
     deleted = np.empty((2, n), np.int32)  # this and the previous subiteration's deletions
     n_deleted = np.zeros(2, np.int64)
     queued = np.full(n, -1, np.int32)  # the subiteration that last queued a pixel
@@ -64,11 +69,14 @@ def threshold_and_thin(levels, level, lut_a, lut_b, thin, img):
         nd = 0
         for i in range(count):
             p = candidates[i]
-            if lut[_neighbour_code(img, p, width)]:
+            if lut[code[p]]:
                 deleted[slot, nd] = p
                 nd += 1
-        for i in range(nd):
-            img[deleted[slot, i]] = 0
+        for i in range(nd):  # after every decision: the subiteration is parallel
+            d = deleted[slot, i]
+            img[d] = 0
+            for k in range(8):  # d is its neighbour's neighbour in the opposite direction
+                code[d + offsets[k]] &= np.uint8(~(1 << ((k + 4) % 8)) & 255)
         n_deleted[slot] = nd
         left -= nd
         deleted_this_iteration += nd
