@@ -69,6 +69,17 @@ def test_matcher_equals_the_maximum_flow():
         expected = edges.MaxFlowEdgeMatcher(gt, radius).match(pred)
         assert EdgeMatcher(gt, radius).match(pred) == expected, (i, radius)
         assert match_edge_pixels(pred, gt, radius) == expected
+    # dense on both sides: the searches from single free pixels stop at their budget and
+    # Hopcroft-Karp finishes (at once with budget 0, half way with 1)
+    for i in range(12):
+        pred = rng.random((40, 50)) < 0.3
+        gt = rng.random((40, 50)) < 0.3
+        radius = (1.5, 3.0, 5.0)[i % 3]
+        expected = edges.MaxFlowEdgeMatcher(gt, radius).match(pred)
+        for budget in (0, 1, 16, 10 ** 9):
+            matcher = EdgeMatcher(gt, radius)
+            matcher.search_budget = budget
+            assert matcher.match(pred) == expected, (i, radius, budget)
     full, empty = np.ones((9, 11), bool), np.zeros((9, 11), bool)
     assert EdgeMatcher(empty, 3.0).match(full) == EdgeMatcher(full, 3.0).match(empty) == 0
     assert EdgeMatcher(full, 3.0).match(full) == 99

@@ -106,16 +106,19 @@ def threshold_and_thin(levels, level, lut_a, lut_b, thin, img):
 
 
 @njit(cache=True, nogil=True)
-def count_matches(pred, gt_yx, half_widths, pred_id, next_col):
+def count_matches(pred, gt_yx, half_widths, pred_id, next_col, budget_per_pixel=16):
     """Size of a maximum matching between the label pixels ``gt_yx`` ((G, 2), by row) and the
     predicted pixels (``pred``: flat, (H + 2) x (W + 2), as ``threshold_and_thin`` writes
     it) within the disk (row dy = j - r of it spans dx = -half_widths[j]..half_widths[j];
-    -1: empty row): Hopcroft-Karp after a greedy start.
+    -1: empty row): a greedy start, then augmenting paths (``_augment``).
 
     ``pred_id`` and ``next_col`` are scratch grids padded by r ((H + 2r, W + 2r) and
-    (H + 2r, W + 2r + 1), int32; ``next_col``'s padding rows hold W + 2r, "none"). The label
-    pixels are the left side: the searches start from the free ones, which are few (the
-    predicted pixels are many at low thresholds, most of them unmatched).
+    (H + 2r, W + 2r + 1), int32; ``next_col``'s padding rows hold W + 2r, "none"). No graph
+    is stored: a label pixel's predicted neighbours are read off ``next_col`` row by row of
+    its disk, one look-up per row plus one per neighbour (``budget_per_pixel``: see below,
+    in disk rows per label pixel). The label pixels are the side the
+    searches start from: few of them are left free (the predicted pixels are many at low
+    thresholds, most of them unmatched).
     """
     r = (half_widths.size - 1) // 2
     gh, gw = pred_id.shape
@@ -145,7 +148,7 @@ def count_matches(pred, gt_yx, half_widths, pred_id, next_col):
     mate_left = np.full(n_left, -1, np.int32)
     mate_right = np.full(n_right, -1, np.int32)
     # greedy start, scanning each disk only up to a free predicted pixel: where it matches
-    # every label pixel (most thresholds) no graph is built
+    # every label pixel or every predicted one (most thresholds), that is the maximum
     matched = 0
     for u in range(n_left):
         gx = gt_yx[u, 1] + r
@@ -163,12 +166,17 @@ def count_matches(pred, gt_yx, half_widths, pred_id, next_col):
                 mate_left[u] = v
                 matched += 1
                 break
-    if matched == n_left:
+    if matched == n_left or matched == n_right:
         return matched
-    # adjacency (CSR): each disk row's predicted pixels are found by jumping through
-    # next_col, so the cost is the number of edges plus one lookup per disk row (counted,
-    # then written: an array reallocated in the loop would slow every access in it)
-    start = np.empty(n_left + 1, np.int64)
+    # augmenting paths, searched one free label pixel at a time (cheap where the greedy
+    # start leaves few, as on edge maps); past a budget (dense maps on both sides, where
+    # such searches can cost O(E) each), Hopcroft-Karp's O(E sqrt(V)) on the stored graph
+    budget = budget_per_pixel * n_left * half_widths.size
+    matched, dead, done = _augment(gt_yx, r, half_widths, next_col, pred_id, mate_left,
+                                   mate_right, matched, budget)
+    if done:
+        return matched
+    start = np.empty(n_left + 1, np.int64)  # the graph (CSR), counted then written
     n_edges = 0
     for u in range(n_left):
         start[u] = n_edges
@@ -179,7 +187,7 @@ def count_matches(pred, gt_yx, half_widths, pred_id, next_col):
     for u in range(n_left):
         _disk_neighbours(gt_yx[u, 0], gt_yx[u, 1] + r, half_widths, next_col, pred_id, adj,
                          start[u], True)
-    return _augment(start, adj, mate_left, mate_right, matched)
+    return _hopcroft_karp(start, adj, mate_left, mate_right, matched, dead)
 
 
 @njit(cache=True, nogil=True, inline='always')
@@ -202,24 +210,33 @@ def _disk_neighbours(y, gx, half_widths, next_col, pred_id, out, at, write):
 
 
 @njit(cache=True, nogil=True)
-def _augment(start, adj, mate_left, mate_right, matched):
+def _augment(gt_yx, r, half_widths, next_col, pred_id, mate_left, mate_right, matched,
+             budget):
     """Grows the matching ``mate_left`` / ``mate_right`` (``matched`` pairs) to a maximum
-    one and returns its size: from each free left vertex, one breadth-first search for an
-    augmenting path (Berge: the matching is maximum when no free vertex has one).
+    one and returns its size: from each free label pixel, one breadth-first search for an
+    augmenting path (Berge: the matching is maximum when no free vertex has one), reading
+    each reached label pixel's disk through ``next_col`` (no graph is stored: the greedy
+    start leaves few searches, and most end near their start).
 
-    A search that fails leaves its visited left vertices X with every neighbour matched
-    into X or into the vertices of earlier failed searches: no augmenting path can enter
-    that set, now or after later augmentations, so it is never searched again (the failed
-    searches cost O(E) together; the greedy start leaves few successful ones).
+    A search that fails leaves its visited label pixels X with every predicted pixel in
+    their disks matched into X or into the pixels of earlier failed searches: no augmenting
+    path can enter that set, now or after later augmentations, so it is never searched
+    again (the failed searches cost O(E) together).
+
+    Returns (matched, dead: the vertices retired, done: False when ``budget`` disk entries
+    were read before every free pixel was searched; the matching is valid either way).
     """
     n_left = mate_left.size
     dead = np.zeros(n_left, np.bool_)
-    seen = np.full(n_left, -1, np.int32)  # the root whose search last reached the vertex
-    came_from = np.empty(n_left, np.int32)  # the left vertex whose edge led to it
+    seen = np.full(n_left, -1, np.int32)  # the root whose search last reached the pixel
+    came_from = np.empty(n_left, np.int32)  # the label pixel whose disk led to it
     queue = np.empty(n_left, np.int32)
+    work = 0
     for root in range(n_left):
         if mate_left[root] >= 0:
             continue
+        if work > budget:
+            return matched, dead, False
         seen[root] = root
         queue[0] = root
         head, tail = 0, 1
@@ -227,22 +244,33 @@ def _augment(start, adj, mate_left, mate_right, matched):
         while head < tail and end_left < 0:
             x = queue[head]
             head += 1
-            for e in range(start[x], start[x + 1]):
-                v = adj[e]
-                m = mate_right[v]
-                if m < 0:
-                    end_left, end_right = x, v
+            gx = gt_yx[x, 1] + r
+            for j in range(half_widths.size):
+                hw = half_widths[j]
+                if hw < 0:
+                    continue
+                gy = gt_yx[x, 0] + j  # image row y + j - r on the grid padded by r
+                c = next_col[gy, gx - hw]
+                while c <= gx + hw:
+                    work += 1
+                    v = pred_id[gy, c]
+                    m = mate_right[v]
+                    if m < 0:
+                        end_left, end_right = x, v
+                        break
+                    if not dead[m] and seen[m] != root:
+                        seen[m] = root
+                        came_from[m] = x
+                        queue[tail] = m
+                        tail += 1
+                    c = next_col[gy, c + 1]
+                if end_left >= 0:
                     break
-                if not dead[m] and seen[m] != root:
-                    seen[m] = root
-                    came_from[m] = x
-                    queue[tail] = m
-                    tail += 1
         if end_left < 0:
             for i in range(tail):
                 dead[queue[i]] = True
             continue
-        # flip the path: each left vertex takes the right vertex it was reached from
+        # flip the path: each label pixel takes the predicted pixel it was reached from
         x, v = end_left, end_right
         while True:
             previous = mate_left[x]
@@ -253,4 +281,70 @@ def _augment(start, adj, mate_left, mate_right, matched):
             v = previous
             x = came_from[x]
         matched += 1
-    return matched
+    return matched, dead, True
+
+
+@njit(cache=True, nogil=True)
+def _hopcroft_karp(start, adj, mate_left, mate_right, matched, dead):
+    """Grows the matching ``mate_left`` / ``mate_right`` (``matched`` pairs) to a maximum one
+    on the graph ``start`` / ``adj`` (CSR) and returns its size; ``dead`` vertices (retired
+    by ``_augment``) are never on an augmenting path and are left out."""
+    n_left = mate_left.size
+    unreached = np.iinfo(np.int32).max
+    dist = np.empty(n_left, np.int32)
+    queue = np.empty(n_left, np.int32)
+    edge_at = np.empty(n_left, np.int64)
+    stack = np.empty(n_left, np.int32)
+    while True:
+        # BFS: layers of left vertices along alternating paths from the free ones
+        head, tail = 0, 0
+        for u in range(n_left):
+            if mate_left[u] < 0 and not dead[u]:
+                dist[u] = 0
+                queue[tail] = u
+                tail += 1
+            else:
+                dist[u] = unreached
+        free_reached = False
+        while head < tail:
+            u = queue[head]
+            head += 1
+            for e in range(start[u], start[u + 1]):
+                m = mate_right[adj[e]]
+                if m < 0:
+                    free_reached = True
+                elif dist[m] == unreached and not dead[m]:
+                    dist[m] = dist[u] + 1
+                    queue[tail] = m
+                    tail += 1
+        if not free_reached:
+            return matched
+        # DFS along the layers from every free left vertex: vertex-disjoint augmenting paths
+        for u in range(n_left):
+            edge_at[u] = start[u]
+        for root in range(n_left):
+            if mate_left[root] >= 0 or dead[root]:
+                continue
+            depth = 1
+            stack[0] = root
+            while depth > 0:
+                x = stack[depth - 1]
+                if edge_at[x] == start[x + 1]:
+                    dist[x] = unreached  # a dead end for the rest of this phase
+                    depth -= 1
+                    continue
+                v = adj[edge_at[x]]
+                edge_at[x] += 1
+                m = mate_right[v]
+                if m < 0:
+                    # augment: each vertex on the stack takes the edge it last tried
+                    for i in range(depth):
+                        a = stack[i]
+                        b = adj[edge_at[a] - 1]
+                        mate_left[a] = b
+                        mate_right[b] = a
+                    matched += 1
+                    depth = 0
+                elif dist[m] == dist[x] + 1:
+                    stack[depth] = m
+                    depth += 1
