@@ -7,7 +7,7 @@ Two implementations that give the same maps and counts:
   written as a worklist over the pixels that can change, and a maximum matching of label
   and predicted pixels within the tolerance (a greedy start, then augmenting paths);
 - ``'reference'``: scikit-image's ``thin`` and a maximum flow in scipy, the implementation
-  the compiled one replaced (about 100 times slower), kept as the tests' oracle.
+  the compiled one replaced (about 30 times slower), kept as the tests' oracle.
 """
 import math
 from typing import Sequence

@@ -436,8 +436,9 @@ def edge_image_stats(pred, gt, thresholds: Sequence[float] = DEFAULT_EDGE_THRESH
     one with the label's edge pixels within ``max_dist`` times the image diagonal
     (:func:`match_edge_pixels`). Deviation: label pixels equal to ``ignore_index`` are taken
     out of both maps (the benchmark's labels have none). Both steps are compiled
-    (:mod:`.edges`); ``impl='reference'`` runs scikit-image's ``thin`` and a maximum flow in
-    scipy instead (the same counts, about 100 times slower: the tests' oracle).
+    (:mod:`mmpoly.evaluation.metrics.edges`); ``impl='reference'`` runs scikit-image's
+    ``thin`` and a maximum flow in scipy instead (the same counts, about 30 times slower: the
+    tests' oracle).
 
     Args:
         pred: edge probability (float) or quantised uint8 map, (1, H, W) or (H, W).
