@@ -192,8 +192,15 @@ def edge_level_counts(q: np.ndarray, gt_edge: np.ndarray, levels: Sequence[int],
     matcher = EdgeMatcher(gt_edge, radius)
     h, w = q.shape
     img = np.zeros((h + 2) * (w + 2), np.uint8)  # the one-pixel border stays 0
+    # pixels at or above each level: two levels keeping as many pixels keep the same ones
+    at_or_above = np.concatenate([np.cumsum(np.bincount(q.ravel(), minlength=256)[::-1])[::-1],
+                                  [0]])
+    done = {}
     for i, level in enumerate(levels):
-        predicted = _edge_kernels.threshold_and_thin(q, int(level), THIN_LUT_FIRST,
-                                                     THIN_LUT_SECOND, bool(thin), img)
-        out[i] = (matcher.match_padded(img) if predicted else 0), predicted
+        level = min(max(int(level), 0), 256)
+        if at_or_above[level] not in done:
+            predicted = _edge_kernels.threshold_and_thin(q, level, THIN_LUT_FIRST,
+                                                         THIN_LUT_SECOND, bool(thin), img)
+            done[at_or_above[level]] = (matcher.match_padded(img) if predicted else 0), predicted
+        out[i] = done[at_or_above[level]]
     return out
