@@ -158,7 +158,8 @@ def _maximum_matching(left: np.ndarray, right: np.ndarray, n_left: int, n_right:
     """Size of a maximum matching of the bipartite graph with edges ``(left[k], right[k])``:
     the maximum flow from a source through every left vertex, the edges and every right
     vertex to a sink, all capacities 1 (scipy's Dinic, which on such unit networks is
-    Hopcroft-Karp: O(E sqrt(V)))."""
+    Hopcroft-Karp: O(E sqrt(V)); scipy's ``maximum_bipartite_matching`` takes exponential
+    time on such layered graphs, scipy issue 26147)."""
     from scipy.sparse import csr_array
     from scipy.sparse.csgraph import maximum_flow
     source, sink = n_left + n_right, n_left + n_right + 1

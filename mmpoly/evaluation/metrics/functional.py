@@ -19,9 +19,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from mmpoly.tasks import TaskSpec
 from mmpoly.evaluation.metrics.edges import (EdgeMatcher, edge_disk_offsets, edge_level_counts,
                                              match_edge_pixels)
+from mmpoly.tasks import TaskSpec
 
 # Class names of the class-map tasks (the order of the label ids).
 SEMSEG_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
