@@ -42,8 +42,9 @@ if ! have "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'"; then
   fi
 fi
 
-# skimage: the thinning of PASCAL-Context's edge labels; xdist: the suite's two workers
-if ! have "import mmseg, scipy, cv2, matplotlib, ftfy, regex, skimage, pytest, xdist; assert mmseg.__version__ == '1.2.2'"; then
+# skimage: the thinning of PASCAL-Context's edge labels; numba: the edge metric's compiled
+# thinning and matching; xdist: the suite's two workers
+if ! have "import mmseg, scipy, cv2, matplotlib, ftfy, regex, skimage, numba, pytest, xdist; assert mmseg.__version__ == '1.2.2'"; then
   echo "[setup] mmsegmentation and runtime requirements"
   $PIP install mmsegmentation==1.2.2 -r requirements/runtime.txt -r requirements/tests.txt
 fi

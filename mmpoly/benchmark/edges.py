@@ -27,16 +27,21 @@ def synthetic_edge_pair(height: int, width: int, seed: int = 0, lines: int = 40)
 
 
 def time_edge_eval(height: int = 480, width: int = 640, images: int = 2,
-                   max_dist: float = 0.011, seed: int = 0) -> dict:
-    """Seconds per image of ``edge_image_stats`` (thinning and matching at 99 thresholds)."""
+                   max_dist: float = 0.011, seed: int = 0, impl: str = 'compiled') -> dict:
+    """Seconds per image of ``edge_image_stats`` (thinning and matching at 99 thresholds),
+    ``impl`` 'compiled' or 'reference' (scikit-image and scipy, the implementation before);
+    the compiled kernels are loaded (or compiled) on a small pair first, untimed."""
     from ..evaluation.metrics.functional import edge_image_stats, edge_scores
-    seconds, stats = [], []
+    edge_image_stats(*synthetic_edge_pair(24, 32, seed), max_dist=max_dist, impl=impl)
+    seconds, cpu_seconds, stats = [], [], []
     for i in range(images):
         prob, label = synthetic_edge_pair(height, width, seed + i)
-        start = time.perf_counter()
-        stats.append(edge_image_stats(prob, label, max_dist=max_dist))
+        start, cpu_start = time.perf_counter(), time.process_time()
+        stats.append(edge_image_stats(prob, label, max_dist=max_dist, impl=impl))
         seconds.append(time.perf_counter() - start)
-    return dict(height=height, width=width, max_dist=max_dist, images=images,
+        cpu_seconds.append(time.process_time() - cpu_start)
+    return dict(height=height, width=width, max_dist=max_dist, images=images, impl=impl,
                 seconds_per_image=float(np.median(seconds)), seconds=seconds,
+                cpu_seconds_per_image=float(np.median(cpu_seconds)),
                 label_pixels=[int(s[1, 0]) for s in stats],
                 odsF=edge_scores(stats)['odsF'])

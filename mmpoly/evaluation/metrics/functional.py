@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .edges import EdgeMatcher, edge_disk_offsets, edge_level_counts, match_edge_pixels
+
 # Single-task full fine-tuning, Swin-T ImageNet-1k (paper Table 1).
 DEFAULT_REFERENCE = dict(semseg=67.21, human_parts=61.93, sal=62.35, normals=17.97)
 
@@ -414,90 +416,9 @@ DEFAULT_EDGE_THRESHOLDS = tuple(float(f'{0.01 * i:.2f}') for i in range(1, 100))
 DEFAULT_EDGE_MAX_DIST = 0.0075
 
 
-def edge_disk_offsets(radius: float) -> np.ndarray:
-    """(K, 2) integer pixel offsets (dy, dx) with dy^2 + dx^2 <= radius^2 (as BSDS'
-    ``match.cc``: a pair at exactly the tolerance matches)."""
-    r = int(math.ceil(radius))
-    dy, dx = np.mgrid[-r:r + 1, -r:r + 1]
-    inside = dy * dy + dx * dx <= radius * radius
-    return np.stack([dy[inside], dx[inside]], axis=1)
-
-
-def match_edge_pixels(pred: np.ndarray, gt: np.ndarray, radius: float) -> int:
-    """Number of one-to-one matches between the edge pixels of two binary maps that lie at
-    most ``radius`` pixels apart: a maximum-cardinality bipartite matching.
-
-    This is what BSDS' ``correspondPixels`` optimises (its cost of an unmatched pixel,
-    100 x the tolerance, exceeds every match distance, so its minimum-cost assignment
-    matches as many pixels as possible; the distances only choose among equally large
-    matchings, which does not change the counts). ``correspondPixels`` itself solves it on
-    a sparse random outlier graph seeded from the clock and can come out a pixel short,
-    differently from run to run (pyEdgeEval 0.2.8, its Python port, does: 7 of 8 pixels of
-    a line matched to itself, once in 99 calls); this matching is exact and deterministic.
-    (scipy's ``maximum_bipartite_matching`` takes exponential time on such layered graphs,
-    scipy issue 26147; :func:`_maximum_matching` solves it as a maximum flow.)
-    """
-    return EdgeMatcher(gt, radius).match(pred)
-
-
-class EdgeMatcher:
-    """:func:`match_edge_pixels` against one label map, for many predictions (the
-    thresholds of one image): what depends on the label alone is computed once, and
-    predicted pixels with no label pixel within ``radius`` (they can match nothing; most
-    of them at low thresholds) are left out of the graph before it is built."""
-
-    def __init__(self, gt: np.ndarray, radius: float):
-        from scipy.ndimage import distance_transform_edt
-        self.gt_yx = np.argwhere(gt)
-        self.shape = gt.shape
-        self.offsets = edge_disk_offsets(radius)
-        self.gt_id = np.full(gt.shape, -1, dtype=np.int64)
-        self.gt_id[self.gt_yx[:, 0], self.gt_yx[:, 1]] = np.arange(len(self.gt_yx))
-        # Euclidean distance to the nearest label pixel: <= radius iff one is in the disk (the
-        # margin keeps every such pixel when sqrt and the disk's d^2 <= r^2 round apart; a
-        # pixel let in with nothing in reach only adds an unmatched vertex)
-        self.near = (distance_transform_edt(gt == 0) <= radius + 1e-6) if len(self.gt_yx) \
-            else None
-
-    def match(self, pred: np.ndarray) -> int:
-        if self.near is None:
-            return 0
-        pred_yx = np.argwhere(pred & self.near)
-        if len(pred_yx) == 0:
-            return 0
-        h, w = self.shape
-        rows, cols = [], []
-        for dy, dx in self.offsets:
-            y, x = pred_yx[:, 0] + dy, pred_yx[:, 1] + dx
-            inside = np.flatnonzero((y >= 0) & (y < h) & (x >= 0) & (x < w))
-            target = self.gt_id[y[inside], x[inside]]
-            hit = target >= 0
-            rows.append(inside[hit])
-            cols.append(target[hit])
-        return _maximum_matching(np.concatenate(rows), np.concatenate(cols), len(pred_yx),
-                                 len(self.gt_yx))
-
-
-def _maximum_matching(left: np.ndarray, right: np.ndarray, n_left: int, n_right: int) -> int:
-    """Size of a maximum matching of the bipartite graph with edges ``(left[k], right[k])``:
-    the maximum flow from a source through every left vertex, the edges and every right
-    vertex to a sink, all capacities 1 (scipy's Dinic, which on such unit networks is
-    Hopcroft-Karp: O(E sqrt(V)); exact, 3.5 times faster than Hopcroft-Karp in Python
-    was here)."""
-    from scipy.sparse import csr_array
-    from scipy.sparse.csgraph import maximum_flow
-    source, sink = n_left + n_right, n_left + n_right + 1
-    right_ids = n_left + np.arange(n_right)
-    tails = np.concatenate([np.full(n_left, source), left, right_ids])
-    heads = np.concatenate([np.arange(n_left), n_left + right, np.full(n_right, sink)])
-    graph = csr_array((np.ones(len(tails), dtype=np.int32), (tails, heads)),
-                      shape=(sink + 1, sink + 1))
-    return int(maximum_flow(graph, source, sink, method='dinic').flow_value)
-
-
 def edge_image_stats(pred, gt, thresholds: Sequence[float] = DEFAULT_EDGE_THRESHOLDS,
                      max_dist: float = DEFAULT_EDGE_MAX_DIST, ignore_index: int = 255,
-                     thin: bool = True) -> Optional[np.ndarray]:
+                     thin: bool = True, impl: str = 'compiled') -> Optional[np.ndarray]:
     """Boundary-matching counts of one edge map at every threshold (the BSDS / SEISM
     ``fb`` measure).
 
@@ -508,7 +429,10 @@ def edge_image_stats(pred, gt, thresholds: Sequence[float] = DEFAULT_EDGE_THRESH
     ``read_one_cont_png`` and the BSDS benchmark apply it) and its pixels are matched one to
     one with the label's edge pixels within ``max_dist`` times the image diagonal
     (:func:`match_edge_pixels`). Deviation: label pixels equal to ``ignore_index`` are taken
-    out of both maps (the benchmark's labels have none).
+    out of both maps (the benchmark's labels have none). Both steps are compiled
+    (:mod:`mmpoly.evaluation.metrics.edges`); ``impl='reference'`` runs scikit-image's
+    ``thin`` and a maximum flow in scipy instead (the same counts, about 30 times slower: the
+    tests' oracle).
 
     Args:
         pred: edge probability (float) or quantised uint8 map, (1, H, W) or (H, W).
@@ -517,6 +441,7 @@ def edge_image_stats(pred, gt, thresholds: Sequence[float] = DEFAULT_EDGE_THRESH
         max_dist: matching tolerance, a fraction of the image diagonal.
         ignore_index: label value without a label.
         thin: thin the thresholded prediction (morphological thinning).
+        impl: 'compiled' or 'reference'.
 
     Returns:
         int64 array (4, T): rows cntR (matched label pixels), sumR (label edge pixels),
@@ -538,16 +463,10 @@ def edge_image_stats(pred, gt, thresholds: Sequence[float] = DEFAULT_EDGE_THRESH
     radius = max_dist * math.hypot(*gt.shape)
     stats = np.zeros((4, len(thresholds)), dtype=np.int64)
     stats[1] = int(gt_edge.sum())
-    counts, matcher = {}, EdgeMatcher(gt_edge, radius)
-    for i, level in enumerate(first_level):
-        if level not in counts:
-            edges = q >= level
-            if thin and edges.any():
-                from skimage.morphology import thin as thin_map
-                edges = thin_map(edges)
-            matched = matcher.match(edges)
-            counts[level] = (matched, matched, int(edges.sum()))
-        stats[0, i], stats[2, i], stats[3, i] = counts[level]
+    levels, level_index = np.unique(first_level, return_inverse=True)
+    counts = edge_level_counts(q, gt_edge, levels, radius, thin=thin, impl=impl)[level_index]
+    stats[0] = stats[2] = counts[:, 0]
+    stats[3] = counts[:, 1]
     return stats
 
 

@@ -144,7 +144,7 @@ class MultiTaskMetric(BaseMetric):
             0.0075.
         edge_thin (bool): thin the thresholded edge maps before matching. Default: True.
         edge_ods (bool): compute odsF / oisF. Thinning and matching at every threshold
-            cost about 15 s per 480 x 640 image on one CPU core
+            cost about 0.35 s of CPU per 480 x 640 image (compiled, numba)
             (``tools/benchmark_edges.py``; the reference runs it once, offline, through
             SEISM, and validates on the loss during training); False
             reports only 'edge/loss' (and Δm leaves the edge task out), e.g. for a
