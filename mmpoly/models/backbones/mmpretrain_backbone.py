@@ -192,7 +192,7 @@ class MMPretrainBackbone(TunedBackboneMixin, BaseModule):
         ctx = TaskContext.all_tasks(tuner.num_tasks)
         layer = self.layer_infos[0]
         if type(tuner).layer_prompts is not BaseTuner.layer_prompts and \
-                tuner.layer_prompts(ctx, layer, None, 1) is not None:
+                tuner.layer_prompts(ctx, layer, None, ctx.groups) is not None:
             raise ValueError(f'{type(tuner).__name__} adds prompt tokens, which '
                              f'{self._describe()} does not offer')
         if type(tuner).attn_bias is not BaseTuner.attn_bias and \
