@@ -501,7 +501,8 @@ def test_other_backbones_table_is_count_params():
 MMPRETRAIN_METHODS = {'Fine-tuning decoders': 'decoder_ft',
                       'Multi-task full fine-tuning': 'multi_task_ft', 'BitFit': 'bitfit',
                       'LoRA': 'lora', 'Adapter': 'adapter', 'Polyhistor': 'polyhistor',
-                      'Polyhistor-Lite': 'polyhistor_lite'}
+                      'Polyhistor-Lite': 'polyhistor_lite',
+                      "MTLoRA's shared LoRA": 'mtlora_shared'}
 
 
 def test_mmpretrain_table_is_the_configs_and_count_params():

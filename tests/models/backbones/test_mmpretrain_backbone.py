@@ -118,6 +118,43 @@ def test_lora_is_the_upstream_vit_with_the_updated_weight():
     assert (ours[:2] - ours[2:4]).abs().max() > 1e-3  # the tasks differ
 
 
+def test_mtlora_shared_is_the_upstream_vit_with_one_updated_weight_for_every_task():
+    """MTLoRA's TA-LoRA without the fork: W + s B A in every linear, the same for every
+    task; it trains the patch embedding and the ViT's norms (ln1, ln2, the final ln1)."""
+    torch.manual_seed(7)
+    model = build(dict(type='MTLoRAShared', rank=2, shared_scale=3.0))
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert {n for n in trained if not n.startswith('tuner.')} == {
+        n for n, _ in model.named_parameters()
+        if n.startswith(('encoder.patch_embed.', 'encoder.ln1.'))
+        or '.ln1.' in n or '.ln2.' in n}
+    model.double().eval()
+    randomise(model.tuner)
+    assert not model.per_task_features
+    mt = model.tuner
+    sites = dict(qkv=('attn', 'qkv'), proj=('attn', 'proj'), fc1=('ffn', None),
+                 fc2=('ffn', None))
+
+    def edit(ref, t):
+        for i, layer in enumerate(ref.layers):
+            for name, (part, attr) in sites.items():
+                if name == 'fc1':
+                    linear = layer.ffn.layers[0][0]
+                elif name == 'fc2':
+                    linear = layer.ffn.layers[1]
+                else:
+                    linear = getattr(getattr(layer, part), attr)
+                linear.weight += 3.0 * mt.shared_B[f'{name}{i}'] @ mt.shared_A[f'{name}{i}']
+
+    x = torch.randn(2, 3, 56, 56, dtype=torch.float64)
+    with torch.no_grad():
+        (ours, ) = model(x)
+        (expected, ) = _per_task_upstream(model, edit)[0](x)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match='MTLoRAShared fixes'):
+        build(dict(type='MTLoRAShared', shared_mode='matrix'))
+
+
 def test_bitfit_is_the_upstream_vit_with_shifted_biases():
     torch.manual_seed(2)
     model = build('BitFit').double().eval()
