@@ -262,6 +262,15 @@ def test_swin_v1_through_the_attachment_equals_polyhistor_swin(tmp_path):
     for u, v in zip(a, b):
         torch.testing.assert_close(u, v, rtol=0, atol=1e-10)
     assert (a[3][:2] - a[3][2:4]).abs().max() > 1e-4  # LoRA made the tasks differ
+    # where a stage's map is no larger than a window (128 px: 4 x 4 in the last stage, as
+    # Swin-T's 7 x 7 at 224 px) the two libraries differ upstream: mmpretrain's Swin drops
+    # the shift there (as the official code), mmseg's keeps it with its mask
+    x = torch.randn(1, 3, 128, 128, dtype=torch.float64)
+    with torch.no_grad():
+        a, b = ours(x), today(x)
+    for u, v in zip(a[:3], b[:3]):
+        torch.testing.assert_close(u, v, rtol=0, atol=1e-10)
+    assert (a[3] - b[3]).abs().max() > 1e-3
 
 
 def test_pretrained_by_url_in_mmpretrains_layout(tmp_path, served, monkeypatch):  # noqa: F811
