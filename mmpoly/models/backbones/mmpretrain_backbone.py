@@ -135,6 +135,8 @@ class MMPretrainBackbone(TunedBackboneMixin, BaseModule):
             backbone's; position tables are resized to this encoder.
     """
     provides = frozenset()
+    #: state no pretrained file holds: the neck (adapter-only checkpoints keep it)
+    trained_state_prefixes = (f'{NECK}.', )
 
     def __init__(self,
                  encoder: dict,
@@ -264,8 +266,9 @@ class MMPretrainBackbone(TunedBackboneMixin, BaseModule):
         check_checkpoint_path(path)
         ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='silent')
         source = strip_module_prefix(ckpt.get('state_dict', ckpt))
-        source = {k[len('backbone.'):]: v for k, v in source.items()
-                  if k.startswith('backbone.')} or source
+        for prefix in ('backbone.', 'encoder.'):  # mmpretrain's model, or this backbone's
+            source = {k[len(prefix):]: v for k, v in source.items()
+                      if k.startswith(prefix)} or source
         own = {k: v for k, v in self.encoder.state_dict().items()
                if not k.startswith(TUNER_PREFIX) and 'relative_position_index' not in k}
         missing = sorted(set(own) - set(source))
