@@ -24,6 +24,7 @@ import os.path as osp
 import re
 import runpy
 
+import pytest
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
