@@ -158,6 +158,10 @@ class MMPretrainBackbone(TunedBackboneMixin, BaseModule):
             raise ValueError(f'{type(self).__name__}: mmpretrain {arch} is not supported '
                              f'(supported: {sorted(ARCHITECTURES)})')
         self.arch = arch
+        if any(getattr(m, 'with_cp', False) for m in self.encoder.modules()):
+            # a recomputed block would run the tuner's hooks outside the pass's context
+            raise ValueError(f'{self._describe()}: activation checkpointing inside the '
+                             f'encoder (with_cp) is not supported with attached tuners')
         if not out_norms:
             for i in getattr(self.encoder, 'out_indices', ()):
                 if hasattr(self.encoder, f'norm{i}') and arch != 'VisionTransformer':

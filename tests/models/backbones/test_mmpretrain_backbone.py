@@ -225,6 +225,11 @@ def test_vpt_prompts_and_swin_bitfit_tables_are_refused_not_ignored():
     build(dict(type='BitFit', rel_pos_tables=False), encoder=SWIN)  # its biases alone
 
 
+def test_checkpointing_inside_the_encoder_is_refused():
+    with pytest.raises(ValueError, match=r'SwinTransformer\): activation checkpointing'):
+        build('LoRA', encoder=dict(SWIN, with_cp=True))
+
+
 def _mmpretrain_checkpoint(path, encoder_state):
     """A file in mmpretrain's layout: ``meta`` and ``state_dict`` with ``backbone.`` keys
     (and a head, which the encoder ignores)."""
