@@ -225,6 +225,22 @@ def test_vpt_prompts_and_swin_bitfit_tables_are_refused_not_ignored():
     build(dict(type='BitFit', rel_pos_tables=False), encoder=SWIN)  # its biases alone
 
 
+@pytest.mark.parametrize('encoder', [VIT, SWIN], ids=['vit', 'swin'])
+def test_every_tuned_linear_runs_in_the_upstream_forward(encoder):
+    """An upstream forward that bypassed a linear module (``F.linear(x, m.weight)``) would
+    leave the tuner out silently: every TunedLinear is called once per layer."""
+    model = build('LoRA', encoder=encoder)
+    calls = []
+    for name, module in model.named_modules():
+        if isinstance(module, TunedLinear):
+            module.register_forward_hook(lambda m, a, o, name=name: calls.append(name))
+    with torch.no_grad():
+        model(torch.randn(1, 3, encoder['img_size'], encoder['img_size']))
+    assert sorted(calls) == sorted(n for n, m in model.named_modules()
+                                   if isinstance(m, TunedLinear))
+    assert len(calls) == 4 * len(model.layer_infos)
+
+
 def test_checkpointing_inside_the_encoder_is_refused():
     with pytest.raises(ValueError, match=r'SwinTransformer\): activation checkpointing'):
         build('LoRA', encoder=dict(SWIN, with_cp=True))
