@@ -109,8 +109,11 @@ def frozen_backbone_keys(model: nn.Module) -> List[str]:
         if path is None:
             continue  # random init: cannot be rebuilt, kept in the checkpoint
         params = dict(backbone.named_parameters())
+        # parts of a backbone that no backbone file holds (MMPretrainBackbone's pyramid neck:
+        # trained, with BatchNorm statistics) are kept in the checkpoint
+        kept = tuple(getattr(backbone, 'trained_state_prefixes', ()))
         for key in backbone.state_dict().keys():
-            if is_tuner_key(key):
+            if is_tuner_key(key) or (kept and key.startswith(kept)):
                 continue
             if key in params and params[key].requires_grad:
                 continue

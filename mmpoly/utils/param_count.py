@@ -23,6 +23,15 @@ from mmseg.registry import HOOKS
 from .state_dict import TUNER_PREFIX
 
 DECODER_PREFIX = 'decode_head.'
+#: a module of this name inside a backbone is its pyramid neck (``MMPretrainBackbone``'s
+#: Feature2Pyramid on a plain ViT): trained with the decoders and counted with them, as mmseg
+#: counts a neck beside its heads, not in the encoder column
+NECK = 'neck'
+
+
+def in_decoders(name: str) -> bool:
+    """Whether a parameter counts in the decoders (heads, output norms, a backbone's neck)."""
+    return name.startswith(DECODER_PREFIX) or NECK in name.split('.')
 
 
 #: groups of a backbone trained in part (MTLoRA trains these besides its LoRA), by the
@@ -41,6 +50,9 @@ def group_of(name: str, backbone_in_full: bool = True) -> str:
     if name.startswith(DECODER_PREFIX):
         return 'decoders'
     parts = name.split('.')
+    if NECK in parts:
+        return 'neck (pyramid of a plain ViT)'
+
     if 'tuner' in parts:
         return TUNER_PREFIX + parts[parts.index('tuner') + 1]
     if backbone_in_full:
@@ -57,14 +69,14 @@ def count_parameters(model: nn.Module) -> Dict:
     groups: Dict[str, int] = OrderedDict()
     encoder = trainable = 0
     backbone = [p.requires_grad for n, p in model.named_parameters()
-                if not n.startswith(DECODER_PREFIX) and 'tuner' not in n.split('.')]
+                if not in_decoders(n) and 'tuner' not in n.split('.')]
     in_full = all(backbone)
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         n = param.numel()
         trainable += n
-        if not name.startswith(DECODER_PREFIX):
+        if not in_decoders(name):
             encoder += n
         group = group_of(name, in_full)
         groups[group] = groups.get(group, 0) + n

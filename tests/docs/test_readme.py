@@ -24,6 +24,7 @@ import os.path as osp
 import re
 import runpy
 
+import pytest
 import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -215,8 +216,13 @@ def is_free_sinewich_table(t):
     return t.header[0] == 'Free Sinewich'
 
 
+def is_mmpretrain_table(t):
+    return t.header[0] == 'mmpretrain backbone'
+
+
 CHECKED = (is_benchmark, is_param_table, is_ablation, is_size_table, is_targets, is_demo_runs,
-           is_other_backbones, is_mtlora_table, is_ditask_table, is_free_sinewich_table)
+           is_other_backbones, is_mtlora_table, is_ditask_table, is_free_sinewich_table,
+           is_mmpretrain_table)
 #: tables whose digits are configuration, not measured or counted: the tuners' keys, the
 #: old forms' --cfg-options, the reliability guarantees and their tests
 NOT_NUMBERS = (['method', 'tuner'], ['method', 'old form'], ['Guarantee', 'How', 'Test'])
@@ -504,6 +510,57 @@ def test_other_backbones_table_is_count_params():
                     compare(table, name, f'{column} ({config})', cell,
                             f"{counts(config)['encoder']:,d}", errors)
     report_errors(errors)
+
+
+#: the mmpretrain table's method columns -> config prefix
+MMPRETRAIN_METHODS = {'Fine-tuning decoders': 'decoder_ft',
+                      'Multi-task full fine-tuning': 'multi_task_ft', 'BitFit': 'bitfit',
+                      'LoRA': 'lora', 'Adapter': 'adapter', 'Polyhistor': 'polyhistor',
+                      'Polyhistor-Lite': 'polyhistor_lite',
+                      "MTLoRA's shared LoRA": 'mtlora_shared'}
+
+
+def test_mmpretrain_table_is_the_configs_and_count_params():
+    """Weights: the config's URL and (where mmpretrain is installed) its model index's
+    ``Weights`` for the name in the row; counts: count_params, the neck its own group."""
+    from mmengine.config import Config
+    pytest.importorskip('mmpretrain')  # the configs' encoder (tools/setup_env.sh installs it)
+    errors = []
+    (table, ) = the(is_mmpretrain_table)
+    assert len(table.rows) >= 2
+    for row in table.rows:
+        cells = dict(zip(table.header, row))
+        backbone = plain(cells['config'])
+        base = Config.fromfile(osp.join(REPO, 'configs', f'lora_{backbone}.py'))
+        compare(table, backbone, 'weights', cells['weights'],
+                base.model.backbone.init_cfg.checkpoint, errors)
+        index_name = re.search(r'`([^`]+)`', cells['mmpretrain backbone']).group(1)
+        url = model_index_weights(index_name)
+        if url is not None:
+            compare(table, backbone, 'weights (model index)', cells['weights'], url, errors)
+        for column, method in MMPRETRAIN_METHODS.items():
+            found = counts(f'{method}_{backbone}.py')
+            compare(table, backbone, column, cells[column], f"{found['encoder']:,d}", errors)
+        compare(table, backbone, 'neck', cells['neck'],
+                f"{found['groups']['neck (pyramid of a plain ViT)']:,d}", errors)
+    report_errors(errors)
+
+
+def model_index_weights(name):
+    """The ``Weights`` URL of model ``name`` in mmpretrain's installed model index, or None
+    without mmpretrain."""
+    try:
+        import mmpretrain
+    except ImportError:
+        return None
+    root = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'configs')
+    for path in glob.glob(osp.join(root, '*', 'metafile.yml')):
+        text = open(path).read()
+        match = re.search(rf'- Name: {re.escape(name)}\n(?:(?!  - Name:).*\n)*?    Weights: (\S+)',
+                          text)
+        if match:
+            return match.group(1)
+    raise AssertionError(f'{name} is not in mmpretrain\'s model index ({root})')
 
 
 ABLATION_CONFIGS = (('Polyhistor-Lite', 'polyhistor_lite_swin-t.py'),

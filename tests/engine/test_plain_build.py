@@ -15,6 +15,7 @@ from mmpoly.datasets.nyud_mt import NYUD_TASK_SPECS
 from mmpoly.datasets.pascal_context_mt import PASCAL_TASK_SPECS
 from mmpoly.engine.config import dataset_configs, load_config, metric_configs
 from mmpoly.utils.param_count import zero_filled_init
+from tests.mmpretrain_configs import skip_without_mmpretrain
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(
@@ -54,6 +55,7 @@ def _model_record(model):
 
 @pytest.mark.parametrize('path', CONFIGS)
 def test_plain_build_equals_the_tools_build(path):
+    skip_without_mmpretrain(path)
     plain_model, plain_metas, plain_metrics = _builds(Config.fromfile(osp.join(REPO, path)))
     tool_model, tool_metas, tool_metrics = _builds(load_config(osp.join(REPO, path)))
     assert _model_record(plain_model) == _model_record(tool_model)

@@ -9,6 +9,7 @@ Runner wraps it (the runtime's ``model_wrapper_cfg``: ``MMDistributedDataParalle
    and the frozen weights (every method but full fine-tuning has some) bit-identical.
 Each rank trains on its own images. Prints ``OK <method>`` per method on rank 0.
 """
+import importlib.util
 import sys
 
 import torch
@@ -16,6 +17,7 @@ import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODEL_WRAPPERS, init_default_scope
+from mmseg.registry import MODELS
 
 import mmpoly  # noqa: F401
 from tests.models.tuners.test_training_all_tuners import TUNERS, demo_batch, demo_model
@@ -24,7 +26,13 @@ RUNTIME = 'configs/_base_/default_runtime.py'
 #: methods beyond the paper's Table 1, by their Swin-T config (their tuner on the demo Swin)
 EXTRA_METHODS = {'mtlora': 'configs/mtlora_swin-t.py', 'ditask': 'configs/ditask_swin-t.py',
                  'free_sinewich': 'configs/free_sinewich_swin-t.py'}
-METHODS = sorted([*TUNERS, *EXTRA_METHODS])
+#: an mmpretrain backbone (the DINOv2-shaped demo ViT, mmpretrain's own class) with two
+#: of its methods, where mmpretrain is installed
+MMPRETRAIN_METHODS = {
+    'lora_vit-tiny': 'configs/demo/lora_vit-tiny_synthetic.py',
+    'polyhistor_lite_vit-tiny': 'configs/demo/polyhistor_lite_vit-tiny_synthetic.py',
+} if importlib.util.find_spec('mmpretrain') is not None else {}
+METHODS = sorted([*TUNERS, *EXTRA_METHODS, *MMPRETRAIN_METHODS])
 
 
 def build(method: str):
@@ -32,6 +40,16 @@ def build(method: str):
     # the same initial weights on every rank; 64 x 64 inputs (see main)
     options = {'model.backbone.drop_path_rate': 0.0, 'model.decode_head.dropout_ratio': 0.0,
                'model.data_preprocessor.size': (64, 64)}
+    if method in MMPRETRAIN_METHODS:
+        cfg = Config.fromfile(MMPRETRAIN_METHODS[method])
+        cfg.merge_from_dict({'model.backbone.encoder.drop_path_rate': 0.0,
+                             'model.decode_head.dropout_ratio': 0.0,
+                             'model.data_preprocessor.size': (64, 64)})
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model)
+        model.init_weights()
+        wrapper = dict(Config.fromfile(RUNTIME).model_wrapper_cfg, device_ids=None)
+        return model, MODEL_WRAPPERS.build(wrapper, default_args=dict(module=model))
     if method in EXTRA_METHODS:  # on decoder_ft's frozen demo model (its tuner: NoTuner)
         tuner = Config.fromfile(EXTRA_METHODS[method]).model.backbone.tuner.to_dict()
         options['model.backbone.tuner'] = dict(tuner, dropout=0.0)

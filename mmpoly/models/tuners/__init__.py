@@ -2,6 +2,7 @@ from .base import BaseTuner, FullFineTuning, LayerInfo, TaskContext
 from .bitfit import BitFit  # noqa: F401
 from .lora import LoRA  # noqa: F401
 from .mtlora import MTLoRA  # noqa: F401
+from .mtlora_shared import MTLoRAShared  # noqa: F401
 from .ditask import DiTASK  # noqa: F401
 from .free_sinewich import FreeSinewich  # noqa: F401
 from .relative_bias import RelativeBias  # noqa: F401

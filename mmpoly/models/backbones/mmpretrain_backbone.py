@@ -1,0 +1,306 @@
+"""Any mmpretrain backbone as a multi-task encoder, tuned without copying its forward.
+
+The upstream model (``mmpretrain.models.backbones.VisionTransformer``, ``SwinTransformer``,
+...) is built from mmpretrain's registry and runs its own forward. The tuner reaches it
+through the modules a method touches, as the hooks of ``TunedBackboneMixin._layer`` do:
+
+- every attention and MLP linear ('qkv', 'proj', 'fc1', 'fc2') is replaced by a
+  :class:`TunedLinear` holding the same parameters (so the state-dict keys stay upstream's)
+  whose forward is ``tuner.linear(ctx, layer, name, <the upstream linear>, x)``;
+- a block's attention output goes through ``tuner.attn_branch`` (a forward hook on the
+  attention; the residual stream is the block's input, kept by a pre-hook on the block);
+- a block's FFN output goes through ``tuner.mlp_branch`` (the FFN adds no identity, a
+  forward hook adds it after the branch hook).
+
+Branch hooks are only registered when the tuner overrides them. Every hook reads the pass's
+:class:`~..tuners.base.TaskContext` from ``tuner.bound_context``, which the mixin binds
+around each pass, so a task-specific tuner sees the ``T x B`` task-stacked batch exactly as
+on ``PolyhistorSwin``. What needs the inside of an attention (prompt tokens, extra attention
+logits, MTLoRA's task forks) is not offered: ``provides`` is empty and such a tuner is
+refused by name when the backbone is built.
+
+A plain ViT gives one stride-14 (or 16) map: mmseg's ``Feature2Pyramid`` makes the four
+scales the multi-task heads read, run per task group of the stacked batch (its BatchNorm
+statistics never mix tasks, so stacked and looped passes agree). The pyramid is trained
+with the decoders whatever the tuner; it counts with them (``mmpoly.utils.param_count``).
+"""
+import copy
+from functools import partial
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.runner import CheckpointLoader
+from torch import Tensor, nn
+
+from mmseg.registry import MODELS
+from ...utils.state_dict import TUNER_PREFIX, strip_module_prefix
+from ..tuners.base import BaseTuner, LayerInfo, TaskContext
+from .polyhistor_swin import resize_rel_pos_table
+from .tuned_backbone import TunedBackboneMixin, check_checkpoint_path
+
+#: module path prefix of the pyramid neck inside the backbone (trained with the decoders)
+NECK = 'neck'
+
+
+class TunedLinear(nn.Linear):
+    """An upstream ``nn.Linear`` routed through the tuner's ``linear`` hook.
+
+    It holds the upstream module's own parameters (same objects, same state-dict keys); the
+    upstream module itself, unregistered, is what the tuner calls for the frozen product."""
+
+    def __init__(self, linear: nn.Linear, owner: 'MMPretrainBackbone', layer: LayerInfo,
+                 name: str):
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight, self.bias = linear.weight, linear.bias
+        self.layer, self.site = layer, name
+        # plain attributes, not submodules: no second copy of the keys, no module cycle
+        object.__setattr__(self, 'frozen', linear)
+        object.__setattr__(self, 'owner', owner)
+
+    def forward(self, x: Tensor) -> Tensor:
+        tuner = self.owner.tuner
+        return tuner.linear(tuner.bound_context, self.layer, self.site, self.frozen, x)
+
+
+class BlockSites:
+    """Where one upstream block keeps what the tuner touches."""
+
+    def __init__(self, block: nn.Module, attn: nn.Module, ffn: nn.Module,
+                 linears: Dict[str, Tuple[nn.Module, str]]):
+        self.block, self.attn, self.ffn = block, attn, ffn
+        self.linears = linears  # tuner name -> (parent module, attribute)
+
+
+def _vit_blocks(encoder) -> List[Tuple[LayerInfo, BlockSites]]:
+    """mmpretrain ``VisionTransformer``: one stage of ``TransformerEncoderLayer``s
+    (``attn.qkv``, ``attn.proj``, ``ffn.layers[0][0]``, ``ffn.layers[1]``)."""
+    out = []
+    for i, block in enumerate(encoder.layers):
+        info = LayerInfo(index=i, stage=0, index_in_stage=i, dim=block.embed_dims,
+                         num_heads=block.attn.num_heads,
+                         mlp_hidden=block.ffn.feedforward_channels, scale=1,
+                         name=f'encoder.layers.{i}')
+        out.append((info, _sites(block, block.attn, block.attn, block.ffn)))
+    return out
+
+
+def _swin_blocks(encoder) -> List[Tuple[LayerInfo, BlockSites]]:
+    """mmpretrain ``SwinTransformer`` (V1): ``stages[i].blocks[j]``, the linears in
+    ``attn.w_msa``."""
+    out = []
+    base = encoder.stages[0].blocks[0].attn.w_msa.embed_dims
+    for i, stage in enumerate(encoder.stages):
+        for j, block in enumerate(stage.blocks):
+            wmsa = block.attn.w_msa
+            info = LayerInfo(index=len(out), stage=i, index_in_stage=j, dim=wmsa.embed_dims,
+                             num_heads=wmsa.num_heads,
+                             mlp_hidden=block.ffn.feedforward_channels,
+                             scale=wmsa.embed_dims // base, name=f'encoder.stages.{i}.blocks.{j}',
+                             window_size=block.attn.window_size)
+            out.append((info, _sites(block, block.attn, wmsa, block.ffn)))
+    return out
+
+
+def _sites(block, attn, qkv_owner, ffn) -> BlockSites:
+    return BlockSites(block, attn, ffn, {
+        'qkv': (qkv_owner, 'qkv'),
+        'proj': (qkv_owner, 'proj'),
+        'fc1': (ffn.layers[0], '0'),
+        'fc2': (ffn.layers, '1'),
+    })
+
+
+#: mmpretrain class name -> how its blocks are found (a new architecture: one function)
+ARCHITECTURES = {'VisionTransformer': _vit_blocks, 'SwinTransformer': _swin_blocks}
+
+
+@MODELS.register_module()
+class MMPretrainBackbone(TunedBackboneMixin, BaseModule):
+    """An mmpretrain backbone, unmodified, with a tuner attached to its modules.
+
+    Args:
+        encoder: the mmpretrain backbone's config (``type`` from mmpretrain's registry,
+            e.g. ``VisionTransformer`` with ``arch='dinov2-small'``). A ViT must give
+            ``out_type='featmap'`` with one out index; a Swin its stage outputs.
+        tasks, tuner, task_batching: as in ``PolyhistorSwin``.
+        neck: a pyramid neck (mmseg's ``Feature2Pyramid``) making four scales of a single
+            map; None: the encoder's outputs as they are.
+        out_norms: keep a hierarchical encoder's output norms (``norm{i}``); False, as
+            ``PolyhistorSwin``, leaves them to each task's decoder.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL)``: a checkpoint in
+            mmpretrain's layout (``state_dict`` with ``backbone.`` keys) or the bare
+            backbone's; position tables are resized to this encoder.
+    """
+    provides = frozenset()
+    #: state no pretrained file holds: the neck (adapter-only checkpoints keep it)
+    trained_state_prefixes = (f'{NECK}.', )
+
+    def __init__(self,
+                 encoder: dict,
+                 tasks: Optional[Sequence[str]] = None,
+                 tuner: Optional[dict] = None,
+                 task_batching: str = 'stacked',
+                 neck: Optional[dict] = None,
+                 out_norms: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        import mmpretrain.models  # noqa: F401  (registers mmpretrain's backbones)
+        encoder = copy.deepcopy(encoder)
+        if isinstance(encoder['type'], str) and '.' not in encoder['type']:
+            # mmpretrain's class, whatever the default scope (mmseg has its own ViT)
+            encoder['type'] = f"mmpretrain.{encoder['type']}"
+        self.encoder = MODELS.build(encoder)
+        arch = type(self.encoder).__name__
+        if arch not in ARCHITECTURES:
+            raise ValueError(f'{type(self).__name__}: mmpretrain {arch} is not supported '
+                             f'(supported: {sorted(ARCHITECTURES)})')
+        self.arch = arch
+        if any(getattr(m, 'with_cp', False) for m in self.encoder.modules()):
+            # a recomputed block would run the tuner's hooks outside the pass's context
+            raise ValueError(f'{self._describe()}: activation checkpointing inside the '
+                             f'encoder (with_cp) is not supported with attached tuners')
+        if not out_norms:
+            for i in getattr(self.encoder, 'out_indices', ()):
+                if hasattr(self.encoder, f'norm{i}') and arch != 'VisionTransformer':
+                    setattr(self.encoder, f'norm{i}', nn.Identity())
+        self._setup_checkpointing(False, 1)
+        blocks = ARCHITECTURES[arch](self.encoder)
+        self._sites = {info.index: sites for info, sites in blocks}
+        self._residuals: Dict[int, Tensor] = {}
+        for info, sites in blocks:  # before the tuner: BitFit hooks what is there
+            for name, (parent, attr) in sites.linears.items():
+                setattr(parent, attr, TunedLinear(getattr(parent, attr), self, info, name))
+        self._setup_tuner(tasks, tuner, task_batching, [info for info, _ in blocks])
+        self._check_unoffered_hooks()
+        self._attach_branches(blocks)
+        # after the tuner: the neck gets no task-specific parts (BitFit) and is trained
+        self.neck = None if neck is None else MODELS.build(neck)
+        self._freeze()
+
+    def _describe(self) -> str:
+        return f'{type(self).__name__}({self.arch})'
+
+    def _check_needs(self, tuner_cls) -> None:
+        for need in getattr(tuner_cls, 'needs', ()):
+            if need not in self.provides:
+                raise ValueError(
+                    f'{tuner_cls.__name__} needs {need}, which {self._describe()} does not '
+                    f'offer: the tuner attaches to the upstream modules (linears, attention '
+                    f'and FFN outputs) and cannot reach inside its attention')
+
+    def _check_unoffered_hooks(self) -> None:
+        """A tuner that would add attention logits or prompt tokens here (BitFit's relative
+        position tables on a windowed encoder) is refused rather than silently ignored."""
+        tuner = self.tuner
+        ctx = TaskContext.all_tasks(tuner.num_tasks)
+        layer = self.layer_infos[0]
+        if type(tuner).layer_prompts is not BaseTuner.layer_prompts and \
+                tuner.layer_prompts(ctx, layer, None, ctx.groups) is not None:
+            raise ValueError(f'{type(tuner).__name__} adds prompt tokens, which '
+                             f'{self._describe()} does not offer')
+        if type(tuner).attn_bias is not BaseTuner.attn_bias and \
+                tuner.attn_bias(ctx, layer) is not None:
+            raise ValueError(f'{type(tuner).__name__} adds attention logits (relative position '
+                             f'bias), which {self._describe()} does not offer (BitFit: '
+                             f'rel_pos_tables=False)')
+
+    def _attach_branches(self, blocks) -> None:
+        tuner = type(self.tuner)
+        for info, sites in blocks:
+            if tuner.attn_branch is not BaseTuner.attn_branch:
+                sites.block.register_forward_pre_hook(partial(self._keep_residual, info))
+                sites.attn.register_forward_hook(partial(self._attn_branch, info))
+            if tuner.mlp_branch is not BaseTuner.mlp_branch:
+                sites.ffn.add_identity = False  # added back after the branch hook
+                sites.ffn.register_forward_hook(partial(self._mlp_branch, info),
+                                                with_kwargs=True)
+
+    # ------------------------------------------------------------ hooks
+    def _keep_residual(self, layer: LayerInfo, module, args) -> None:
+        self._residuals[layer.index] = args[0]
+
+    def _attn_branch(self, layer: LayerInfo, module, args, out: Tensor) -> Tensor:
+        x = self._residuals.pop(layer.index)
+        return self.tuner.attn_branch(self.tuner.bound_context, layer, x, out)
+
+    def _mlp_branch(self, layer: LayerInfo, module, args, kwargs, out: Tensor) -> Tensor:
+        x = kwargs['identity'] if 'identity' in kwargs else args[1]
+        return x + self.tuner.mlp_branch(self.tuner.bound_context, layer, x, out)
+
+    # ------------------------------------------------------------ forward
+    def _forward_once(self, ctx: TaskContext, x: Tensor) -> List[Tensor]:
+        outs = list(self.encoder(x))
+        if self.neck is None:
+            return outs
+        if len(outs) != 1:
+            raise ValueError(f'{self._describe()}: the pyramid neck reads one map, the '
+                             f'encoder gives {len(outs)} (out_indices)')
+        groups = outs[0].chunk(ctx.groups, dim=0)  # one neck pass per task group
+        levels = [self.neck([g] * len(self.neck.rescales)) for g in groups]
+        return [torch.cat(level, dim=0) for level in zip(*levels)]
+
+    def _freeze(self) -> None:
+        super()._freeze()
+        if getattr(self, 'neck', None) is not None:
+            self.neck.requires_grad_(True)
+
+    def train(self, mode: bool = True):
+        self._residuals.clear()  # nothing of an interrupted pass survives
+        return super().train(mode)
+
+    # ------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        """Upstream random init, or the pretrained checkpoint of ``init_cfg``; the neck's and
+        the tuner's init."""
+        if self.init_cfg is None or 'checkpoint' not in self.init_cfg:
+            self.encoder.init_weights()
+        else:
+            self.load_pretrained(self.init_cfg['checkpoint'])
+        if self.neck is not None and hasattr(self.neck, 'init_weights'):
+            self.neck.init_weights()  # (Feature2Pyramid keeps torch's init)
+        self.tuner.init_weights()
+        self._freeze()
+
+    def load_pretrained(self, path: str) -> None:
+        """Load an mmpretrain checkpoint into the encoder; a missing weight or a wrong shape
+        is an error naming the file."""
+        check_checkpoint_path(path)
+        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='silent')
+        source = strip_module_prefix(ckpt.get('state_dict', ckpt))
+        for prefix in ('backbone.', 'encoder.'):  # mmpretrain's model, or this backbone's
+            source = {k[len(prefix):]: v for k, v in source.items()
+                      if k.startswith(prefix)} or source
+        own = {k: v for k, v in self.encoder.state_dict().items()
+               if not k.startswith(TUNER_PREFIX) and 'relative_position_index' not in k}
+        missing = sorted(set(own) - set(source))
+        if missing:
+            raise KeyError(f'checkpoint {path} is not a checkpoint for this '
+                           f'{self._describe()}: {len(missing)} weights are missing, e.g. '
+                           f'{missing[:5]}')
+        loaded = {}
+        for key, target in own.items():
+            value = self._adapt(key, source[key], target, path)
+            if value.shape != target.shape:
+                raise ValueError(f'checkpoint {path}: {key} has shape {tuple(value.shape)}, '
+                                 f'the encoder expects {tuple(target.shape)}')
+            loaded[key] = value
+        self.encoder.load_state_dict(loaded, strict=False)
+        print_log(f'{self._describe()}: loaded {len(loaded)} pretrained weights from {path}',
+                  logger='current')
+
+    def _adapt(self, key: str, value: Tensor, target: Tensor, path: str) -> Tensor:
+        """Position tables of another resolution, resized as mmpretrain resizes them."""
+        if value.shape == target.shape:
+            return value
+        if key == 'pos_embed':
+            from mmpretrain.models.utils import resize_pos_embed
+            extra = self.encoder.num_extra_tokens
+            src = int(round((value.shape[1] - extra)**0.5))
+            return resize_pos_embed(value, (src, src), self.encoder.patch_resolution,
+                                    self.encoder.interpolate_mode, extra)
+        if 'relative_position_bias_table' in key:
+            return resize_rel_pos_table(value, target.shape, key, path)
+        return value
