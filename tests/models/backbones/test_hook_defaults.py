@@ -15,6 +15,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mmpoly.models.tuners.base import BaseTuner, TaskContext
 from mmseg.registry import MODELS
 from tests.models.tuners.helpers import TASKS, randomize_tuner
 from tests.models.tuners.test_training_all_tuners import DEMO_BASE, REPO, TUNERS
@@ -164,3 +165,84 @@ if __name__ == '__main__':  # prints FINGERPRINTS (run at the parent commit of t
         levels = [f'        {level!r}' for level in fingerprint(m)]
         print(f'    {m!r}: [\n' + ',\n'.join(levels) + '],')
     print('}')
+
+
+class _SideProbe(BaseTuner):
+    """'proj' hands its own output back as the side output; ``layer_output`` checks that the
+    backbone put it in image order exactly as the attention output (window reverse, shift
+    back, crop of the padding) and records which layers saw one."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.attn_outs, self.seen = {}, []
+
+    def linear_at(self, ctx, layer, name, module, x, site):
+        out = module(x)
+        if name != 'proj':
+            return out
+        assert site.hw == (layer.window_size, layer.window_size) and site.num_prompts == 0
+        return out, out
+
+    def attn_branch(self, ctx, layer, x, attn_out):
+        self.attn_outs[layer.index] = attn_out
+        return attn_out
+
+    def layer_output(self, ctx, layer, x, side):
+        assert torch.equal(side, self.attn_outs[layer.index]), layer.name
+        self.seen.append(layer.index)
+        return x
+
+
+class _PromptProbe(BaseTuner):
+    """One prompt token that crosses the patch mergings (``stage_prompts`` widens it by
+    repetition) and is updated by the default rule in every layer."""
+    carries_prompts = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.previous = []
+
+    def stage_prompts(self, ctx, stage, previous, batch_size):
+        self.previous.append(None if previous is None else previous.clone())
+        if previous is None:
+            return torch.ones(batch_size, 1, self.layers[0].dim, dtype=torch.float64)
+        return previous.repeat(1, 1, 2)
+
+    def layer_prompts(self, ctx, layer, carried, batch_size):
+        return carried
+
+
+def _demo_swin(tuner):
+    cfg = Config.fromfile(DEMO_BASE).model.backbone.to_dict()
+    cfg.update(tasks=TASKS, tuner=tuner, init_cfg=None)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.double().eval()  # (mmseg's Swin.train returns None)
+    return model
+
+
+def test_side_output_is_put_in_image_order_like_the_attention():
+    model = _demo_swin(dict(type=_SideProbe))
+    torch.manual_seed(2)
+    model(torch.randn(2, 3, 96, 96, dtype=torch.float64))  # 96 px: stages 2, 3 padded
+    assert model.tuner.seen == [layer.index for layer in model.layer_infos]
+
+
+def test_stage_prompts_carry_the_last_layers_prompts_across_the_mergings():
+    """Each stage starts from what the stage before carried out: its input prompts after
+    every layer's default update (an oracle run layer by layer through ``_layer``)."""
+    model = _demo_swin(dict(type=_PromptProbe))
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, 96, 96, dtype=torch.float64)
+    with torch.no_grad():
+        model(x)
+        seen = model.tuner.previous
+        assert seen[0] is None and [p.shape[-1] for p in seen[1:]] == [32, 64, 128]
+        # oracle: stage 0 by hand from the patch embedding
+        tokens, hw = model.patch_embed(x)
+        prompts = torch.ones(2, 1, 32, dtype=torch.float64)
+        ctx = TaskContext.shared_batch(len(TASKS))
+        for info, block in zip(model.layer_infos[:2], model.stages[0].blocks):
+            tokens, prompts = model._layer(ctx, info, block, tokens, hw, prompts)
+        assert torch.equal(prompts, seen[1])
