@@ -1,6 +1,6 @@
 """One rank of ``test_ddp_all_tuners.py`` (run by torchrun, 2 gloo ranks).
 
-For every Table 1 method (and MTLoRA, DiTASK, Free Sinewich) on the demo Swin, wrapped as the
+For every Table 1 method (and MTLoRA, DiTASK, Free Sinewich, TADFormer) on the demo Swin, wrapped as the
 Runner wraps it (the runtime's ``model_wrapper_cfg``: ``MMDistributedDataParallel``,
 ``find_unused_parameters=False``):
 1. one backward through DDP gives every trainable parameter a gradient equal to the mean
@@ -23,7 +23,8 @@ from tests.models.tuners.test_training_all_tuners import TUNERS, demo_batch, dem
 RUNTIME = 'configs/_base_/default_runtime.py'
 #: methods beyond the paper's Table 1, by their Swin-T config (their tuner on the demo Swin)
 EXTRA_METHODS = {'mtlora': 'configs/mtlora_swin-t.py', 'ditask': 'configs/ditask_swin-t.py',
-                 'free_sinewich': 'configs/free_sinewich_swin-t.py'}
+                 'free_sinewich': 'configs/free_sinewich_swin-t.py',
+                 'tadformer': 'configs/tadformer_swin-t.py'}
 METHODS = sorted([*TUNERS, *EXTRA_METHODS])
 
 
