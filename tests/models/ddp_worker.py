@@ -1,7 +1,7 @@
 """One rank of ``test_ddp_all_tuners.py`` (run by torchrun, 2 gloo ranks).
 
-For every Table 1 method (and MTLoRA, DiTASK, Free Sinewich, TADFormer) on the demo Swin, wrapped as the
-Runner wraps it (the runtime's ``model_wrapper_cfg``: ``MMDistributedDataParallel``,
+For every Table 1 method (and MTLoRA, DiTASK, Free Sinewich, TADFormer) on the demo Swin,
+wrapped as the Runner wraps it (the runtime's ``model_wrapper_cfg``: ``MMDistributedDataParallel``,
 ``find_unused_parameters=False``):
 1. one backward through DDP gives every trainable parameter a gradient equal to the mean
    over the ranks of the gradients each rank computes alone (all-reduced here by hand);

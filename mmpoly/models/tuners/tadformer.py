@@ -123,8 +123,10 @@ class TADFormer(BaseTuner):
                   (prompt_len == 1, f'prompt_len must be 1 (the TPC reads one logit row per '
                    f'task), got {prompt_len}'),
                   (rank >= 1, f'rank must be >= 1, got {rank}'),
-                  (filter_kernel >= 1 and filter_kernel % 2 == 1,
-                   f'filter_kernel must be odd, got {filter_kernel}'),
+                  (filter_kernel % 2 == 1 and filter_kernel >= (3 if filter == 'dynamic'
+                                                                else 1),
+                   f'filter_kernel must be odd (>= 3 for the dynamic filter, which '
+                   f'standardises the taps), got {filter_kernel}'),
                   (bool(targets) and all(t in PROJECTIONS for t in targets)
                    and 'proj' in targets, f'targets must be a subset of {list(PROJECTIONS)} '
                    f"holding 'proj' (the TPC's projection), got {list(targets)}")]
@@ -304,12 +306,9 @@ class TADFormer(BaseTuner):
     # ------------------------------------------------------------------ hooks
     def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                x: Tensor) -> Tensor:
+        """The shared LoRA (also the prompts' MLP, through ``prompt_linear``'s default)."""
         key = self._key(layer, name)
         return self._shared(layer, key, module, x) if name in self.targets else module(x)
-
-    def prompt_linear(self, ctx: TaskContext, layer: LayerInfo, name: str,
-                      module: nn.Linear, x: Tensor) -> Tensor:
-        return self.linear(ctx, layer, name, module, x)  # the shared stream's rows only
 
     def linear_at(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                   x: Tensor, site: Site):

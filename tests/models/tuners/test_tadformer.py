@@ -360,6 +360,7 @@ def test_bad_keys_are_named():
                        (dict(prompt_update='x'), 'TADFormer.prompt_update'),
                        (dict(prompt_len=2), 'TADFormer.prompt_len must be 1'),
                        (dict(filter_kernel=4), 'TADFormer.filter_kernel must be odd'),
+                       (dict(filter='dynamic', filter_kernel=1), 'TADFormer.filter_kernel .*>= 3'),
                        (dict(targets=('qkv', )), "TADFormer.targets .*'proj'")]:
         with pytest.raises(ValueError, match=match):
             build(**key)
