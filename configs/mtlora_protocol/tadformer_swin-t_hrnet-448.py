@@ -19,6 +19,7 @@ model = dict(
             skip_connection=True,
             skip_layout='reference',
             prompt_update='tadformer',
+            mask_padding=True,
             train_patch_embed=True,
             train_norms=True,
             train_relative_position_bias=True,

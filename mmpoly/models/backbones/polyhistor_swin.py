@@ -15,7 +15,7 @@ conversion from the official release and from mmpretrain.
 """
 import inspect
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -149,8 +149,17 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         num_windows = (H_pad // ws) * (W_pad // ws)
         if prompts is not None:
             prompts = prompts.repeat_interleave(num_windows, dim=0)
-        windows, prompts, side = self._window_attention(ctx, layer, msa.w_msa, windows, mask,
-                                                        num_windows, prompts)
+
+        def real_tokens() -> Tensor:  # (windows, N): 1 on the image, 0 on the padding
+            real = x.new_zeros(1, H_pad, W_pad, 1)
+            real[:, :H, :W] = 1
+            if shift > 0:
+                real = torch.roll(real, shifts=(-shift, -shift), dims=(1, 2))
+            return msa.window_partition(real).view(-1, ws * ws)
+
+        windows, prompts, side = self._window_attention(
+            ctx, layer, msa.w_msa, windows, mask, num_windows, prompts,
+            real_tokens if pad_r or pad_b else None)
 
         def image_order(windows: Tensor) -> Tensor:
             x = msa.window_reverse(windows.view(-1, ws, ws, C), H_pad, W_pad)
@@ -168,7 +177,8 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         return x, prompts, side
 
     def _window_attention(self, ctx: TaskContext, layer: LayerInfo, wmsa, x: Tensor,
-                          mask: Optional[Tensor], num_windows: int, prompts: Optional[Tensor]):
+                          mask: Optional[Tensor], num_windows: int, prompts: Optional[Tensor],
+                          real_tokens: Optional[Callable[[], Tensor]] = None):
         """Upstream ``WindowMSA.forward`` with tuner hooks and optional prompt tokens ->
         (window tokens, prompts or None, the tuner's side output of 'proj' or None).
 
@@ -204,7 +214,8 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
 
         x = (attn @ v).transpose(1, 2).reshape(Bw, L, C)
         # TADFormer's TPC reads the prompts' unscaled logits against the window's tokens
-        site = Site(ws, P, (lambda: q[:, :, :P] @ k[:, :, P:].transpose(-2, -1)) if P else None)
+        site = Site(ws, P, (lambda: q[:, :, :P] @ k[:, :, P:].transpose(-2, -1)) if P else None,
+                    real_tokens)
         x = tuner.linear_at(ctx, layer, 'proj', wmsa.proj, x, site)
         x, side = x if isinstance(x, tuple) else (x, None)
         x = wmsa.proj_drop(x)

@@ -80,10 +80,13 @@ class Site(NamedTuple):
         num_prompts: prompt tokens in front of each row's grid tokens ('qkv', 'proj').
         prompt_logits: ``() -> (rows, heads, P, N)``, the unscaled ``q k^T`` of the P prompt
             queries against the N grid keys ('proj'; computed only when called), or None.
+        real_tokens: ``() -> (windows, N)``, 1 on the image's tokens and 0 on the padding of
+            each window of an image ('proj' when the windows are padded), or None.
     """
     hw: Tuple[int, int]
     num_prompts: int = 0
     prompt_logits: Optional[Callable[[], Tensor]] = None
+    real_tokens: Optional[Callable[[], Tensor]] = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ Keys and defaults (what the released code, Min100KM/TADFormer, trains: its Swin-
                skip_connection=True,  # False: no TPC skip into the stage output
                skip_layout='reference',  # 'reference' (the released reinterpretation) | 'tokens'
                prompt_update='tadformer',  # 'tadformer' | 'vpt'
+               mask_padding=True,     # padded window tokens out of the proj filter
                train_patch_embed=True, train_norms=True,
                train_relative_position_bias=True, train_patch_merging=False,
                build_unused=False)    # the 8 prompt LayerNorms the reference builds, never uses
@@ -43,9 +44,9 @@ What it computes, per the plan (docs/plans/issue24.md sec. 1), with the mmpoly h
   ``skip_t = a * GELU(l_t)`` in image order; the released code reinterprets its
   ``(B nW, C, N)`` memory as ``(B nW, ws, ws, C)`` ('reference'); 'tokens' permutes it.
 
-Not offered: masking of padded window tokens before the proj filter (448 px inputs have none;
-at 512 px the padded tokens enter the filter as the released code lets them). Backbones: Swin
-only (PVT has no windows or forks: refused through ``needs``).
+Padded windows (512 px inputs; the released setting, 448 px, pads none): the padded tokens
+are zeroed in the rank-r map before the proj filter (``mask_padding``). Backbones: Swin only
+(PVT has no windows or forks: refused through ``needs``).
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -83,6 +84,8 @@ class TADFormer(BaseTuner):
         skip_connection: the TPC skip joins the stage output; False: the block's output only.
         skip_layout: 'reference' or 'tokens' (see above).
         prompt_update: 'tadformer' or 'vpt'.
+        mask_padding: zero the padded tokens of a window in the rank-r map before the proj
+            filter, so that they do not leak into the image's tokens (no padding at 448 px).
         train_*: backbone groups trained besides the tuner (patch merging frozen, as
             released).
         build_unused: also build the prompt LayerNorms of the non-forked blocks (the
@@ -106,6 +109,7 @@ class TADFormer(BaseTuner):
                  skip_connection: bool = True,
                  skip_layout: str = 'reference',
                  prompt_update: str = 'tadformer',
+                 mask_padding: bool = True,
                  train_patch_embed: bool = True,
                  train_norms: bool = True,
                  train_relative_position_bias: bool = True,
@@ -138,7 +142,7 @@ class TADFormer(BaseTuner):
         self.prompt_len, self.prompt_init = prompt_len, tuple(prompt_init)
         self.gate_init, self.stage_gating = gate_init, stage_gating
         self.skip_connection, self.skip_layout = skip_connection, skip_layout
-        self.update_rule = prompt_update
+        self.update_rule, self.mask_padding = prompt_update, mask_padding
 
         last = {}
         for layer in self.layers:
@@ -323,7 +327,11 @@ class TADFormer(BaseTuner):
             shared = self._shared(layer, key, module, x, dropped, frozen)
             skip = self.tpc(ctx, layer, dropped[:, P:], site)  # (T', n, N, C)
             task_in = self.prompt_norm[str(layer.index)](dropped[None, :, P:] + skip)
-            low = self.task_filter(ctx, key, F.linear(task_in, self.shared_A[key]), site.hw)
+            u = F.linear(task_in, self.shared_A[key])  # (T', n, N, r)
+            if self.mask_padding and site.real_tokens is not None:
+                real = site.real_tokens()  # (windows of an image, N)
+                u = u * real.repeat(x.shape[0] // real.shape[0], 1)[None, :, :, None]
+            low = self.task_filter(ctx, key, u, site.hw)
             tasks = torch.add(frozen[None, :, P:], F.linear(low, self.shared_B[key]),
                               alpha=self.scale)
             # task streams keep the shared prompt rows (only the shared stream's carry on)

@@ -427,3 +427,41 @@ def test_demo_trains_one_iteration_through_the_runner(tmp_path):
     tuner_keys = {k.split('.tuner.')[1].split('.')[0] for k in state if '.tuner.' in k}
     assert tuner_keys == {'shared_A', 'shared_B', 'filter_weight', 'filter_bias',
                           'prompt_norm', 'prompts', 'prompt_up', 'gates'}
+
+
+def test_padded_tokens_are_zeroed_before_the_proj_filter():
+    """64 px on the tiny Swin: stage 3's 2 x 2 grid is padded to one 4 x 4 window, the
+    others are not. The mask changes stage 3's task outputs only; by hand, the forked proj
+    with a mask is the formula with the masked tokens' rank-r values zeroed."""
+    outs = {}
+    for mask in (True, False):
+        model = build(mask_padding=mask)
+        draw(model, 0.1)
+        with torch.no_grad():
+            outs[mask] = model(X)
+    for level in range(3):
+        torch.testing.assert_close(outs[True][level], outs[False][level], **helpers.EXACT)
+    assert (outs[True][3] - outs[False][3]).abs().max() > 1e-6
+
+    tuner = model.tuner
+    info, block = forked_layer(model)
+    proj = block.attn.w_msa.proj
+    key = f'proj{info.index}'
+    P, N, n, C = T, 16, 4, info.dim  # 2 images x 2 windows
+    real = (torch.arange(N) % 4 < 3).double().expand(2, N)  # the last column is padding
+    a, logits = gen(n, P + N, C), gen(n, info.num_heads, P, N, seed=1)
+    with torch.no_grad():
+        site = Site((4, 4), P, lambda: logits, lambda: real)
+        out, _ = tuner.linear_at(FORKED, info, 'proj', proj, a, site)  # mask_padding=False
+        assert not tuner.mask_padding
+        tuner.mask_padding = True
+        out, _ = tuner.linear_at(FORKED, info, 'proj', proj, a, site)
+        A, Bm, s = tuner.shared_A[key], tuner.shared_B[key], tuner.scale
+        frozen = a @ proj.weight.T + proj.bias
+        skip = hand_tpc(a[:, P:], logits, info.num_heads)
+        x_t = hand_ln(a[None, :, P:] + skip, tuner.prompt_norm[str(info.index)])
+        u = (x_t @ A.T) * real.repeat(2, 1)[None, :, :, None]
+        tasks = frozen[None, :, P:] + s * hand_static(tuner, key, u, (4, 4)) @ Bm.T
+    out = out.view(1 + T, n, P + N, C)
+    for t in range(T):
+        torch.testing.assert_close(out[1 + t, :, P:], tasks[t], **helpers.EXACT)
