@@ -1,14 +1,17 @@
 """The layer skeleton's TADFormer hooks (``stage_prompts``, ``prompt_linear``,
-``prompt_update``, ``linear_at``, ``layer_output``; issue 24) change nothing with their
-defaults: every method's demo-Swin outputs equal the ones recorded before the hooks existed.
+``prompt_update``, ``linear_at`` and its ``Site``, ``layer_output``; issue 24) change
+nothing with their defaults: every method's outputs, on the demo Swin and on a tiny PVT, equal
+the ones recorded before the hooks existed.
 
-``FINGERPRINTS`` were recorded at commit 26654bc (the parent of the hooks) by
-``fingerprint(method)`` below: float64, seeded weights, every tuner parameter drawn from
-N(0, 0.1^2) so that zero-initialised branches (LoRA's B, adapters' up projections) act. Per
+``FINGERPRINTS`` and ``PVT_FINGERPRINTS`` were recorded at commit 26654bc (the parent of the
+hooks) by ``fingerprint(method, backbone)`` below (this file run as a module there): float64,
+seeded weights, every tuner parameter drawn from N(0, 0.1^2) so that zero-initialised
+branches (LoRA's B, adapters' up projections) act. Per
 output level: the sum and the sum of absolute values. float64 kernels differ between CPUs
 (AVX2 / AVX-512) by a few ulps; the tolerance 1e-9 (relative) is far above that and far below
 what any change of the computation gives (a tuner branch scaled by 0.1 moves them by > 1e-3).
 """
+import glob
 import os.path as osp
 
 import pytest
@@ -17,11 +20,15 @@ from mmengine.config import Config
 
 from mmpoly.models.tuners.base import BaseTuner, TaskContext
 from mmseg.registry import MODELS
+from tests.models.backbones.test_polyhistor_pvt import TINY as PVT_TINY
 from tests.models.tuners.helpers import TASKS, randomize_tuner
 from tests.models.tuners.test_training_all_tuners import DEMO_BASE, REPO, TUNERS
 
 #: methods beyond Table 1, by their Swin-T config
 EXTRA = ('mtlora', 'ditask', 'free_sinewich')
+#: the methods with a PVT-S config
+PVT_METHODS = sorted(osp.basename(p)[:-len('_pvt-s.py')]
+                     for p in glob.glob(osp.join(REPO, 'configs', '*_pvt-s.py')))
 
 
 def tuner_of(method: str) -> dict:
@@ -31,16 +38,26 @@ def tuner_of(method: str) -> dict:
                            ).model.backbone.tuner.to_dict()
 
 
-def fingerprint(method: str):
-    cfg = Config.fromfile(DEMO_BASE).model.backbone.to_dict()  # 96 px: windows padded
-    cfg.update(tasks=TASKS, tuner=tuner_of(method), init_cfg=None)
+def fingerprint(method: str, backbone: str = 'swin'):
+    """Swin: the demo Swin at 96 px (windows padded); PVT: the tiny PVT at twice its width
+    (as test_init_vs_frozen) with the method's PVT-S tuner, at 64 px."""
+    if backbone == 'swin':
+        cfg = Config.fromfile(DEMO_BASE).model.backbone.to_dict()
+        cfg.update(tasks=TASKS, tuner=tuner_of(method), init_cfg=None)
+        size = 96
+    else:
+        tuner = Config.fromfile(osp.join(REPO, 'configs', f'{method}_pvt-s.py')
+                                ).model.backbone.tuner.to_dict()
+        cfg = dict(type='PolyhistorPVT', **dict(PVT_TINY, embed_dims=(32, 64, 160, 256)),
+                   tasks=TASKS, tuner=tuner)
+        size = 64
     torch.manual_seed(0)
     model = MODELS.build(cfg)
     model.init_weights()
     model.double().eval()
     randomize_tuner(model, 0.1)
     torch.manual_seed(2)
-    x = torch.randn(2, 3, 96, 96, dtype=torch.float64)
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
     with torch.no_grad():
         outs = model(x)
     return [(o.sum().item(), o.abs().sum().item()) for o in outs]
@@ -149,6 +166,89 @@ FINGERPRINTS = {
         (-39.40397330306822, 3517.457057286374)],
 }
 
+PVT_FINGERPRINTS = {
+    'adapter': [
+        (143.76884260896648, 26524.54895267595),
+        (286.6278788504062, 13206.139408031926),
+        (-36.66567152695704, 8286.692984279143),
+        (-28.249696931906314, 3307.2127285637116)],
+    'bitfit': [
+        (-614.2997597862538, 26949.436705588458),
+        (-483.02307906748104, 13565.722615728522),
+        (212.13931800981445, 8277.495068797285),
+        (70.00346157433314, 3302.7608693001857)],
+    'compacter': [
+        (263.95935474038845, 26663.952576989162),
+        (58.9925020770392, 13328.296783141801),
+        (-34.684629083973746, 8285.010978549682),
+        (39.17693148021945, 3330.3321453874732)],
+    'compacter_pp': [
+        (816.8675401926794, 26637.044260819388),
+        (-42.67966832961279, 13226.403194142684),
+        (-31.972413926518854, 8261.343624421876),
+        (22.6270230807171, 3328.6250164723674)],
+    'decoder_ft': [
+        (32.45057959627659, 13196.926542509864),
+        (-10.276936822765556, 6567.715030029263),
+        (21.24665833548906, 4093.524755965357),
+        (11.206950105390717, 1648.2718050566118)],
+    'hyperformer': [
+        (1631.1858602899422, 26657.692193122988),
+        (-5.0696666753601765, 13715.342633311051),
+        (208.50145387311096, 8369.642633501182),
+        (-32.794808700708884, 3383.8487734226587)],
+    'lora': [
+        (24.580914645033328, 26424.32604809056),
+        (32.45512610358738, 13128.9501690254),
+        (30.13537956497539, 8222.140292860247),
+        (14.463958377482609, 3290.815684368237)],
+    'low_rank_adapter': [
+        (-552.5249367474535, 26605.15368384788),
+        (266.22363902303357, 13482.717291137826),
+        (35.35891493614524, 8262.976194698922),
+        (35.81803732416923, 3331.7978787526527)],
+    'multi_task_ft': [
+        (32.45057959627659, 13196.926542509864),
+        (-10.276936822765556, 6567.715030029263),
+        (21.24665833548906, 4093.524755965357),
+        (11.206950105390717, 1648.2718050566118)],
+    'phm': [
+        (-506.34008082737, 26480.961330515755),
+        (194.50389545744127, 13209.610890296524),
+        (70.51278852764285, 8239.470495964128),
+        (37.46322485607858, 3323.687297269973)],
+    'polyhistor': [
+        (-1154.0585669687214, 26977.162614313245),
+        (-478.4828917081496, 13557.473578853916),
+        (-39.99063578350986, 8557.325249564448),
+        (37.99904303296444, 3341.6354508260074)],
+    'polyhistor_lite': [
+        (226.33495526725073, 27007.50769942759),
+        (71.87515220439685, 13138.578445828345),
+        (56.786742883955384, 8191.9892108399345),
+        (5.445460206216648, 3304.9811473365667)],
+    'shared_adapter': [
+        (-460.75906074001233, 26526.64343721287),
+        (-0.398764942350607, 13292.695878603396),
+        (58.914874266873966, 8282.414223671629),
+        (5.513171090571387, 3319.7193022103315)],
+    'single_task_ft': [
+        (32.45057959627659, 13196.926542509864),
+        (-10.276936822765556, 6567.715030029263),
+        (21.24665833548906, 4093.524755965357),
+        (11.206950105390717, 1648.2718050566118)],
+    'vpt_deep': [
+        (-34.62895474285648, 26376.88306178769),
+        (11.275296276940812, 13123.355432607375),
+        (0.8022863450028979, 8202.516364890806),
+        (7.211307415951344, 3293.6668909214486)],
+    'vpt_shallow': [
+        (-7.066135047068589, 26405.469954850385),
+        (-1.649349636706741, 13111.851243796145),
+        (34.02200787455843, 8211.410199174145),
+        (14.679374034630882, 3291.161512781272)],
+}
+
 
 @pytest.mark.parametrize('method', sorted([*TUNERS, *EXTRA]))
 def test_defaults_leave_every_method_unchanged(method):
@@ -160,11 +260,13 @@ def test_defaults_leave_every_method_unchanged(method):
 
 
 if __name__ == '__main__':  # prints FINGERPRINTS (run at the parent commit of the hooks)
-    print('FINGERPRINTS = {')
-    for m in sorted([*TUNERS, *EXTRA]):
-        levels = [f'        {level!r}' for level in fingerprint(m)]
-        print(f'    {m!r}: [\n' + ',\n'.join(levels) + '],')
-    print('}')
+    for name, methods, backbone in (('FINGERPRINTS', sorted([*TUNERS, *EXTRA]), 'swin'),
+                                    ('PVT_FINGERPRINTS', PVT_METHODS, 'pvt')):
+        print(f'{name} = {{')
+        for m in methods:
+            levels = [f'        {level!r}' for level in fingerprint(m, backbone)]
+            print(f'    {m!r}: [\n' + ',\n'.join(levels) + '],')
+        print('}')
 
 
 class _SideProbe(BaseTuner):
@@ -246,3 +348,12 @@ def test_stage_prompts_carry_the_last_layers_prompts_across_the_mergings():
         for info, block in zip(model.layer_infos[:2], model.stages[0].blocks):
             tokens, prompts = model._layer(ctx, info, block, tokens, hw, prompts)
         assert torch.equal(prompts, seen[1])
+
+
+@pytest.mark.parametrize('method', PVT_METHODS)
+def test_defaults_leave_every_method_unchanged_on_pvt(method):
+    got = fingerprint(method, 'pvt')
+    want = PVT_FINGERPRINTS[method]
+    assert len(got) == len(want)
+    for level, (g, w) in enumerate(zip(got, want)):
+        assert g == pytest.approx(w, rel=1e-9, abs=1e-9), f'{method}: level {level}'
