@@ -14,6 +14,7 @@ import os.path as osp
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmseg.registry import MODELS
 from mmpoly.models.tuners.base import Site, TaskContext
@@ -465,3 +466,93 @@ def test_padded_tokens_are_zeroed_before_the_proj_filter():
     out = out.view(1 + T, n, P + N, C)
     for t in range(T):
         torch.testing.assert_close(out[1 + t, :, P:], tasks[t], **helpers.EXACT)
+
+
+def windows_of(x, hw, ws):
+    """(B, H*W, C) -> (B * nW, ws * ws, C), windows row-major (no shift)."""
+    Bn, _, C = x.shape
+    H, W = hw
+    x = x.view(Bn, H // ws, ws, W // ws, ws, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, ws * ws, C)
+
+
+def image_of(w, hw, ws):
+    """The inverse of ``windows_of``."""
+    H, W = hw
+    C = w.shape[-1]
+    x = w.view(-1, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, H * W, C)
+
+
+def test_a_forked_block_is_the_whole_formula():
+    """One forked block (depth-1 stages: no shift; stage 1: 8 x 8 tokens, four 4 x 4
+    windows) run by the backbone against the block written out here from its parts:
+    prompts in every window, shared LoRA, TPC, static filters, window reverse, residuals,
+    the gate on the task rows, the prompts' update from the shared stream."""
+    torch.manual_seed(0)
+    cfg = dict(helpers.TINY, depths=(1, 1, 1, 1))
+    model = MODELS.build(dict(type='PolyhistorSwin', tasks=TASKS, **cfg,
+                              tuner=dict(type='TADFormer', rank=4, dropout=0.0)))
+    model.init_weights()
+    model.double().eval()
+    draw(model, 0.1)
+    with torch.no_grad():
+        model.tuner.gates.fill_(0.4)
+    tuner, s = model.tuner, model.tuner.scale
+    info, block = forked_layer(model)
+    wmsa, ffn = block.attn.w_msa, block.ffn
+    fc1, fc2 = ffn.layers[0][0], ffn.layers[1]
+    C, heads, hw, ws = info.dim, info.num_heads, (8, 8), 4
+    x, p = gen(B, 64, C), gen(B, T, C, seed=1)
+
+    def lora(name, module, h):
+        key = f'{name}{info.index}'
+        A, Bm = tuner.shared_A[key], tuner.shared_B[key]
+        return h @ module.weight.T + module.bias + s * (h @ A.T) @ Bm.T
+
+    def task(name, module, h_shared, h_task, grid):
+        key = f'{name}{info.index}'
+        A, Bm = tuner.shared_A[key], tuner.shared_B[key]
+        u = hand_static(tuner, key, h_task @ A.T, grid)
+        return h_shared @ module.weight.T + module.bias + s * u @ Bm.T
+
+    with torch.no_grad():
+        shared_out, prompts_out, task_rows = model._run_stage_layer(
+            TaskContext.shared_batch(T), info, block, x, hw, p)
+        # attention, shared by every stream up to proj
+        win = windows_of(block.norm1(x), hw, ws)  # (B * 4, 16, C)
+        nW = win.shape[0] // B
+        seq = torch.cat([block.norm1(p).repeat_interleave(nW, 0), win], 1)
+        q, k, v = lora('qkv', wmsa.qkv, seq).view(-1, T + 16, 3, heads, C // heads).permute(
+            2, 0, 3, 1, 4)
+        table = wmsa.relative_position_bias_table[wmsa.relative_position_index.view(-1)]
+        bias = torch.zeros(heads, T + 16, T + 16, dtype=x.dtype)
+        bias[:, T:, T:] = table.view(16, 16, heads).permute(2, 0, 1)
+        attn = ((q * wmsa.scale) @ k.transpose(-2, -1) + bias).softmax(-1)
+        a = (attn @ v).transpose(1, 2).reshape(-1, T + 16, C)
+        # proj: the shared stream; each task's TPC-conditioned, filtered stream
+        shared = lora('proj', wmsa.proj, a)
+        skip = hand_tpc(a[:, T:], q[:, :, :T] @ k[:, :, T:].transpose(-2, -1), heads)
+        x_t = hand_ln(a[None, :, T:] + skip, tuner.prompt_norm[str(info.index)])
+        proj_t = task('proj', wmsa.proj, a[:, T:], x_t, (4, 4))
+        xs = x + image_of(shared[:, T:], hw, ws)
+        xt = torch.stack([x + image_of(proj_t[t], hw, ws) for t in range(T)])
+        # MLP: W reads the shared stream's input, the filter each task's
+        hs = block.norm2(xs)
+        g_s = F.gelu(lora('fc1', fc1, hs))
+        out_s = xs + lora('fc2', fc2, g_s)
+        g_t = F.gelu(task('fc1', fc1, hs, block.norm2(xt), hw))
+        out_t = xt + task('fc2', fc2, g_s, g_t, hw)
+        g = torch.sigmoid(tuner.gates[info.stage])
+        rows = []
+        for t in range(T):
+            # the skip's (windows, C, N) memory read as (windows, N, C), then window reverse
+            side = image_of(skip[t].transpose(1, 2).reshape(-1, 16, C), hw, ws)
+            rows.append(g * side + (1 - g) * out_t[t])
+        # prompts: the shared stream's, averaged over the windows, updated by the shared MLP
+        p_attn = shared[:, :T].view(B, nW, T, C).mean(1)
+        hp = block.norm2(p_attn)
+        p_new = p + lora('fc2', fc2, F.gelu(lora('fc1', fc1, hp)))
+    torch.testing.assert_close(shared_out, out_s, **helpers.EXACT)
+    torch.testing.assert_close(task_rows, torch.cat(rows), **helpers.EXACT)
+    torch.testing.assert_close(prompts_out, p_new, **helpers.EXACT)
