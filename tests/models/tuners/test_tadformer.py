@@ -3,7 +3,8 @@
 Oracles: the TPC per head with GELU from erf; the static filter as a sum of shifted maps
 (not a convolution); the dynamic filter from its definition (pooled map, 1x1 conv,
 standardised taps, shifted maps); the forked proj and fc1 from the LoRA formula with those;
-the gate, the prompt update and widening from their formulas. Then the model: with the
+the gate, the prompt update and widening from their formulas; a whole forked block written
+out from its parts (no shift: depth-1 stages). Then the model: with the
 gate at -inf (sigma = 0 exactly) and B = 0 every task's stage output is the shared stream's
 (read at the patch merging's input); task isolation through the filters, coupling through
 the prompts; stacked = loop; gradients with checkpointing on = off; merged = unmerged; the
