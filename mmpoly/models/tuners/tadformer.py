@@ -337,7 +337,7 @@ class TADFormer(BaseTuner):
             # task streams keep the shared prompt rows (only the shared stream's carry on)
             tasks = torch.cat([shared[None, :, :P].expand(Tn, -1, -1, -1), tasks], dim=2)
             out = torch.cat([shared[None], tasks]).flatten(0, 1)
-            return out, self._skip_layout(skip, site.hw).flatten(0, 1)
+            return out, self._skip_layout(skip).flatten(0, 1)
         h = x.reshape(G, -1, *x.shape[1:])  # (G, n, N, C): shared, then one per task
         frozen = module(h[0])
         shared = self._shared(layer, key, module, h[0], frozen=frozen)
@@ -345,7 +345,7 @@ class TADFormer(BaseTuner):
         tasks = torch.add(frozen, F.linear(low, self.shared_B[key]), alpha=self.scale)
         return torch.cat([shared[None], tasks]).reshape(*x.shape[:-1], -1)
 
-    def _skip_layout(self, skip: Tensor, hw: Tuple[int, int]) -> Tensor:
+    def _skip_layout(self, skip: Tensor) -> Tensor:
         """The released code keeps ``skip`` as (n, C, N) and views that memory as
         (n, ws, ws, C) ('reference'); 'tokens' keeps each token's channels together."""
         if self.skip_layout == 'tokens':
