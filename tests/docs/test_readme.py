@@ -220,9 +220,14 @@ def is_mmpretrain_table(t):
     return t.header[0] == 'mmpretrain backbone'
 
 
+def is_tadformer_table(t):
+    return t.header[0] == 'TADFormer'
+
+
 CHECKED = (is_benchmark, is_param_table, is_ablation, is_size_table, is_targets, is_demo_runs,
            is_other_backbones, is_mtlora_table, is_ditask_table, is_free_sinewich_table,
-           is_mmpretrain_table)
+           is_mmpretrain_table,
+           is_tadformer_table)
 #: tables whose digits are configuration, not measured or counted: the tuners' keys, the
 #: old forms' --cfg-options, the reliability guarantees and their tests
 NOT_NUMBERS = (['method', 'tuner'], ['method', 'old form'], ['Guarantee', 'How', 'Test'])
@@ -656,6 +661,41 @@ def test_free_sinewich_table_is_count_params():
         compare(table, name, 'published (M) vs the publication',
                 table.col(row, 'published (M)'),
                 FREE_SINEWICH_PUBLISHED[int(name.split('=')[1])], errors)
+    report_errors(errors)
+
+
+#: TADFormer's paper (arXiv 2501.04293): trainable parameters (M) by rank, 4 tasks
+TADFORMER_PUBLISHED = {16: '3.56', 32: '4.78', 64: '7.38'}
+
+
+def test_tadformer_table_is_count_params():
+    """Every cell from ``count_params`` of the row's config and options (its groups and its
+    ``paper`` line), the published figure the paper's; the paper builds print it, the
+    released ones do not."""
+    (table, ) = the(is_tadformer_table)
+    errors = []
+    for row in table.rows:
+        name, config = plain(row[0]), plain(table.col(row, 'config'))
+        ours = counts(config, parse_options(table.col(row, 'options')))
+        groups = ours['groups']
+        cells = {'LoRA (A, B)': groups['tuner.shared_A'] + groups['tuner.shared_B'],
+                 'filters': sum(v for k, v in groups.items() if k.startswith('tuner.filter')),
+                 'prompt LNs': groups['tuner.prompt_norm'],
+                 'prompts + widening + gates': groups['tuner.prompts']
+                 + groups['tuner.prompt_up'] + groups['tuner.gates'],
+                 'extra (backbone parts)': sum(v for k, v in groups.items()
+                                               if k.startswith('backbone')),
+                 'encoder': ours['encoder'], 'reference build': ours['paper']['reference']}
+        for column, value in cells.items():
+            compare(table, name, column, table.col(row, column), f'{value:,d}', errors)
+        rank = int(name.split('=')[1].split(',')[0])
+        for column, value in (('published (M)', ours['paper']['published']),
+                              ('published (M) vs the publication', TADFORMER_PUBLISHED[rank])):
+            compare(table, name, column, table.col(row, 'published (M)'), value, errors)
+        if 'paper build' in name and millions(ours['paper']['reference']) != \
+                TADFORMER_PUBLISHED[rank]:
+            errors.append(f'{name}: the paper build prints '
+                          f"{millions(ours['paper']['reference'])}, not the paper's figure")
     report_errors(errors)
 
 

@@ -1,7 +1,7 @@
 """One rank of ``test_ddp_all_tuners.py`` (run by torchrun, 2 gloo ranks).
 
-For every Table 1 method (and MTLoRA, DiTASK, Free Sinewich) on the demo Swin, wrapped as the
-Runner wraps it (the runtime's ``model_wrapper_cfg``: ``MMDistributedDataParallel``,
+For every Table 1 method (and MTLoRA, DiTASK, Free Sinewich, TADFormer) on the demo Swin,
+wrapped as the Runner wraps it (the runtime's ``model_wrapper_cfg``: ``MMDistributedDataParallel``,
 ``find_unused_parameters=False``):
 1. one backward through DDP gives every trainable parameter a gradient equal to the mean
    over the ranks of the gradients each rank computes alone (all-reduced here by hand);
@@ -25,7 +25,8 @@ from tests.models.tuners.test_training_all_tuners import TUNERS, demo_batch, dem
 RUNTIME = 'configs/_base_/default_runtime.py'
 #: methods beyond the paper's Table 1, by their Swin-T config (their tuner on the demo Swin)
 EXTRA_METHODS = {'mtlora': 'configs/mtlora_swin-t.py', 'ditask': 'configs/ditask_swin-t.py',
-                 'free_sinewich': 'configs/free_sinewich_swin-t.py'}
+                 'free_sinewich': 'configs/free_sinewich_swin-t.py',
+                 'tadformer': 'configs/tadformer_swin-t.py'}
 #: an mmpretrain backbone (the DINOv2-shaped demo ViT, mmpretrain's own class) with two
 #: of its methods, where mmpretrain is installed
 MMPRETRAIN_METHODS = {

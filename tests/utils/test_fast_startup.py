@@ -15,6 +15,7 @@ CONFIGS = ('configs/demo/polyhistor_swin-tiny_synthetic.py',
            'configs/demo/mtlora_swin-tiny_synthetic.py',
            'configs/demo/ditask_swin-tiny_synthetic.py',
            'configs/demo/free_sinewich_swin-tiny_synthetic.py',
+           'configs/demo/tadformer_swin-tiny_synthetic.py',
            'configs/demo/lora_swin-tiny_hrnet_synthetic.py')
 
 

@@ -268,7 +268,8 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
                    hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
         """Spatial-reduction attention with the tuner's hooks. ``prompts`` (B, P, C), already
         normed, join the queries and the keys / values; the reduction acts on the image
-        tokens only. Returns the output of the image tokens and of the prompts (or None)."""
+        tokens only. Returns the output of the image tokens and of the prompts (or None), and
+        no side output (None: the tuner's ``linear_at`` is not called on PVT's attention)."""
         tuner = self.tuner
         attn = block.attn
         B, N, C = x.shape
@@ -298,8 +299,8 @@ class PolyhistorPVT(TunedBackboneMixin, BaseModule):
         x = (weights @ v).transpose(1, 2).reshape(B, L, C)
         x = attn.proj_drop(tuner.linear(ctx, layer, 'proj', attn.proj, x))
         if P:
-            return x[:, P:], x[:, :P]
-        return x, None
+            return x[:, P:], x[:, :P], None
+        return x, None, None
 
     # ------------------------------------------------------------- weights
     def init_weights(self) -> None:

@@ -15,7 +15,7 @@ conversion from the official release and from mmpretrain.
 """
 import inspect
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from torch import Tensor
 from mmseg.models.backbones import SwinTransformer
 from mmseg.registry import MODELS
 from ...utils.state_dict import strip_module_prefix
-from ..tuners.base import LayerInfo, TaskContext
+from ..tuners.base import LayerInfo, Site, TaskContext
 from .tuned_backbone import BlockParts, TunedBackboneMixin, check_checkpoint_path
 
 
@@ -100,8 +100,11 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
 
         outs = []
         layers = iter(self.layer_infos)
+        prompts = None
         for i, stage in enumerate(self.stages):
-            prompts = task_rows = None  # prompts never cross a patch merging
+            # by default prompts never cross a patch merging (TADFormer widens them)
+            prompts = self.tuner.stage_prompts(ctx, i, prompts, x.shape[0])
+            task_rows = None
             for block in stage.blocks:
                 x, prompts, forked = self._run_stage_layer(ctx, next(layers), block, x,
                                                            hw_shape, prompts)
@@ -146,22 +149,38 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         num_windows = (H_pad // ws) * (W_pad // ws)
         if prompts is not None:
             prompts = prompts.repeat_interleave(num_windows, dim=0)
-        windows, prompts = self._window_attention(ctx, layer, msa.w_msa, windows, mask,
-                                                  num_windows, prompts)
 
-        x = msa.window_reverse(windows.view(-1, ws, ws, C), H_pad, W_pad)
-        if shift > 0:
-            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
-        x = x[:, :H, :W, :].reshape(-1, H * W, C)  # B rows, or every stream's after a fork
-        x = msa.drop(x)
+        def real_tokens() -> Tensor:  # (windows, N): 1 on the image, 0 on the padding
+            real = x.new_zeros(1, H_pad, W_pad, 1)
+            real[:, :H, :W] = 1
+            if shift > 0:
+                real = torch.roll(real, shifts=(-shift, -shift), dims=(1, 2))
+            return msa.window_partition(real).view(-1, ws * ws)
+
+        windows, prompts, side = self._window_attention(
+            ctx, layer, msa.w_msa, windows, mask, num_windows, prompts,
+            real_tokens if pad_r or pad_b else None)
+
+        def image_order(windows: Tensor) -> Tensor:
+            x = msa.window_reverse(windows.view(-1, ws, ws, C), H_pad, W_pad)
+            if shift > 0:
+                x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+            return x[:, :H, :W, :].reshape(-1, H * W, C)  # B rows, or every stream's (fork)
+
+        x = msa.drop(image_order(windows))
+        if side is not None:
+            side = image_order(side)
         if prompts is not None:
-            # one prompt output per image: the mean over the windows that saw it
-            prompts = msa.drop(prompts.view(B, num_windows, *prompts.shape[1:]).mean(1))
-        return x, prompts
+            # one prompt output per image (per stream after a fork): the mean over the
+            # windows that saw it
+            prompts = msa.drop(prompts.view(-1, num_windows, *prompts.shape[1:]).mean(1))
+        return x, prompts, side
 
     def _window_attention(self, ctx: TaskContext, layer: LayerInfo, wmsa, x: Tensor,
-                          mask: Optional[Tensor], num_windows: int, prompts: Optional[Tensor]):
-        """Upstream ``WindowMSA.forward`` with tuner hooks and optional prompt tokens.
+                          mask: Optional[Tensor], num_windows: int, prompts: Optional[Tensor],
+                          real_tokens: Optional[Callable[[], Tensor]] = None):
+        """Upstream ``WindowMSA.forward`` with tuner hooks and optional prompt tokens ->
+        (window tokens, prompts or None, the tuner's side output of 'proj' or None).
 
         Prompt tokens get no relative position bias and no shift mask: they attend to, and
         are attended by, every token of the window.
@@ -173,7 +192,8 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
             x = torch.cat([prompts, x], dim=1)
         L = N + P
         heads = wmsa.num_heads
-        qkv = tuner.linear(ctx, layer, 'qkv', wmsa.qkv, x)
+        ws = wmsa.window_size
+        qkv = tuner.linear_at(ctx, layer, 'qkv', wmsa.qkv, x, Site(ws, P))
         q, k, v = qkv.reshape(Bw, L, 3, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
         attn = (q * wmsa.scale) @ k.transpose(-2, -1)
 
@@ -193,10 +213,15 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         attn = wmsa.attn_drop(attn)
 
         x = (attn @ v).transpose(1, 2).reshape(Bw, L, C)
-        x = wmsa.proj_drop(tuner.linear(ctx, layer, 'proj', wmsa.proj, x))
+        # TADFormer's TPC reads the prompts' unscaled logits against the window's tokens
+        site = Site(ws, P, (lambda: q[:, :, :P] @ k[:, :, P:].transpose(-2, -1)) if P else None,
+                    real_tokens)
+        x = tuner.linear_at(ctx, layer, 'proj', wmsa.proj, x, site)
+        x, side = x if isinstance(x, tuple) else (x, None)
+        x = wmsa.proj_drop(x)
         if P:
-            return x[:, P:], x[:, :P]
-        return x, None
+            return x[:, P:], x[:, :P], side
+        return x, None, side
 
     def _shift_mask(self, msa, H_pad: int, W_pad: int, device) -> Tensor:
         """Upstream's SW-MSA mask (windows, N, N), cached per padded size."""

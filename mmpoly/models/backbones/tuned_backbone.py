@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from mmseg.registry import MODELS
 from ...utils.pretrained_url import fetch_checkpoint, is_url
 from ...utils.state_dict import TUNER_PREFIX
-from ..tuners.base import BaseTuner, LayerInfo, TaskContext
+from ..tuners.base import BaseTuner, LayerInfo, Site, TaskContext
 
 
 class BlockParts(NamedTuple):
@@ -165,7 +165,8 @@ class TunedBackboneMixin:
     def _attention(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
                    hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
         """The block's attention on normed tokens ``x`` (and normed ``prompts`` joining it)
-        with the tuner's hooks -> (token output, prompt output or None)."""
+        with the tuner's hooks -> (token output, prompt output or None, side output of the
+        tuner's 'proj' in token order or None, see ``BaseTuner.linear_at``)."""
         raise NotImplementedError
 
     def _layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
@@ -179,30 +180,46 @@ class TunedBackboneMixin:
         parts = self._parts(block)
         prompts = tuner.layer_prompts(ctx, layer, carried, x.shape[0])
         p = None if prompts is None else parts.norm1(prompts)
-        attn_out, p_attn = self._attention(ctx, layer, block, parts.norm1(x), hw_shape, p)
+        attn_out, p_attn, side = self._attention(ctx, layer, block, parts.norm1(x), hw_shape,
+                                                 p)
         attn_out = parts.attn_out(attn_out)
         x = self._widen(x, attn_out)  # a fork in the attention (MTLoRA: at 'proj')
         x = x + tuner.attn_branch(ctx, layer, x, attn_out)
 
-        mlp_out = parts.mlp_out(self._mlp(ctx, layer, parts, parts.norm2(x)))
+        site = Site(hw_shape)
+        mlp_out = parts.mlp_out(self._mlp(ctx, layer, parts, parts.norm2(x), site))
         x = self._widen(x, mlp_out)  # a fork in the MLP
         x = x + tuner.mlp_branch(ctx, layer, x, mlp_out)
+        x = tuner.layer_output(ctx, layer, x, side)  # TADFormer: its stage gate
 
         if prompts is None or not tuner.carries_prompts:
             return x, None
-        prompts = prompts + parts.attn_out(p_attn)
-        prompts = prompts + parts.mlp_out(self._mlp(ctx, layer, parts, parts.norm2(prompts)))
-        return x, prompts
+        # prompts carry on in the shared stream: a fork's task streams end with the stage
+        p_attn = parts.attn_out(p_attn[:prompts.shape[0]])
 
-    def _mlp(self, ctx: TaskContext, layer: LayerInfo, parts: BlockParts, x: Tensor) -> Tensor:
-        """fc1, activation, dropout, fc2, dropout, with fc1 and fc2 through the tuner's
-        ``linear`` hook ('fc1', 'fc2')."""
-        h = parts.drop1(parts.act(self.tuner.linear(ctx, layer, 'fc1', parts.fc1, x)))
-        return parts.drop2(self.tuner.linear(ctx, layer, 'fc2', parts.fc2, h))
+        def mlp(p: Tensor) -> Tensor:
+            return parts.mlp_out(self._mlp(ctx, layer, parts, parts.norm2(p), None))
+
+        return x, tuner.prompt_update(ctx, layer, prompts, p_attn, mlp)
+
+    def _mlp(self, ctx: TaskContext, layer: LayerInfo, parts: BlockParts, x: Tensor,
+             site: Optional[Site]) -> Tensor:
+        """fc1, activation, dropout, fc2, dropout, with fc1 and fc2 ('fc1', 'fc2') through
+        the tuner's ``linear_at`` hook on the tokens at ``site``, its ``prompt_linear`` hook
+        on prompts (``site`` None)."""
+        tuner = self.tuner
+
+        def linear(name, module, x):
+            if site is None:
+                return tuner.prompt_linear(ctx, layer, name, module, x)
+            return tuner.linear_at(ctx, layer, name, module, x, site)
+
+        h = parts.drop1(parts.act(linear('fc1', parts.fc1, x)))
+        return parts.drop2(linear('fc2', parts.fc2, h))
 
     def _run_stage_layer(self, ctx: TaskContext, layer: LayerInfo, block, x: Tensor,
                          hw_shape: Tuple[int, int], prompts: Optional[Tensor]):
-        """One layer of a pass -> (tokens, prompts, task rows or None).
+        """One layer of a pass -> (tokens, carried prompts or None, task rows or None).
 
         At a fork layer of a shared pass the layer starts on the shared rows with a forked
         context; where the tuner forks them (a ``linear`` hook returns the rows of the
@@ -215,11 +232,12 @@ class TunedBackboneMixin:
             x, prompts = self._run_layer(ctx, layer, block, x, hw_shape, prompts)
             return x, prompts, None
         forked = ctx.fork()
-        out, _ = self._run_layer(forked, layer, block, x, hw_shape, None)
+        # prompts go through it as the shared stream's (TADFormer carries them across stages)
+        out, prompts = self._run_layer(forked, layer, block, x, hw_shape, prompts)
         B = x.shape[0]
         if out.shape[0] == B:  # the tuner did not fork here: every stream is the shared one
             out = out.repeat(forked.groups, *([1] * (out.dim() - 1)))
-        return out[:B], None, out[B:]
+        return out[:B], prompts, out[B:]
 
     @staticmethod
     def _widen(x: Tensor, branch: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ from .mtlora import MTLoRA  # noqa: F401
 from .mtlora_shared import MTLoRAShared  # noqa: F401
 from .ditask import DiTASK  # noqa: F401
 from .free_sinewich import FreeSinewich  # noqa: F401
+from .tadformer import TADFormer  # noqa: F401
 from .relative_bias import RelativeBias  # noqa: F401
 from .vpt import VPT  # noqa: F401
 from .polyhistor import Polyhistor, PolyhistorLite  # noqa: F401

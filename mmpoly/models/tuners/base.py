@@ -20,7 +20,8 @@ pass, so every hook is one batched op over the task axis.
 """
 import re
 from dataclasses import dataclass, field
-from typing import Any, ContextManager, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, ContextManager, Dict, FrozenSet, List, NamedTuple,
+                    Optional, Sequence, Tuple, Union)
 
 import torch
 from mmengine.model import BaseModule
@@ -99,6 +100,25 @@ def subset_of(value, allowed: Sequence[str], where: str, allow_empty: bool = Fal
         raise ValueError(f'{where} must be a {"" if allow_empty else "non-empty "}subset of '
                          f'{list(allowed)}, got {list(names)}{why}')
     return tuple(n for n in allowed if n in names)
+
+
+class Site(NamedTuple):
+    """Where a linear of a layer runs (:meth:`BaseTuner.linear_at`), for methods that act on
+    the token grid (TADFormer's filters) or on the attention's prompt logits (its TPC).
+
+    Args:
+        hw: the grid of the tokens along ``x``'s rows: a window's (ws, ws) for the windowed
+            attention's 'qkv' and 'proj', the stage's (H, W) for the MLP's 'fc1' and 'fc2'.
+        num_prompts: prompt tokens in front of each row's grid tokens ('qkv', 'proj').
+        prompt_logits: ``() -> (rows, heads, P, N)``, the unscaled ``q k^T`` of the P prompt
+            queries against the N grid keys ('proj'; computed only when called), or None.
+        real_tokens: ``() -> (windows, N)``, 1 on the image's tokens and 0 on the padding of
+            each window of an image ('proj' when the windows are padded), or None.
+    """
+    hw: Tuple[int, int]
+    num_prompts: int = 0
+    prompt_logits: Optional[Callable[[], Tensor]] = None
+    real_tokens: Optional[Callable[[], Tensor]] = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +315,23 @@ class BaseTuner(BaseModule):
         'fc2' (also on carried prompts, see :attr:`carries_prompts`)."""
         return module(x)
 
+    def linear_at(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
+                  x: Tensor, site: Site) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        """:meth:`linear`, told where it runs (:class:`Site`), on the backbones that say
+        (PolyhistorSwin: 'qkv', 'proj', 'fc1', 'fc2'; the MLP of every backbone).
+
+        'proj' may return ``(out, side)``: ``side`` (the grid tokens' rows, like ``out``'s
+        without the prompts) is put back in image order like the attention output and
+        handed to :meth:`layer_output`. Default: :meth:`linear` (no side output)."""
+        return self.linear(ctx, layer, name, module, x)
+
+    def prompt_linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
+                      x: Tensor) -> Tensor:
+        """'fc1' / 'fc2' on carried prompts (:attr:`carries_prompts`): their rows are not a
+        token grid, and in a forked layer they are the shared stream's only. Default:
+        :meth:`linear`."""
+        return self.linear(ctx, layer, name, module, x)
+
     def attn_bias(self, ctx: TaskContext, layer: LayerInfo) -> Optional[Tensor]:
         """Extra attention logits ``(T', heads, N, N)`` added in every window, or None."""
         return None
@@ -304,9 +341,26 @@ class BaseTuner(BaseModule):
         """Prompt tokens ``(batch_size, P, dim)`` that join every window of the layer.
 
         ``carried`` is the previous layer's prompt output in the same stage (only when
-        :attr:`carries_prompts`); nothing crosses a patch merging.
+        :attr:`carries_prompts`), or at a stage's first layer what :meth:`stage_prompts`
+        gave (by default nothing crosses a patch merging).
         """
         return None
+
+    def stage_prompts(self, ctx: TaskContext, stage: int, previous: Optional[Tensor],
+                      batch_size: int) -> Optional[Tensor]:
+        """Prompts ``(batch_size, P, dim)`` carried into the first layer of ``stage``, given
+        ``previous`` (what the last layer of the stage before carried out, None for stage 0).
+        Default None: nothing crosses a patch merging (VPT-shallow)."""
+        return None
+
+    def prompt_update(self, ctx: TaskContext, layer: LayerInfo, prompts: Tensor,
+                      p_attn: Tensor, mlp: Callable[[Tensor], Tensor]) -> Tensor:
+        """The prompts a layer carries on (:attr:`carries_prompts`), from its input
+        ``prompts``, their attention output ``p_attn`` and ``mlp`` (the layer's residual MLP
+        branch: norm2, MLP through :meth:`prompt_linear`, drop path). Default: the tokens'
+        rule, ``p = prompts + p_attn; p + mlp(p)``."""
+        prompts = prompts + p_attn
+        return prompts + mlp(prompts)
 
     def attn_branch(self, ctx: TaskContext, layer: LayerInfo, x: Tensor,
                     attn_out: Tensor) -> Tensor:
@@ -317,6 +371,12 @@ class BaseTuner(BaseModule):
                    mlp_out: Tensor) -> Tensor:
         """The MLP sub-block's contribution to the residual stream ``x``."""
         return mlp_out
+
+    def layer_output(self, ctx: TaskContext, layer: LayerInfo, x: Tensor,
+                     side: Optional[Tensor]) -> Tensor:
+        """The layer's output tokens from its residual stream ``x`` and the side output of
+        its 'proj' (:meth:`linear_at`; None when there is none). Default: ``x``."""
+        return x
 
 
 class _Binding:

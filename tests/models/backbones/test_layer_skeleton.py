@@ -62,7 +62,7 @@ class ToyBackbone(TunedBackboneMixin, BaseModule):
 
     def _attention(self, ctx, layer, block, x, hw_shape, prompts):
         qkv = self.tuner.linear(ctx, layer, 'qkv', block.qkv, x)
-        return self.tuner.linear(ctx, layer, 'proj', block.proj, block.attend(qkv)), None
+        return self.tuner.linear(ctx, layer, 'proj', block.proj, block.attend(qkv)), None, None
 
     def _forward_once(self, ctx, x):
         outs, layers = [], iter(self.layer_infos)

@@ -32,6 +32,9 @@ DiTASK (beyond Table 1,     differ      theta starts at U(+-1/sqrt(d)) (the refe
 Swin only)                              kaiming init): every spectrum is warped from the
                                         first step (``theta_init='zeros'`` is identical:
                                         test_ditask.py)
+TADFormer (beyond Table 1,  differ      its task prompts join every window's softmax
+Swin only)                              from step 0, and the stage gate sigma(0) = 0.5
+                                        mixes the TPC skip into every task output
 ==========================  ==========  ============================================
 
 "identical" is checked in float64 to 1e-10 (float32 rounding differs between CPUs: a stacked
@@ -59,13 +62,13 @@ IDENTICAL_BEYOND_TABLE1 = ('mtlora', 'free_sinewich')
 #: ... and those whose encoder does not, by construction
 DIFFERS = ('vpt_shallow', 'vpt_deep')
 #: methods beyond Table 1 whose encoder does not start as the frozen backbone
-DIFFERS_BEYOND_TABLE1 = ('ditask', )
+DIFFERS_BEYOND_TABLE1 = ('ditask', 'tadformer')
 #: the hypernetwork-based methods (generated adapters)
 HYPERNET = ('hyperformer', 'polyhistor', 'polyhistor_lite')
 #: no tuner parameters, or the backbone itself is what is trained
 NO_TUNER_PARAMS = ('single_task_ft', 'decoder_ft', 'multi_task_ft')
 #: Swin-only methods (PVT has no relative-position-bias tables)
-SWIN_ONLY = ('relative_bias', 'mtlora', 'ditask', 'free_sinewich')
+SWIN_ONLY = ('relative_bias', 'mtlora', 'ditask', 'free_sinewich', 'tadformer')
 
 
 def test_every_table1_method_is_classified():
@@ -152,7 +155,8 @@ def test_starts_as_the_frozen_backbone(method, backbone):
 def test_prompts_change_the_features_from_the_start(method, backbone):
     """VPT: the prompt tokens join attention at step 0 (random init, nothing zero about
     them), so every task's features differ from the frozen backbone's at every level;
-    DiTASK: its random thetas warp every projection's spectrum at step 0."""
+    DiTASK: its random thetas warp every projection's spectrum at step 0; TADFormer: its
+    prompts join every softmax and its gate mixes the TPC skip in at step 0."""
     model, frozen = build_pair(method, backbone)
     x = torch.randn(B, 3, 64, 64, generator=torch.Generator().manual_seed(1),
                     dtype=torch.float64)
