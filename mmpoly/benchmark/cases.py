@@ -30,7 +30,7 @@ SUITES = {
             'decoder_ft', 'multi_task_ft', 'bitfit', 'relative_bias', 'vpt_shallow',
             'vpt_deep', 'phm', 'compacter', 'compacter_pp', 'lora', 'adapter',
             'low_rank_adapter', 'shared_adapter', 'hyperformer', 'polyhistor',
-            'polyhistor_lite', 'mtlora', 'ditask', 'free_sinewich')],
+            'polyhistor_lite', 'mtlora', 'ditask', 'free_sinewich', 'tadformer')],
         options=dict(iters=3, warmup=1, profile_iters=0)),
     # (d) inference vs the frozen forward: the T-pass floor first, then the frozen single
     # pass (decoder_ft: what merged MTLoRA is to be within 3 % of)
@@ -42,13 +42,17 @@ SUITES = {
         'configs/lora_swin-t.py', 'configs/decoder_ft_swin-t.py',
         'configs/mtlora_swin-t.py@bench.merge_lora=1', 'configs/mtlora_swin-t.py',
         'configs/ditask_swin-t.py@bench.merge_lora=1', 'configs/ditask_swin-t.py',
-        'configs/free_sinewich_swin-t.py@bench.merge_lora=1', 'configs/free_sinewich_swin-t.py'],
+        'configs/free_sinewich_swin-t.py@bench.merge_lora=1', 'configs/free_sinewich_swin-t.py',
+        'configs/tadformer_swin-t.py@bench.merge_lora=1', 'configs/tadformer_swin-t.py'],
         options=dict(mode='test', iters=6, warmup=2, profile_iters=0)),
     # (e) the one-pass methods against their floor: the frozen single pass with the backward
     # through the backbone, at each method's own arithmetic (FLOPs counted)
     'e': dict(specs=['configs/floor_single-pass_swin-t.py'] + [
-        f'configs/{m}_swin-t.py' for m in ('mtlora', 'ditask', 'free_sinewich')],
+        f'configs/{m}_swin-t.py' for m in ('mtlora', 'ditask', 'free_sinewich', 'tadformer')],
         options=dict(iters=3, warmup=1, profile_iters=0, flops=True)),
+    # (f) an mmpretrain encoder: DINOv2 ViT-S/14 at 512 px, its T-pass floor first
+    'f': dict(specs=[f'configs/{m}_dinov2-s.py' for m in ('floor', 'lora', 'polyhistor_lite')],
+              options=dict(iters=3, warmup=1, profile_iters=0)),
     # (b) Polyhistor-Lite vs the frozen T-pass floor, with a profiled step each
     'b': dict(specs=[
         'configs/floor_swin-t.py', 'configs/polyhistor_lite_swin-t.py',

@@ -325,9 +325,9 @@ def test_benchmark_suites_and_merged_case():
     from tools.benchmark import parse_args
     a = parse_args(['--suite', 'a'])
     assert a.config == 'configs/single_task_ft_swin-t.py' and a.iters == 3
-    assert a.compare[-3:] == ['configs/mtlora_swin-t.py', 'configs/ditask_swin-t.py',
-                              'configs/free_sinewich_swin-t.py']
-    assert len(a.compare) == 19
+    assert a.compare[-4:] == ['configs/mtlora_swin-t.py', 'configs/ditask_swin-t.py',
+                              'configs/free_sinewich_swin-t.py', 'configs/tadformer_swin-t.py']
+    assert len(a.compare) == 20
     d = parse_args(['--suite', 'd', '--iters', '1'])
     assert d.mode == 'test' and d.iters == 1 and d.warmup == 2
     assert 'configs/mtlora_swin-t.py@bench.merge_lora=1' in d.compare
