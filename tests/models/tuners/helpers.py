@@ -22,7 +22,8 @@ __all__ = ['TINY', 'TASKS', 'B', 'SWIN_T', 'SWIN_T_WIDTHS', 'build', 'frozen_cop
            'assert_gradients_reach_every_tuner_parameter', 'assert_only_task_1_of_3_moved',
            'assert_step_and_load_refresh_the_cache', 'assert_tasks_equal_edited_frozen',
            'add_table_deltas', 'EXACT',
-           'assert_task_1_moves_alone', 'assert_stacked_equals_loop', 'train_demo_one_iteration']
+           'assert_task_1_moves_alone', 'assert_checkpointing_keeps_every_gradient',
+           'assert_stacked_equals_loop', 'train_demo_one_iteration']
 
 
 def build(tuner, tasks=TASKS, seed=0, perturb=0.1, **kwargs):
@@ -157,6 +158,30 @@ def assert_gradients_reach_every_tuner_parameter(model):
     for name, p in params.items():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     return params
+
+
+def assert_checkpointing_keeps_every_gradient(make_model, x, loss_tol=EXACT, grad_tol=EXACT):
+    """One training step's loss (the mean square of every output on ``x``) and gradients with
+    activation checkpointing off and on (``make_model(with_cp)``: the model, drawn): every
+    trainable parameter gets a non-zero gradient, and checkpointing changes neither the loss
+    nor a gradient (within ``loss_tol`` / ``grad_tol``). Returns the gradients by name."""
+    def step(with_cp):
+        model = make_model(with_cp)
+        model.train()
+        loss = sum((o**2).mean() for o in model(x))
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters()
+                               if p.requires_grad}
+
+    loss, g = step(False)
+    loss_cp, g_cp = step(True)
+    missing = [n for n, v in g.items() if v is None or not v.abs().sum() > 0]
+    assert not missing, missing
+    torch.testing.assert_close(loss_cp, loss, **loss_tol)
+    assert g.keys() == g_cp.keys()
+    for n in g:
+        torch.testing.assert_close(g_cp[n], g[n], **grad_tol, msg=n)
+    return g
 
 
 def assert_task_1_moves_alone(model, params):
