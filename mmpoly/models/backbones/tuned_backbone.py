@@ -237,7 +237,8 @@ class TunedBackboneMixin:
         B = x.shape[0]
         if out.shape[0] == B:  # the tuner did not fork here: every stream is the shared one
             out = out.repeat(forked.groups, *([1] * (out.dim() - 1)))
-        return out[:B], prompts, out[B:]
+        shared, tasks = out.split([B, out.shape[0] - B])  # (no zero-filled backward)
+        return shared, prompts, tasks
 
     @staticmethod
     def _widen(x: Tensor, branch: Tensor) -> Tensor:

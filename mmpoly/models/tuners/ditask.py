@@ -85,7 +85,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, TaskContext, stage_last_layers, subset_of
+from .base import (BaseTuner, LayerInfo, TaskContext, split_streams, stage_last_layers,
+                   subset_of)
+from .dropout import branch_dropout
 from .cpab import Cpab1d, resample
 from .merging import MergedWeights
 from .mtlora import BACKBONE_GROUPS, PROJECTIONS, QKV_FORK, TASK_PROJECTIONS
@@ -329,7 +331,7 @@ class DiTASK(MergedWeights, BaseTuner):
 
     # ------------------------------------------------------------------ hooks
     def _drop(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.dropout, self.training)
+        return branch_dropout(x, self.dropout, self.training)
 
     def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                x: Tensor) -> Tensor:
@@ -346,16 +348,18 @@ class DiTASK(MergedWeights, BaseTuner):
         # stream per task of ctx.tasks
         G = ctx.groups
         forks_here = name == self._fork_at[layer.index]
-        h = x.reshape(1 if forks_here else G, -1, x.shape[-1])
-        dropped = self._drop(h[0])
+        h0, task_in = (x.reshape(-1, x.shape[-1]), None) if forks_here else \
+            split_streams(x.reshape(G, -1, x.shape[-1]))
+        dropped = self._drop(h0)
         if key in self.shared_theta:
             shared = F.linear(dropped, self._shared_weight(ctx, key, name, module),
                               module.bias)
         else:  # the network's last shared stream: read by nothing
-            shared = module(h[0])
+            shared = module(h0)
         # at the fork the tasks read the shared, dropped input (the reference's
         # x_tasks=None); past it, each task's own stream, not dropped (as released)
-        task_in = dropped.expand(G - 1, *dropped.shape) if forks_here else h[1:]
+        if task_in is None:
+            task_in = dropped.expand(G - 1, *dropped.shape)
         weights = self._task_weights(ctx, key, name, module).transpose(1, 2)  # (T', in, out)
         if module.bias is None:
             tasks = torch.bmm(task_in, weights)

@@ -75,8 +75,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, TaskContext, stage_last_layers, subset_of
-from .merging import MergedWeights
+from .base import (BaseTuner, LayerInfo, TaskContext, split_streams, stage_last_layers,
+                   subset_of)
+from .dropout import branch_dropout
+from .merging import MergedWeights, add_low_rank
 from .mtlora import BACKBONE_GROUPS, PROJECTIONS, QKV_FORK, TASK_PROJECTIONS
 
 PADDINGS = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate'}
@@ -318,7 +320,7 @@ class FreeSinewich(MergedWeights, BaseTuner):
 
     # ------------------------------------------------------------------ hooks
     def _drop(self, x: Tensor) -> Tensor:
-        return F.dropout(x, self.dropout, self.training)
+        return branch_dropout(x, self.dropout, self.training)
 
     def _shared(self, key: str, module: nn.Linear, x: Tensor,
                 dropped: Optional[Tensor] = None, frozen: Optional[Tensor] = None) -> Tensor:
@@ -329,8 +331,8 @@ class FreeSinewich(MergedWeights, BaseTuner):
         low = F.linear(self._drop(x) if dropped is None else dropped, self.shared_A[key])
         if key in self.mid:
             low = F.linear(low, self.mid[key])
-        return torch.add(module(x) if frozen is None else frozen,
-                         F.linear(low, self.shared_B[key]), alpha=self.shared_scale)
+        return add_low_rank(module(x) if frozen is None else frozen, low, self.shared_B[key],
+                            self.shared_scale)
 
     def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                x: Tensor) -> Tensor:
@@ -344,19 +346,21 @@ class FreeSinewich(MergedWeights, BaseTuner):
         # and this hook parts them; past it, the shared stream then one stream per task
         G = ctx.groups
         forks_here = name == self._fork_at[layer.index]
-        h = x.reshape(1 if forks_here else G, -1, x.shape[-1])
-        task_in = h[0].expand(G - 1, *h[0].shape) if forks_here else h[1:]
+        h0, task_in = (x.reshape(-1, x.shape[-1]), None) if forks_here else \
+            split_streams(x.reshape(G, -1, x.shape[-1]))
+        if task_in is None:
+            task_in = h0.expand(G - 1, *h0.shape)
         bias = module.bias
         if self.merged:
-            shared = self._shared(key, module, h[0])
+            shared = self._shared(key, module, h0)
             weights = ctx.select(self._merged_weights(key, module)[1]).transpose(1, 2)
             tasks = torch.bmm(task_in, weights) if bias is None else \
                 torch.baddbmm(bias.expand(G - 1, 1, -1), task_in, weights)
         else:
-            dropped = self._drop(h[0])
+            dropped = self._drop(h0)
             # at the fork every stream reads the shared input: W h + b once for all
-            frozen = module(h[0]) if forks_here else None
-            shared = self._shared(key, module, h[0], dropped, frozen)
+            frozen = module(h0) if forks_here else None
+            shared = self._shared(key, module, h0, dropped, frozen)
             task_frozen = frozen.expand(G - 1, *frozen.shape) if forks_here else \
                 F.linear(task_in, module.weight, bias)
             # the dropped input: the shared one at the fork (dropped once, as MTLoRA), each

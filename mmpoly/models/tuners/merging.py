@@ -1,5 +1,5 @@
 """Merged inference, one implementation for every tuner that folds its updates into full
-weights (LoRA, MTLoRA, DiTASK, Free Sinewich).
+weights (LoRA, MTLoRA, DiTASK, Free Sinewich); and the unmerged low-rank update's sum.
 
 ``merge()`` switches a tuner to weights built on first use and kept in ``_merged`` (key ->
 a tensor, or a tuple holding tensors): beside the frozen weights, which are never modified,
@@ -51,3 +51,13 @@ def low_rank_weight(weight: Tensor, B: Tensor, A: Tensor, scale: float) -> Tenso
     """``W + s B A``: a low-rank update folded into a full weight (``B``, ``A`` may carry a
     leading task axis: one full weight per task)."""
     return weight + scale * torch.matmul(B, A)
+
+
+def add_low_rank(base: Tensor, low: Tensor, B: Tensor, scale: float) -> Tensor:
+    """``base + s low B^T`` (``low``: the input through ``A``, ``(..., r)``; ``base``: the
+    frozen ``W x + b``) as one matrix product accumulating into a copy of ``base`` (addmm),
+    whose backward scales only the small factors' gradients; ``torch.add(base, low @ B.T,
+    alpha=s)`` takes one pass more forward and a full-size multiply backward."""
+    out = torch.addmm(base.reshape(-1, base.shape[-1]), low.reshape(-1, low.shape[-1]), B.t(),
+                      alpha=scale)
+    return out.view(base.shape)

@@ -74,8 +74,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, TaskContext, stage_last_layers
-from .merging import MergedWeights, low_rank_weight
+from .base import BaseTuner, LayerInfo, TaskContext, split_streams, stage_last_layers
+from .dropout import branch_dropout
+from .merging import MergedWeights, add_low_rank, low_rank_weight
 
 PROJECTIONS = ('qkv', 'proj', 'fc1', 'fc2')
 #: projections that carry TS-LoRA in a forked block (the reference passes ``tasks`` to these)
@@ -288,12 +289,12 @@ class MTLoRA(MergedWeights, BaseTuner):
             return F.linear(x, self._merged_weight(key, layer.stage, module), module.bias)
         if dropped is None:
             dropped = self._drop(layer, x)
-        low = F.linear(F.linear(dropped, self.shared_A[key]), self.shared_B[key])
-        return torch.add(module(x) if frozen is None else frozen, low,
-                         alpha=self.shared_scale[layer.stage])
+        return add_low_rank(module(x) if frozen is None else frozen,
+                            F.linear(dropped, self.shared_A[key]), self.shared_B[key],
+                            self.shared_scale[layer.stage])
 
     def _drop(self, layer: LayerInfo, x: Tensor) -> Tensor:
-        return F.dropout(x, self.dropout[layer.stage], self.training)
+        return branch_dropout(x, self.dropout[layer.stage], self.training)
 
     def linear(self, ctx: TaskContext, layer: LayerInfo, name: str, module: nn.Linear,
                x: Tensor) -> Tensor:
@@ -305,34 +306,37 @@ class MTLoRA(MergedWeights, BaseTuner):
         # a forked block's TS projection: at the fork (the first one) the rows are the
         # shared stream's and this hook parts them; past it, the shared stream then one
         # stream per task of ctx.tasks
-        G = ctx.groups
+        G, d_in = ctx.groups, x.shape[-1]
         forks_here = name == self._fork_at[layer.index]
-        h = x.reshape(1 if forks_here else G, -1, x.shape[-1])
-        dropped = self._drop(layer, h[0])
-        # at the fork the reference gives no task inputs (x_tasks=None), so the task branches
-        # read the shared, dropped input; past it, each task's own stream
-        task_in = dropped.expand(G - 1, *dropped.shape) if forks_here else h[1:]
+        h0, task_in = (x.reshape(-1, d_in), None) if forks_here else \
+            split_streams(x.reshape(G, -1, d_in))
+        dropped = self._drop(layer, h0)
         # s_t folded into the small A_t; the low-rank product added inside the batched
         # matmul (baddbmm): no pass over the (T', M, d_out) update of its own
         scale = ctx.select(getattr(self, f'task_scale{layer.stage}'))[:, None, None]
-        A = ctx.select(self.task_A[key]).transpose(1, 2) * scale  # (T', d_in, r_t)
+        A = ctx.select(self.task_A[key]) * scale  # (T', r_t, d_in)
         Bt = ctx.select(self.task_B[key]).transpose(1, 2)  # (T', r_t, d_out)
-        low = torch.bmm(task_in, A)  # (T', M, r_t)
+        if task_in is None:
+            # at the fork the reference gives no task inputs (x_tasks=None), so every task
+            # branch reads the shared, dropped input: one product for all of them
+            low = F.linear(dropped, A.flatten(0, 1)).view(-1, G - 1, A.shape[1]).transpose(0, 1)
+        else:  # past it, each task's own stream
+            low = torch.bmm(task_in, A.transpose(1, 2))  # (T', M, r_t)
 
         def plus_updates(base: Tensor) -> Tensor:  # base + s_t B_t A_t task_in, every task
             return torch.baddbmm(base.expand(low.shape[0], *base.shape), low, Bt)
 
         if self.shared_mode == 'matrixv2':  # every stream has W + TA: merges
-            shared = self._shared(layer, key, module, h[0], dropped)
+            shared = self._shared(layer, key, module, h0, dropped)
             tasks = plus_updates(shared)
         else:  # the task streams read the bare W: computed once, TA added unmerged
-            frozen = module(h[0])
+            frozen = module(h0)
             tasks = plus_updates(frozen)
             if self.shared_mode == 'addition':
                 norm = self.shared_norm[key] if key in self.shared_norm else None
                 shared = frozen if norm is None else frozen + norm(tasks.sum(0))
             else:
-                shared = self._shared(layer, key, module, h[0], dropped, frozen)
+                shared = self._shared(layer, key, module, h0, dropped, frozen)
         out = torch.cat([shared[None], tasks])  # (G, M, d_out)
         if forks_here:
             return out.reshape(G * x.shape[0], *x.shape[1:-1], out.shape[-1])

@@ -56,8 +56,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, Site, TaskContext, stage_last_layers
-from .merging import MergedWeights, low_rank_weight
+from .base import BaseTuner, LayerInfo, Site, TaskContext, split_streams, stage_last_layers
+from .dropout import branch_dropout
+from .merging import MergedWeights, add_low_rank, low_rank_weight
 from .mtlora import BACKBONE_GROUPS, PROJECTIONS, TASK_PROJECTIONS
 
 #: published totals (M) of Swin-T, 4 tasks, by rank (TADFormer table 1)
@@ -249,9 +250,9 @@ class TADFormer(MergedWeights, BaseTuner):
                                                         self.shared_A[key], self.scale)
             return F.linear(x, self._merged[key], module.bias)
         if dropped is None:
-            dropped = F.dropout(x, self.dropout, self.training)
-        low = F.linear(F.linear(dropped, self.shared_A[key]), self.shared_B[key])
-        return torch.add(module(x) if frozen is None else frozen, low, alpha=self.scale)
+            dropped = branch_dropout(x, self.dropout, self.training)
+        return add_low_rank(module(x) if frozen is None else frozen,
+                            F.linear(dropped, self.shared_A[key]), self.shared_B[key], self.scale)
 
     # ------------------------------------------------------------------ filters
     def task_filter(self, ctx: TaskContext, key: str, u: Tensor, hw: Tuple[int, int]) -> Tensor:
@@ -302,7 +303,7 @@ class TADFormer(MergedWeights, BaseTuner):
         G, Tn = ctx.groups, ctx.groups - 1
         if name == 'proj':  # the fork: the rows are the shared stream's, with prompts
             P = site.num_prompts
-            dropped = F.dropout(x, self.dropout, self.training)
+            dropped = branch_dropout(x, self.dropout, self.training)
             frozen = module(x)
             shared = self._shared(layer, key, module, x, dropped, frozen)
             skip = self.tpc(ctx, layer, dropped[:, P:], site)  # (T', n, N, C)
@@ -318,10 +319,11 @@ class TADFormer(MergedWeights, BaseTuner):
             tasks = torch.cat([shared[None, :, :P].expand(Tn, -1, -1, -1), tasks], dim=2)
             out = torch.cat([shared[None], tasks]).flatten(0, 1)
             return out, self._skip_layout(skip).flatten(0, 1)
-        h = x.reshape(G, -1, *x.shape[1:])  # (G, n, N, C): shared, then one per task
-        frozen = module(h[0])
-        shared = self._shared(layer, key, module, h[0], frozen=frozen)
-        low = self.task_filter(ctx, key, F.linear(h[1:], self.shared_A[key]), site.hw)
+        # (G, n, N, C): shared, then one per task
+        h0, task_in = split_streams(x.reshape(G, -1, *x.shape[1:]))
+        frozen = module(h0)
+        shared = self._shared(layer, key, module, h0, frozen=frozen)
+        low = self.task_filter(ctx, key, F.linear(task_in, self.shared_A[key]), site.hw)
         tasks = torch.add(frozen, F.linear(low, self.shared_B[key]), alpha=self.scale)
         return torch.cat([shared[None], tasks]).reshape(*x.shape[:-1], -1)
 
