@@ -119,7 +119,6 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no GPU is available here')
-    MemoryProbe.configure_malloc()
     if args.config:  # before any model is built: a clear reason, not a figure made up
         from mmpoly.benchmark.memory import MemoryUnavailable
         try:

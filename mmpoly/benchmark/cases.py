@@ -259,22 +259,32 @@ class Case:
         return None
 
     def run_step(self, record: bool = True) -> float:
+        """One timed step (seconds); ``record``: kept in ``times``. The allocator is as
+        :func:`run_cases` set it for timing; memory is measured in steps of its own
+        (:meth:`measure_memory_step`)."""
         sync = torch.cuda.synchronize if self.device.startswith('cuda') else (lambda: None)
-        mem = MemoryProbe(self.device)
-        mem.start()
         sync()
         t0 = time.perf_counter()
         out = self.step()
         sync()
         dt = time.perf_counter() - t0
-        peak = mem.stop()
         if out is not None:
             self.last_loss = float(out)
         if record:
             self.times.append(dt)
-            self.peaks.append(peak)
-            self.peak_methods.append(mem.last_method)
         return dt
+
+    def measure_memory_step(self) -> int:
+        """One step under the memory probe: its peak (bytes) and method are recorded."""
+        mem = MemoryProbe(self.device)
+        mem.start()
+        out = self.step()
+        peak = mem.stop()
+        if out is not None:
+            self.last_loss = float(out)
+        self.peaks.append(peak)
+        self.peak_methods.append(mem.last_method)
+        return peak
 
     def peak_step(self):
         """(bytes, method, upper bound?) of the largest recorded step peak. The largest of
@@ -438,10 +448,13 @@ def _tensors_in(obj) -> List[torch.Tensor]:
 
 # ------------------------------------------------------------------ runs
 def run_cases(cases: Sequence[Case], iters: int, warmup: int, profile_iters: int = 1,
-              log=print, flops: bool = False) -> None:
+              log=print, flops: bool = False, memory_iters: int = 1) -> None:
     """Warm up every case, then time them round-robin (``iters`` rounds) so that the load of
-    a shared machine falls on all of them alike; ``flops``: then count each step's
-    arithmetic (one more step each)."""
+    a shared machine falls on all of them alike; then the profiled breakdown and ``flops``
+    (each step's arithmetic) of each; then ``memory_iters`` steps each under the memory
+    probe. The CPU probe's allocator settings make every step fault its memory in afresh
+    (see :mod:`.memory`), so no timed step runs under them."""
+    MemoryProbe.configure_malloc_for_timing()
     for case in cases:
         for _ in range(warmup):
             case.run_step(record=False)
@@ -453,6 +466,10 @@ def run_cases(cases: Sequence[Case], iters: int, warmup: int, profile_iters: int
         case.breakdown = case.profile(profile_iters) if profile_iters else None
         case.hypernet_ms = case.hypernet_cost_ms() if profile_iters else None
         case.flops = case.count_flops() if flops else None
+    for case in cases:
+        for _ in range(memory_iters):
+            case.measure_memory_step()
+    MemoryProbe.configure_malloc_for_timing()
 
 
 def case_result(case: Case) -> dict:

@@ -109,8 +109,8 @@ def test_cpu_without_hwm_reset_marks_upper_bounds(monkeypatch):
 
 
 def test_case_reports_the_method_and_bound_of_its_largest_peak(monkeypatch):
-    """``Case.run_step`` keeps each step's method; the summary's peak is exact when an exact
-    measurement reaches the largest figure, else marked as an upper bound."""
+    """``Case.measure_memory_step`` keeps each step's method; the summary's peak is exact
+    when an exact measurement reaches the largest figure, else marked as an upper bound."""
     def fake_case(sizes):
         case = SimpleNamespace(device='cpu', times=[], peaks=[], peak_methods=[],
                                last_loss=None, name='fake')
@@ -119,7 +119,7 @@ def test_case_reports_the_method_and_bound_of_its_largest_peak(monkeypatch):
                 touched_numpy(size)  # as a test step: no loss returned
 
             case.step = step
-            Case.run_step(case)
+            Case.measure_memory_step(case)
         return case
 
     needs_hwm_reset()
