@@ -1,8 +1,11 @@
 """BitFit: tune every bias of the backbone, one copy per task (method.md section 6).
 
 Every module of the backbone that has a bias (patch embedding conv and norm, the LayerNorms
-of every layer, qkv / proj / MLP linears, the patch-merging norms) gets a task-specific delta
-``db^t`` added to its output, i.e. task t runs the frozen module with bias ``b + db^t``.
+of every layer, qkv / proj / MLP linears, the patch-merging norms; ConvNeXt-V2's GRN, whose
+additive term is ``beta``) gets a task-specific delta ``db^t`` added to its output, i.e.
+task t runs the frozen module with bias ``b + db^t``. A module called in either layout
+(mmpretrain's LayerNorm2d and GRN: ``data_format``) gets the delta on the call's channel
+axis.
 Forward hooks do it, so the backbone and its state-dict keys stay as they are (torch calls
 them without our arguments: they read the pass's context from ``bound_context``, which the
 backbone binds for every pass and inside every checkpointed layer). Swin's
