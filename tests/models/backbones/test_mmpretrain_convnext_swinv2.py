@@ -229,6 +229,20 @@ def test_swinv2_adapter_branch_is_the_post_norm_output():
                 torch.testing.assert_close(u[2 * t:2 * t + 2], v, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize('encoder,tuner', [(CONVNEXT, 'Adapter'), (CONVNEXT, 'BitFit'),
+                                           (SWINV2, 'PolyhistorLite')],
+                         ids=['convnext-adapter', 'convnext-bitfit', 'swinv2-lite'])
+def test_gradients_reach_the_tuner_only(encoder, tuner):
+    torch.manual_seed(6)
+    model = build(tuner, encoder=encoder)
+    randomise(model.tuner)
+    sum(o.square().mean() for o in model(_image(encoder).float())).backward()
+    trained = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert trained == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith('tuner.') for n in trained)
+    assert not model._residuals  # every kept stream was consumed by its branch hook
+
+
 @pytest.mark.parametrize('encoder,tuner,message', [
     (CONVNEXT, 'LoRA', r"LoRA targets \['qkv'\], which MMPretrainBackbone\(ConvNeXt\) does not "
      r'route .*ConvNeXt has no attention'),
