@@ -208,6 +208,11 @@ UNROUTED_QKV = ('its WindowMSAV2 computes F.linear(x, qkv.weight, cat(q_bias, 0,
 REFUSED = {'SwinTransformerV2': {'BitFit': f'its q / v biases: {UNROUTED_QKV}'}}
 
 
+def _derived_buffers_are_not_missing(module, incompatible_keys) -> None:
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if k.rsplit('.', 1)[-1] not in DERIVED_BUFFERS]
+
+
 @MODELS.register_module()
 class MMPretrainBackbone(TunedBackboneMixin, BaseModule):
     """An mmpretrain backbone, unmodified, with a tuner attached to its modules.
@@ -261,6 +266,9 @@ class MMPretrainBackbone(TunedBackboneMixin, BaseModule):
                 if hasattr(self.encoder, f'norm{i}') and arch != 'VisionTransformer':
                     setattr(self.encoder, f'norm{i}', nn.Identity())
         self._setup_checkpointing(False, 1)
+        # mmpretrain's SwinV2 drops its derived buffers from any state dict it loads (they
+        # are the config's): not missing, also for a strict load of this model's own file
+        self.register_load_state_dict_post_hook(_derived_buffers_are_not_missing)
         blocks = ARCHITECTURES[arch](self.encoder)
         self._sites = {info.index: sites for info, sites in blocks}
         self._residuals: Dict[Tuple[int, str], Tensor] = {}  # (layer, branch) -> stream

@@ -353,3 +353,19 @@ def test_swinv2_t_configs_count_against_mmpretrains_model_and_by_hand():
     # Adapter and Polyhistor(-Lite) see Swin-T's widths and depths: Swin-T's counts
     assert _count('adapter_swinv2-t.py')['encoder'] == 8_688_000
     assert _count('polyhistor_lite_swinv2-t.py')['encoder'] == 413_552
+
+
+def test_swinv2_model_reloads_its_own_state_strictly():
+    """mmpretrain's SwinV2 drops its derived buffers from every state dict it loads; a strict
+    load of this model's own state (adapter-only checkpoints load strictly) still works, and
+    a missing weight still fails."""
+    torch.manual_seed(7)
+    source, target = build('Adapter', encoder=SWINV2), build('Adapter', encoder=SWINV2)
+    randomise(source)
+    target.load_state_dict(source.state_dict(), strict=True)
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+    state = source.state_dict()
+    state.pop('encoder.stages.0.blocks.0.norm1.weight')
+    with pytest.raises(RuntimeError, match=r'Missing key.*stages\.0\.blocks\.0\.norm1\.weight'):
+        target.load_state_dict(state, strict=True)
