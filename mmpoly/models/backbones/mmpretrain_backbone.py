@@ -220,7 +220,8 @@ class MMPretrainBackbone(TunedBackboneMixin, BaseModule):
     Args:
         encoder: the mmpretrain backbone's config (``type`` from mmpretrain's registry,
             e.g. ``VisionTransformer`` with ``arch='dinov2-small'``). A ViT must give
-            ``out_type='featmap'`` with one out index; a Swin its stage outputs.
+            ``out_type='featmap'`` with one out index; a Swin, SwinV2 or ConvNeXt
+            (``gap_before_final_norm=False``) its stage outputs.
         tasks, tuner, task_batching: as in ``PolyhistorSwin``.
         neck: a pyramid neck (mmseg's ``Feature2Pyramid``) making four scales of a single
             map; None: the encoder's outputs as they are.
