@@ -369,3 +369,30 @@ def test_swinv2_model_reloads_its_own_state_strictly():
     state.pop('encoder.stages.0.blocks.0.norm1.weight')
     with pytest.raises(RuntimeError, match=r'Missing key.*stages\.0\.blocks\.0\.norm1\.weight'):
         target.load_state_dict(state, strict=True)
+
+
+def _registered_tuners():
+    from mmseg.registry import MODELS
+    from mmpoly.models.tuners.base import BaseTuner
+    return sorted(n for n, c in MODELS.module_dict.items()
+                  if isinstance(c, type) and issubclass(c, BaseTuner))
+
+
+@pytest.mark.parametrize('encoder', [CONVNEXT, SWINV2], ids=['convnext', 'swinv2'])
+def test_every_registered_tuner_runs_or_is_refused_by_name(encoder):
+    """No tuner is silently ignored nor crashes elsewhere: it runs, or the backbone refuses
+    it with an error naming the tuner and the encoder."""
+    options = {'PHMAdapter': dict(reduction=2)}  # (its phm_dim must divide the narrow widths)
+    ran, refused = [], []
+    for name in _registered_tuners():
+        try:
+            model = build(dict(type=name, **options.get(name, {})), encoder=encoder)
+        except ValueError as error:
+            assert name in str(error) and f"MMPretrainBackbone({encoder['type']})" in str(error)
+            refused.append(name)
+            continue
+        with torch.no_grad():
+            model(_image(encoder).float())
+        ran.append(name)
+    assert {'Adapter', 'Polyhistor', 'PolyhistorLite', 'FullFineTuning'} <= set(ran)
+    assert {'LoRA', 'MTLoRAShared', 'MTLoRA', 'VPT'} <= set(refused)
