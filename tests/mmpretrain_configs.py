@@ -7,7 +7,7 @@ import pytest
 
 HAVE_MMPRETRAIN = importlib.util.find_spec('mmpretrain') is not None
 #: file-name marks of those configs (their backbone names)
-MARKS = ('dinov2', 'vit-tiny')
+MARKS = ('dinov2', 'vit-tiny', 'convnextv2', 'swinv2')
 
 
 def uses_mmpretrain(path: str) -> bool:

@@ -16,6 +16,7 @@ A failure names the table, the row and the column. ``MMPOLY_README`` points the 
 another copy of the README (to try a changed number without touching the real one).
 """
 import contextlib
+import copy
 import functools
 import glob
 import json
@@ -536,7 +537,7 @@ def test_mmpretrain_table_is_the_configs_and_count_params():
     for row in table.rows:
         cells = dict(zip(table.header, row))
         backbone = plain(cells['config'])
-        base = Config.fromfile(osp.join(REPO, 'configs', f'lora_{backbone}.py'))
+        base = Config.fromfile(osp.join(REPO, 'configs', f'decoder_ft_{backbone}.py'))
         compare(table, backbone, 'weights', cells['weights'],
                 base.model.backbone.init_cfg.checkpoint, errors)
         index_name = re.search(r'`([^`]+)`', cells['mmpretrain backbone']).group(1)
@@ -544,11 +545,36 @@ def test_mmpretrain_table_is_the_configs_and_count_params():
         if url is not None:
             compare(table, backbone, 'weights (model index)', cells['weights'], url, errors)
         for column, method in MMPRETRAIN_METHODS.items():
-            found = counts(f'{method}_{backbone}.py')
+            config = f'{method}_{backbone}.py'
+            if plain(cells[column]) == 'refused':  # no config, and the backbone refuses it
+                if osp.exists(osp.join(REPO, 'configs', config)):
+                    errors.append(f'{backbone}: {column} says refused, {config} exists')
+                refused_by_name(base, method, backbone, errors)
+                continue
+            found = counts(config)
             compare(table, backbone, column, cells[column], f"{found['encoder']:,d}", errors)
+        neck = found['groups'].get('neck (pyramid of a plain ViT)')  # hierarchical: none
         compare(table, backbone, 'neck', cells['neck'],
-                f"{found['groups']['neck (pyramid of a plain ViT)']:,d}", errors)
+                '—' if neck is None else f'{neck:,d}', errors)
     report_errors(errors)
+
+
+def refused_by_name(base, method, backbone, errors):
+    """``base`` (a config of ``backbone``) with the DINOv2-S config's tuner of ``method``
+    must fail to build, with an error naming the tuner and the encoder."""
+    from mmengine.config import Config
+    from mmpoly.utils.param_count import build_model_without_weights
+    cfg = copy.deepcopy(base)
+    tuner = Config.fromfile(osp.join(REPO, 'configs', f'{method}_dinov2-s.py')).model.backbone.tuner
+    cfg.model.backbone.tuner = tuner
+    try:
+        build_model_without_weights(cfg, random_init=False)
+    except ValueError as error:
+        if tuner['type'] in str(error) and 'MMPretrainBackbone(' in str(error):
+            return
+        errors.append(f'{backbone}: {method} fails, but not by name: {error}')
+        return
+    errors.append(f'{backbone}: the README says {method} is refused, it builds')
 
 
 def model_index_weights(name):

@@ -30,7 +30,7 @@ def test_count_params_all_configs(python):
     for name, row in by_name.items():
         assert 0 <= row['encoder'] <= row['all'] <= row['total'], name
         decoders = row['all'] - row['encoder']
-        setting = re.search(r'_((?:swin|pvt|moby|dinov2)[^_]*(?:_.*)?)$', name).group(1)
+        setting = re.search(r'_((?:swin|pvt|moby|dinov2|convnextv2)[^_]*(?:_.*)?)$', name).group(1)
         same_setting = by_name['decoder_ft_' + setting]  # backbone (and dataset)
         assert decoders == same_setting['all'], name  # the decoders are the same in all rows
         if setting.endswith('_nyud'):  # four tasks too: the encoder is PASCAL's

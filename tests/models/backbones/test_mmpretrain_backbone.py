@@ -225,20 +225,36 @@ def test_vpt_prompts_and_swin_bitfit_tables_are_refused_not_ignored():
     build(dict(type='BitFit', rel_pos_tables=False), encoder=SWIN)  # its biases alone
 
 
-@pytest.mark.parametrize('encoder', [VIT, SWIN], ids=['vit', 'swin'])
+CONVNEXT = dict(type='ConvNeXt', arch=dict(depths=[1, 1, 2, 1], channels=[8, 16, 24, 32]),
+                use_grn=True, layer_scale_init_value=0., gap_before_final_norm=False,
+                out_indices=(0, 1, 2, 3), drop_path_rate=0.0, img_size=64)
+SWINV2 = dict(type='SwinTransformerV2',
+              arch=dict(embed_dims=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 2, 4],
+                        extra_norm_every_n_blocks=0),
+              img_size=128, window_size=[4, 4, 4, 4], drop_path_rate=0.0,
+              out_indices=(0, 1, 2, 3))
+
+
+@pytest.mark.parametrize('encoder', [VIT, SWIN, CONVNEXT, SWINV2],
+                         ids=['vit', 'swin', 'convnext', 'swinv2'])
 def test_every_tuned_linear_runs_in_the_upstream_forward(encoder):
-    """An upstream forward that bypassed a linear module (``F.linear(x, m.weight)``) would
-    leave the tuner out silently: every TunedLinear is called once per layer."""
-    model = build('LoRA', encoder=encoder)
+    """An upstream forward that bypassed a linear module (``F.linear(x, m.weight)``, as
+    SwinV2's qkv) would leave the tuner out silently: every TunedLinear is called once, and
+    every linear a layer routes (``LayerInfo.linears``) is one of them."""
+    encoder = dict(encoder)
+    size = encoder['img_size']
+    if encoder['type'] == 'ConvNeXt':
+        encoder.pop('img_size')
+    model = build('NoTuner', encoder=encoder)
     calls = []
     for name, module in model.named_modules():
         if isinstance(module, TunedLinear):
             module.register_forward_hook(lambda m, a, o, name=name: calls.append(name))
     with torch.no_grad():
-        model(torch.randn(1, 3, encoder['img_size'], encoder['img_size']))
+        model(torch.randn(1, 3, size, size))
     assert sorted(calls) == sorted(n for n, m in model.named_modules()
                                    if isinstance(m, TunedLinear))
-    assert len(calls) == 4 * len(model.layer_infos)
+    assert len(calls) == sum(len(layer.linears) for layer in model.layer_infos) > 0
 
 
 def test_checkpointing_inside_the_encoder_is_refused():

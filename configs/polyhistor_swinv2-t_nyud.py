@@ -1,0 +1,6 @@
+# configs/polyhistor_swinv2-t.py on NYUD-v2 (semseg, depth, normals, edge): the same method and
+# backbone, the NYUD_MT data, recipe and task losses of configs/_base_/datasets/nyud_mt.py.
+_base_ = ['./_base_/setups/nyud_swinv2-t.py']
+model = dict(
+    backbone=dict(
+        tuner=dict(type='Polyhistor', reduction=16, rank_ratio=0.25, task_embed_dim=64)))
