@@ -22,6 +22,7 @@ model = dict(
             arch='tiny',
             img_size=512,
             window_size=[8, 8, 8, 8],
+            pad_small_map=True,  # a map under a window (inputs < 256 px) padded, as mmseg's
             drop_path_rate=0.1,
             out_indices=(0, 1, 2, 3)),
         tuner=dict(type='NoTuner'),  # frozen encoder; method configs replace it
