@@ -120,6 +120,7 @@ def main(argv=None):
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         raise SystemExit('--device cuda: no GPU is available here')
     if args.config:  # before any model is built: a clear reason, not a figure made up
+        # (and the probe's allocator settings, which the models are built under)
         from mmpoly.benchmark.memory import MemoryUnavailable
         try:
             MemoryProbe.method(args.device)
@@ -142,6 +143,10 @@ def main(argv=None):
 
         if args.sequential:
             for spec in specs:
+                # built under the memory probe's allocator settings, as the cases of one
+                # --compare run (an earlier case's freed heap may still serve this one's
+                # allocations: its memory figure is less exact than in --compare)
+                MemoryProbe.configure_malloc()
                 case = build(spec)
                 run_cases([case], args.iters, args.warmup, args.profile_iters, log=log,
                           flops=args.flops)

@@ -449,15 +449,25 @@ def _tensors_in(obj) -> List[torch.Tensor]:
 # ------------------------------------------------------------------ runs
 def run_cases(cases: Sequence[Case], iters: int, warmup: int, profile_iters: int = 1,
               log=print, flops: bool = False, memory_iters: int = 1) -> None:
-    """Warm up every case, then time them round-robin (``iters`` rounds) so that the load of
-    a shared machine falls on all of them alike; then the profiled breakdown and ``flops``
-    (each step's arithmetic) of each; then ``memory_iters`` steps each under the memory
-    probe. The CPU probe's allocator settings make every step fault its memory in afresh
-    (see :mod:`.memory`), so no timed step runs under them."""
-    MemoryProbe.configure_malloc_for_timing()
+    """Warm up every case and measure its peak memory (``memory_iters`` steps under the
+    memory probe), then time them round-robin (``iters`` rounds, after one untimed step each)
+    so that the load of a shared machine falls on all of them alike; then the profiled
+    breakdown and ``flops`` (each step's arithmetic) of each.
+
+    The CPU probe's allocator settings make every step fault its memory in afresh, so no
+    timed step runs under them; and memory comes first, because activations freed into the
+    heap under the timing settings would serve the probe's step from fragmented heap (its
+    peak then varies by 10 % from step to step) instead of from pages mapped per tensor
+    (see :mod:`.memory`)."""
+    MemoryProbe.configure_malloc()
     for case in cases:
         for _ in range(warmup):
             case.run_step(record=False)
+        for _ in range(memory_iters):
+            case.measure_memory_step()
+    MemoryProbe.configure_malloc_for_timing()
+    for case in cases:  # the heap grows to a step's size under the timing settings
+        case.run_step(record=False)
     for i in range(iters):
         for case in cases:
             dt = case.run_step()
@@ -466,10 +476,6 @@ def run_cases(cases: Sequence[Case], iters: int, warmup: int, profile_iters: int
         case.breakdown = case.profile(profile_iters) if profile_iters else None
         case.hypernet_ms = case.hypernet_cost_ms() if profile_iters else None
         case.flops = case.count_flops() if flops else None
-    for case in cases:
-        for _ in range(memory_iters):
-            case.measure_memory_step()
-    MemoryProbe.configure_malloc_for_timing()
 
 
 def case_result(case: Case) -> dict:

@@ -7,7 +7,10 @@ trimmed before each step. Those settings make a step fault every activation's pa
 afresh (the Swin-T floor's training step at 512 px: 2.97 s under them, 1.62 s with glibc's
 defaults), so steps are timed under :meth:`MemoryProbe.configure_malloc_for_timing` (the
 ceiling glibc's dynamic threshold rises to in a long run: 32 MiB, trim at 64 MiB; 1.59 s) and
-memory is measured in steps of its own (``Case.measure_memory_step``). Both devices report
+memory is measured in steps of its own (``Case.measure_memory_step``) before any timed step:
+once timed steps have freed activations into the heap, the probe's step is served from that
+fragmented heap and reads 1.35-1.43 GB instead of 1.11 GB (the same floor step, three steps).
+Both devices report
 ``peak_mem_mb = state_mb + peak_step_mb``: the exact bytes of parameters, buffers and
 optimiser state held between steps, plus the peak the step adds on top of them (activations,
 gradients, temporaries). It is comparable across models built in the same process, which is
