@@ -5,16 +5,11 @@
 # (a setup base, _base_/setups/, joins the two); method configs set only `model.backbone.tuner`.
 # The output norms (norm0..norm3) are left to each task's decoder as on PolyhistorSwin
 # (out_norms=False): the FCMAE release is the masked autoencoder's encoder, without them.
-norm_cfg = dict(type='BN', requires_grad=True)  # `--cfg-options sync_bn=torch` on many GPUs
-data_preprocessor = dict(
-    type='MultiTaskDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True)  # the pad size comes with the dataset (crop_size, see _base_/setups)
+# The data preprocessor and the decoders (Swin-T's stage widths) are swin-t's.
+_base_ = ['./swin-t_mt-segformer.py']
 model = dict(
-    type='MultiTaskEncoderDecoder',
-    data_preprocessor=data_preprocessor,
     backbone=dict(
+        _delete_=True,  # Swin-T's PolyhistorSwin keys do not apply
         type='MMPretrainBackbone',
         encoder=dict(
             type='ConvNeXt',  # from mmpretrain's registry
@@ -30,12 +25,4 @@ model = dict(
         init_cfg=dict(type='Pretrained',
                       checkpoint=('https://download.openmmlab.com/mmclassification/v0/'
                                   'convnext-v2/convnext-v2-tiny_3rdparty-fcmae_in1k_'
-                                  '20230104-80513adc.pth'))),
-    decode_head=dict(
-        type='MultiTaskSegformerHead',
-        in_channels=[96, 192, 384, 768],
-        channels=256,
-        dropout_ratio=0.1,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        losses=dict()))  # each task's loss from its spec
+                                  '20230104-80513adc.pth'))))

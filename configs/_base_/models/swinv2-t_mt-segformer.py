@@ -6,16 +6,11 @@
 # base, _base_/setups/, joins the two); method configs set only `model.backbone.tuner`.
 # Blocks are post-norm: the tuner's branch hooks read norm1's / norm2's outputs; qkv is not
 # routed (WindowMSAV2 bypasses the module), so LoRA and BitFit are refused on it.
-norm_cfg = dict(type='BN', requires_grad=True)  # `--cfg-options sync_bn=torch` on many GPUs
-data_preprocessor = dict(
-    type='MultiTaskDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True)  # the pad size comes with the dataset (crop_size, see _base_/setups)
+# The data preprocessor and the decoders (Swin-T's stage widths) are swin-t's.
+_base_ = ['./swin-t_mt-segformer.py']
 model = dict(
-    type='MultiTaskEncoderDecoder',
-    data_preprocessor=data_preprocessor,
     backbone=dict(
+        _delete_=True,  # Swin-T's PolyhistorSwin keys do not apply
         type='MMPretrainBackbone',
         encoder=dict(
             type='SwinTransformerV2',  # from mmpretrain's registry
@@ -30,12 +25,4 @@ model = dict(
         # --cfg-options model.backbone.init_cfg.checkpoint=pretrained/<file>.pth
         init_cfg=dict(type='Pretrained',
                       checkpoint=('https://download.openmmlab.com/mmclassification/v0/swin-v2/'
-                                  'swinv2-tiny-w8_3rdparty_in1k-256px_20220803-e318968f.pth'))),
-    decode_head=dict(
-        type='MultiTaskSegformerHead',
-        in_channels=[96, 192, 384, 768],
-        channels=256,
-        dropout_ratio=0.1,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        losses=dict()))  # each task's loss from its spec
+                                  'swinv2-tiny-w8_3rdparty_in1k-256px_20220803-e318968f.pth'))))
