@@ -98,3 +98,23 @@ def test_split_streams_and_add_low_rank_equal_their_plain_forms():
     for a, b in zip(torch.autograd.grad(out, (base, low, B), g),
                     torch.autograd.grad(ref, (base, low, B), g)):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+
+
+def test_checkpointed_recomputation_draws_the_same_bits():
+    """The seed comes from torch's generator, whose state activation checkpointing restores
+    for the recomputation: the checkpointed layer's output and gradients equal the plain
+    one's (a seed drawn elsewhere would give the backward another mask)."""
+    from torch.utils.checkpoint import checkpoint
+    W = torch.randn(16, 16, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(64, 16, dtype=torch.float64, requires_grad=True)
+
+    def layer(h):
+        return (branch_dropout(h, 0.3, True) @ W).tanh()
+
+    results = []
+    for run in (layer, lambda h: checkpoint(layer, h, use_reentrant=False)):
+        torch.manual_seed(0)
+        out = run(x)
+        results.append((out, *torch.autograd.grad(out.sum(), (x, W))))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
