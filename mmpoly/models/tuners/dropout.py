@@ -1,15 +1,17 @@
 """Dropout on a low-rank branch's input, with a cheap random mask on the CPU.
 
 MTLoRA, DiTASK, Free Sinewich and TADFormer drop 5 % of every LoRA branch's input (the
-reference's ``nn.Dropout``), about 50 M elements per Swin-T step at 512 px. On the CPU torch
-draws each keep bit with its sequential Mersenne twister (``bernoulli_``, 3-4 ns per element,
-a float32 mask kept for the backward): measured 0.7 s of MTLoRA's 5.4 s training step.
+reference's ``nn.Dropout``), about 55 M elements per MTLoRA Swin-T step at 512 px. On the CPU
+torch draws each keep bit with its sequential Mersenne twister (``bernoulli_``, 3-4 ns per
+element, a float32 mask kept for the backward): forward and backward of one 16384 x 384
+float32 input take 29 ms with ``F.dropout`` and 8 ms here (2 cores, measured).
 :func:`branch_dropout` computes the same function, ``x * keep / (1 - p)`` with keep bits
 independent and ``P(keep) = 1 - p`` (to 2^-32), from a counter-based generator instead:
 element ``i``'s bits are splitmix64's output for state ``seed + i * golden_gamma``
 (Steele et al., 2014), with ``seed`` drawn from torch's generator, so runs stay reproducible
-under ``torch.manual_seed``. One compiled
-pass writes the output; the backward draws the same bits again from the seed (no mask kept).
+under ``torch.manual_seed`` (and activation checkpointing, which restores that generator,
+recomputes the same mask). One compiled pass writes the output; the backward draws the same
+bits again from the seed (no mask kept).
 
 The masks are not torch's: a training run with these methods draws different (equally
 distributed) masks than ``F.dropout`` would. Off the CPU (CUDA has its own fused dropout),
