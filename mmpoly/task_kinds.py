@@ -313,7 +313,7 @@ class NormalKind(TaskKind):
     def warp_label(self, label, warp, spec):
         # bilinear, then unit length again; a validity mask moved with nearest keeps the
         # invalid (zero) pixels invalid
-        valid = np.any(label != 0, axis=2).astype(np.uint8)
+        valid = ((label[..., 0] != 0) | (label[..., 1] != 0) | (label[..., 2] != 0)).view(np.uint8)
         moved = warp(label.astype(np.float32), cv2.INTER_LINEAR, 0)
         moved_valid = warp(valid, cv2.INTER_NEAREST, 0).astype(bool)
         return _functional().normalize_normals(moved, axis=2, valid=moved_valid, eps=1e-6)

@@ -16,12 +16,18 @@ test_pipeline = [
     dict(step, scale=img_scale) if step['type'] == 'MTResize' else step
     for step in _base_.test_pipeline
 ]
+# Loading in the main process: a sample of these small images costs under 2 ms, less than
+# what worker processes cost a 2-core machine by preempting its two compute threads (the
+# main job: 0.17 s per iteration against 0.19 s with two workers; the per-sample seeds make
+# the batches the same either way).
 train_dataloader = dict(
     batch_size=8,
-    num_workers=2,
+    num_workers=0,
+    persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=train_pipeline, auto_generate=synthetic))
 val_dataloader = dict(
     batch_size=8,
-    num_workers=2,
+    num_workers=0,
+    persistent_workers=False,
     dataset=dict(data_root=data_root, pipeline=test_pipeline, auto_generate=synthetic))
 test_dataloader = val_dataloader
