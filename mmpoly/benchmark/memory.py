@@ -75,7 +75,7 @@ class MemoryProbe:
     After :meth:`stop`, ``last_method`` is the method of that measurement and
     ``upper_bound`` whether its figure is only an upper bound (see the module doc)."""
     _libc = None
-    _configured = False
+    _libc_looked_up = False
 
     def __init__(self, device: str):
         self.cuda = device.startswith('cuda')
@@ -85,8 +85,8 @@ class MemoryProbe:
     @classmethod
     def _glibc(cls):
         """glibc (``mallopt``, ``malloc_trim``), or None where it cannot be reached."""
-        if not cls._configured:
-            cls._configured = True
+        if not cls._libc_looked_up:
+            cls._libc_looked_up = True
             try:
                 libc = ctypes.CDLL('libc.so.6')
                 cls._libc = libc if hasattr(libc, 'mallopt') and \

@@ -161,7 +161,7 @@ def test_cpu_refuses_without_proc_status(monkeypatch):
 def test_cpu_refuses_without_glibc_trim(monkeypatch):
     """Without malloc_trim freed activations stay resident and later steps look free (see
     test_cpu_counts_freed_heap_reused_by_the_next_step): refused, not measured."""
-    monkeypatch.setattr(MemoryProbe, '_configured', True)
+    monkeypatch.setattr(MemoryProbe, '_libc_looked_up', True)
     monkeypatch.setattr(MemoryProbe, '_libc', None)
     with pytest.raises(MemoryUnavailable, match='malloc_trim'):
         MemoryProbe('cpu').start()

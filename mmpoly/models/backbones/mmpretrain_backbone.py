@@ -208,9 +208,14 @@ UNROUTED_QKV = ('its WindowMSAV2 computes F.linear(x, qkv.weight, cat(q_bias, 0,
 REFUSED = {'SwinTransformerV2': {'BitFit': f'its q / v biases: {UNROUTED_QKV}'}}
 
 
+def is_derived(key: str) -> bool:
+    """Whether a state-dict key names one of the :data:`DERIVED_BUFFERS`."""
+    return key.rsplit('.', 1)[-1] in DERIVED_BUFFERS
+
+
 def _derived_buffers_are_not_missing(module, incompatible_keys) -> None:
     missing = incompatible_keys.missing_keys
-    missing[:] = [k for k in missing if k.rsplit('.', 1)[-1] not in DERIVED_BUFFERS]
+    missing[:] = [k for k in missing if not is_derived(k)]
 
 
 @MODELS.register_module()
@@ -431,8 +436,7 @@ class MMPretrainBackbone(TunedBackboneMixin, BaseModule):
             source = {k[len(prefix):]: v for k, v in source.items()
                       if k.startswith(prefix)} or source
         own = {k: v for k, v in self.encoder.state_dict().items()
-               if not k.startswith(TUNER_PREFIX) and not any(
-                   derived in k for derived in DERIVED_BUFFERS)}
+               if not k.startswith(TUNER_PREFIX) and not is_derived(k)}
         missing = sorted(set(own) - set(source))
         if missing:
             raise KeyError(f'checkpoint {path} is not a checkpoint for this '

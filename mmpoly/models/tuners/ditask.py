@@ -90,7 +90,7 @@ from .base import (BaseTuner, LayerInfo, TaskContext, split_streams, stage_last_
 from .dropout import branch_dropout
 from .cpab import Cpab1d, resample
 from .merging import MergedWeights
-from .mtlora import BACKBONE_GROUPS, PROJECTIONS, QKV_FORK, TASK_PROJECTIONS
+from .mtlora import PROJECTIONS, QKV_FORK, TASK_PROJECTIONS, backbone_patterns
 
 THETA_INITS = ('kaiming', 'zeros')
 
@@ -191,12 +191,11 @@ class DiTASK(MergedWeights, BaseTuner):
                 unused = forked and layer.index == final and not build_unused
                 if name in targets and not unused:
                     self.shared_theta[key] = nn.Parameter(torch.zeros(self.shared_cpab.dim))
-        trained = dict(train_patch_embed=train_patch_embed, train_norms=train_norms,
-                       train_relative_position_bias=train_relative_position_bias,
-                       train_patch_merging=train_patch_merging)
         #: backbone parameters it trains, as patterns (``TunedBackboneMixin._freeze``)
-        self.backbone_trainable = tuple(
-            pattern for key, pattern in BACKBONE_GROUPS.items() if trained[key])
+        self.backbone_trainable = backbone_patterns(
+            train_patch_embed=train_patch_embed, train_norms=train_norms,
+            train_relative_position_bias=train_relative_position_bias,
+            train_patch_merging=train_patch_merging)
         #: key -> (stamp of the weight, U, S, Vh), the SVD of its blocks (not in the state dict)
         self._svd: Dict[str, Tuple] = {}
         self.reset_parameters()

@@ -79,7 +79,7 @@ from .base import (BaseTuner, LayerInfo, TaskContext, split_streams, stage_last_
                    subset_of)
 from .dropout import branch_dropout
 from .merging import MergedWeights, add_low_rank
-from .mtlora import BACKBONE_GROUPS, PROJECTIONS, QKV_FORK, TASK_PROJECTIONS
+from .mtlora import PROJECTIONS, QKV_FORK, TASK_PROJECTIONS, backbone_patterns
 
 PADDINGS = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate'}
 #: the paper's totals (M) by rank (Swin-T, PASCAL-Context, 4 tasks, HRNet heads)
@@ -236,12 +236,11 @@ class FreeSinewich(MergedWeights, BaseTuner):
             self.token_std = float(token_std)
             self.task_tokens = nn.Parameter(torch.zeros(self.num_tasks, dim))
             self.clock = nn.Linear(dim, len(self.task_keys) if clock == 'projection' else 1)
-        trained = dict(train_patch_embed=train_patch_embed, train_norms=train_norms,
-                       train_relative_position_bias=train_relative_position_bias,
-                       train_patch_merging=train_patch_merging)
         #: backbone parameters it trains, as patterns (``TunedBackboneMixin._freeze``)
-        self.backbone_trainable = tuple(
-            pattern for key, pattern in BACKBONE_GROUPS.items() if trained[key])
+        self.backbone_trainable = backbone_patterns(
+            train_patch_embed=train_patch_embed, train_norms=train_norms,
+            train_relative_position_bias=train_relative_position_bias,
+            train_patch_merging=train_patch_merging)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -94,6 +94,12 @@ BACKBONE_GROUPS = {
 }
 
 
+def backbone_patterns(**train: bool) -> tuple:
+    """The patterns of the backbone parameters a tuner of the MTLoRA family trains beside its
+    own, from its ``train_*`` flags (the keys of :data:`BACKBONE_GROUPS`)."""
+    return tuple(pattern for key, pattern in BACKBONE_GROUPS.items() if train[key])
+
+
 @MODELS.register_module()
 class MTLoRA(MergedWeights, BaseTuner):
     """MTLoRA: TA-LoRA on every block, TS-LoRA forking the last block of every stage.
@@ -205,12 +211,11 @@ class MTLoRA(MergedWeights, BaseTuner):
                 elif shared_layers == 'all' or layer.index in last:
                     self.shared_A[key] = nn.Parameter(torch.zeros(r, d_in))
                     self.shared_B[key] = nn.Parameter(torch.zeros(d_out, r))
-        trained = dict(train_patch_embed=train_patch_embed, train_norms=train_norms,
-                       train_relative_position_bias=train_relative_position_bias,
-                       train_patch_merging=train_patch_merging)
         #: backbone parameters it trains, as patterns (``TunedBackboneMixin._freeze``)
-        self.backbone_trainable = tuple(
-            pattern for key, pattern in BACKBONE_GROUPS.items() if trained[key])
+        self.backbone_trainable = backbone_patterns(
+            train_patch_embed=train_patch_embed, train_norms=train_norms,
+            train_relative_position_bias=train_relative_position_bias,
+            train_patch_merging=train_patch_merging)
         self.reset_parameters()
 
     # ------------------------------------------------------------------ config
@@ -355,4 +360,5 @@ def _per_stage(value, stages: int, key: str, kind) -> List:
     return [kind(v) for v in values]
 
 
-__all__ = ['MTLoRA', 'BACKBONE_GROUPS', 'PROJECTIONS', 'TASK_PROJECTIONS', 'QKV_FORK']
+__all__ = ['MTLoRA', 'BACKBONE_GROUPS', 'PROJECTIONS', 'TASK_PROJECTIONS', 'QKV_FORK',
+           'backbone_patterns']

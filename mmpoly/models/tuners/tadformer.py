@@ -56,10 +56,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmseg.registry import MODELS
-from .base import BaseTuner, LayerInfo, Site, TaskContext, split_streams, stage_last_layers
+from .base import (BaseTuner, LayerInfo, Site, TaskContext, split_streams, stage_last_layers,
+                   subset_of)
 from .dropout import branch_dropout
 from .merging import MergedWeights, add_low_rank, low_rank_weight
-from .mtlora import BACKBONE_GROUPS, PROJECTIONS, TASK_PROJECTIONS
+from .mtlora import PROJECTIONS, TASK_PROJECTIONS, backbone_patterns
 
 #: published totals (M) of Swin-T, 4 tasks, by rank (TADFormer table 1)
 PUBLISHED = {16: '3.56', 32: '4.78', 64: '7.38'}
@@ -119,7 +120,7 @@ class TADFormer(MergedWeights, BaseTuner):
                  build_unused: bool = False,
                  **kwargs):
         super().__init__(**kwargs)
-        targets = (targets, ) if isinstance(targets, str) else tuple(targets)
+        targets = subset_of(targets, PROJECTIONS, 'TADFormer.targets')
         checks = [(filter in ('static', 'dynamic'), f"filter must be 'static' or 'dynamic', "
                    f'got {filter!r}'),
                   (skip_layout in ('reference', 'tokens'), "skip_layout must be 'reference' "
@@ -133,9 +134,8 @@ class TADFormer(MergedWeights, BaseTuner):
                                                                 else 1),
                    f'filter_kernel must be odd (>= 3 for the dynamic filter, which '
                    f'standardises the taps), got {filter_kernel}'),
-                  (bool(targets) and all(t in PROJECTIONS for t in targets)
-                   and 'proj' in targets, f'targets must be a subset of {list(PROJECTIONS)} '
-                   f"holding 'proj' (the TPC's projection), got {list(targets)}")]
+                  ('proj' in targets, f"targets must hold 'proj' (the TPC's projection), "
+                   f'got {list(targets)}')]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f'TADFormer.{message}')
@@ -184,11 +184,11 @@ class TADFormer(MergedWeights, BaseTuner):
         self.prompt_up = nn.ParameterList(
             [nn.Parameter(torch.zeros(2 * d, d)) for d in dims[:-1]])
         self.gates = nn.Parameter(torch.zeros(len(stages)))
-        trained = dict(train_patch_embed=train_patch_embed, train_norms=train_norms,
-                       train_relative_position_bias=train_relative_position_bias,
-                       train_patch_merging=train_patch_merging)
-        self.backbone_trainable = tuple(
-            pattern for key, pattern in BACKBONE_GROUPS.items() if trained[key])
+        #: backbone parameters it trains, as patterns (``TunedBackboneMixin._freeze``)
+        self.backbone_trainable = backbone_patterns(
+            train_patch_embed=train_patch_embed, train_norms=train_norms,
+            train_relative_position_bias=train_relative_position_bias,
+            train_patch_merging=train_patch_merging)
         self.reset_parameters()
 
     @staticmethod
