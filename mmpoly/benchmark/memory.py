@@ -5,11 +5,12 @@ glibc's dynamic mmap threshold would otherwise keep freed activations in the hea
 steps would look free), so the threshold is fixed at 64 KiB (``mallopt``) and freed heap is
 trimmed before each step. Those settings make a step fault every activation's pages in
 afresh (the Swin-T floor's training step at 512 px: 2.97 s under them, 1.62 s with glibc's
-defaults), so steps are timed under :meth:`MemoryProbe.configure_malloc_for_timing` (the
-ceiling glibc's dynamic threshold rises to in a long run: 32 MiB, trim at 64 MiB; 1.59 s) and
-memory is measured in steps of its own (``Case.measure_memory_step``) before any timed step:
-once timed steps have freed activations into the heap, the probe's step is served from that
-fragmented heap and reads 1.35-1.43 GB instead of 1.11 GB (the same floor step, three steps).
+defaults), so steps are timed under :meth:`MemoryProbe.configure_malloc_for_timing`, the
+settings training runs under (:mod:`mmpoly.utils.host_malloc`: freed memory stays in the
+heap; 1.47 s), and memory is measured in steps of its own (``Case.measure_memory_step``)
+before any timed step: once timed steps have freed activations into the heap, the probe's
+step is served from that heap and reads 1.35-1.43 GB instead of 1.11 GB (the same floor
+step, three steps, with glibc's long-run settings).
 Both devices report
 ``peak_mem_mb = state_mb + peak_step_mb``: the exact bytes of parameters, buffers and
 optimiser state held between steps, plus the peak the step adds on top of them (activations,
@@ -29,11 +30,13 @@ or only an upper bound (``MemoryProbe.upper_bound``); nothing falls back silentl
   peak with no current RSS to subtract, so a step's peak cannot be had from it.
 """
 
-import ctypes
 import re
 from typing import Optional
 
 import torch
+
+from ..utils.host_malloc import (GLIBC_MMAP_MAX, M_MMAP_MAX, M_MMAP_THRESHOLD, M_TRIM_THRESHOLD,
+                                 glibc, keep_freed_memory)
 
 
 class MemoryUnavailable(RuntimeError):
@@ -48,8 +51,6 @@ CUDA_METHOD = 'cuda_max_memory_allocated'
 RESET_METHOD = 'rss_hwm_reset'
 LIFETIME_METHOD = 'rss_hwm_lifetime'
 UPPER_BOUND_SUFFIX = '_upper_bound'
-#: mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 
 
 def _proc_kb(field: str) -> int:
@@ -74,48 +75,31 @@ class MemoryProbe:
 
     After :meth:`stop`, ``last_method`` is the method of that measurement and
     ``upper_bound`` whether its figure is only an upper bound (see the module doc)."""
-    _libc = None
-    _libc_looked_up = False
-
     def __init__(self, device: str):
         self.cuda = device.startswith('cuda')
         self.last_method: Optional[str] = None
         self.upper_bound: Optional[bool] = None
 
-    @classmethod
-    def _glibc(cls):
-        """glibc (``mallopt``, ``malloc_trim``), or None where it cannot be reached."""
-        if not cls._libc_looked_up:
-            cls._libc_looked_up = True
-            try:
-                libc = ctypes.CDLL('libc.so.6')
-                cls._libc = libc if hasattr(libc, 'mallopt') and \
-                    hasattr(libc, 'malloc_trim') else None
-            except OSError:
-                cls._libc = None
-        return cls._libc
-
-    @classmethod
-    def configure_malloc(cls) -> bool:
+    @staticmethod
+    def configure_malloc() -> bool:
         """The probe's settings: a fixed 64 KiB mmap threshold and 128 KiB trim threshold
         (freed activations go back to the OS; see module doc). False when glibc's allocator
         cannot be reached (the CPU probe then refuses)."""
-        libc = cls._glibc()
+        libc = glibc()
         if libc is None:
             return False
+        libc.mallopt(M_MMAP_MAX, GLIBC_MMAP_MAX)  # undo keep_freed_memory's "no mmap"
         libc.mallopt(M_MMAP_THRESHOLD, 64 * 1024)
         libc.mallopt(M_TRIM_THRESHOLD, 128 * 1024)
         return True
 
-    @classmethod
-    def configure_malloc_for_timing(cls) -> None:
-        """Settings for timed steps: glibc's own in a long run (the mmap threshold at the
-        32 MiB ceiling its dynamic rule rises to, trim at twice that), fixed so that they do
-        not depend on what ran before; nothing where glibc cannot be reached."""
-        libc = cls._glibc()
-        if libc is not None:
-            libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)
-            libc.mallopt(M_TRIM_THRESHOLD, 64 * 2**20)
+    @staticmethod
+    def configure_malloc_for_timing() -> None:
+        """Settings for timed steps: the ones training runs under
+        (:func:`mmpoly.utils.host_malloc.keep_freed_memory`: freed memory stays in the heap,
+        so a step does not fault its large tensors in afresh); nothing where glibc cannot be
+        reached."""
+        keep_freed_memory()
 
     @staticmethod
     def can_reset_hwm() -> bool:
@@ -154,7 +138,7 @@ class MemoryProbe:
             self._method = CUDA_METHOD
             return
         self._check_cpu()
-        self._libc.malloc_trim(0)
+        glibc().malloc_trim(0)
         self._method = RESET_METHOD if self.can_reset_hwm() else LIFETIME_METHOD
         self.base = _proc_kb('VmRSS') * 1024
         self.base_hwm = _proc_kb('VmHWM') * 1024

@@ -1,5 +1,5 @@
 """What tools/train.py and tools/test.py do before building a Runner once the config is
-loaded: choose the backend and the work dir."""
+loaded: set the allocator, choose the backend and the work dir."""
 import gc
 import os.path as osp
 from typing import Optional
@@ -8,15 +8,24 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 
+from ..utils.host_malloc import keep_freed_memory
+
 
 def setup_runtime(cfg: Config, launcher: str = 'none') -> Config:
-    """nccl on GPUs; without one, gloo and CPU DDP.
+    """glibc's allocator keeps freed memory (``env_cfg.keep_freed_memory``, default True:
+    :mod:`mmpoly.utils.host_malloc`); nccl on GPUs; without one, gloo and CPU DDP.
 
     mmengine 0.10.7 assumes a GPU per process for the pytorch launcher (it calls
     ``torch.cuda.set_device`` and passes ``device_ids``), so without CUDA the process group is
     started here with gloo (the Runner then skips its own start) and DDP gets no device ids.
     """
-    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    env_cfg = cfg.setdefault('env_cfg', {})
+    keep = env_cfg.get('keep_freed_memory', True)
+    if not isinstance(keep, bool):
+        raise TypeError(f'env_cfg.keep_freed_memory must be True or False, got {keep!r}')
+    if keep:
+        keep_freed_memory()  # before the model and the data take memory
+    dist_cfg = env_cfg.setdefault('dist_cfg', {})
     if torch.cuda.is_available():
         return cfg
     dist_cfg['backend'] = 'gloo'

@@ -98,7 +98,7 @@ def test_cpu_without_hwm_reset_marks_upper_bounds(monkeypatch):
     assert not MemoryProbe.can_reset_hwm()
     assert MemoryProbe.method('cpu') == 'rss_hwm_lifetime'
     MemoryProbe.configure_malloc()
-    MemoryProbe._libc.malloc_trim(0)
+    memory.glibc().malloc_trim(0)
     above = (memory._proc_kb('VmHWM') - memory._proc_kb('VmRSS')) * 1024 + N  # past the mark
     big, probe = measure(lambda: touched_numpy(above))
     assert abs(big - above) <= TOL, (big / MiB, above / MiB)
@@ -161,8 +161,7 @@ def test_cpu_refuses_without_proc_status(monkeypatch):
 def test_cpu_refuses_without_glibc_trim(monkeypatch):
     """Without malloc_trim freed activations stay resident and later steps look free (see
     test_cpu_counts_freed_heap_reused_by_the_next_step): refused, not measured."""
-    monkeypatch.setattr(MemoryProbe, '_libc_looked_up', True)
-    monkeypatch.setattr(MemoryProbe, '_libc', None)
+    monkeypatch.setattr(memory, 'glibc', lambda: None)
     with pytest.raises(MemoryUnavailable, match='malloc_trim'):
         MemoryProbe('cpu').start()
 
