@@ -16,7 +16,7 @@ SECTIONS = ('## Performance', '## Measured')
 #: numbers in those sections that are not measurements: the targets' thresholds, the bf16
 #: test's bound, torch's version
 CONSTANTS = {'0.85', '1.15', '1.12', '0.8', '0.4', '1.35', '2%', '1.3', '3%', '1%', '2.13',
-             '0.65'}
+             '0.65', '0.70'}
 #: the methods that (a)'s first sentence ranges over: task-specific parts in every layer
 #: and T passes; the others have sentences of their own
 EVERY_LAYER = ('bitfit', 'relative_bias', 'vpt_shallow', 'phm', 'compacter', 'compacter_pp',
