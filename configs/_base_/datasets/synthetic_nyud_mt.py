@@ -17,10 +17,8 @@ test_pipeline = [
     for step in _base_.test_pipeline
 ]
 crop_size = (72, 96)
-# Loading in the main process: a sample of these small images costs under 2 ms, less than
-# what worker processes cost a 2-core machine by preempting its two compute threads (the
-# main job: 0.17 s per iteration against 0.19 s with two workers; the per-sample seeds make
-# the batches the same either way).
+# Loading in the main process, as the synthetic PASCAL_MT (synthetic_mt.py says why): a
+# sample of these images costs about 1.5 ms.
 train_dataloader = dict(
     batch_size=8,
     num_workers=0,
