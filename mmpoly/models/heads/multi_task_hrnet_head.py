@@ -19,9 +19,9 @@ from mmcv.cnn import ConvModule
 from torch import Tensor, nn
 
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
-from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from .base_multi_task_head import BaseMultiTaskHead, task_loss
+from .level_resize import resize_level
 
 
 @MODELS.register_module()
@@ -66,10 +66,7 @@ class HRNetFuseHead(BaseDecodeHead):
         if self.projections is not None:
             feats = [proj(x) for proj, x in zip(self.projections, feats)]
         size = feats[0].shape[2:]
-        feats = [feats[0]] + [
-            resize(x, size=size, mode='bilinear', align_corners=self.align_corners)
-            for x in feats[1:]
-        ]
+        feats = [feats[0]] + [resize_level(x, size, self.align_corners) for x in feats[1:]]
         return self.cls_seg(self.fuse(torch.cat(feats, dim=1)))
 
 

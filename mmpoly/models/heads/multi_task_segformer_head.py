@@ -1,16 +1,31 @@
 """One SegFormer All-MLP decoder per task, each with its own output norms and loss."""
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from mmseg.models.decode_heads import SegformerHead
 from mmseg.registry import MODELS
 from .base_multi_task_head import BaseMultiTaskHead, task_loss
+from .level_resize import resize_level
+
+
+class SegformerDecoder(SegformerHead):
+    """mmseg's ``SegformerHead`` (bilinear), its levels resized by :func:`resize_level`:
+    the same outputs and gradients, without the CPU backward's transposes."""
+
+    def forward(self, inputs: List[Tensor]) -> Tensor:
+        inputs = self._transform_inputs(inputs)
+        size = inputs[0].shape[2:]
+        levels = [resize_level(conv(x), size, self.align_corners)
+                  for conv, x in zip(self.convs, inputs)]
+        return self.cls_seg(self.fusion_conv(torch.cat(levels, dim=1)))
 
 
 @MODELS.register_module()
 class MultiTaskSegformerHead(BaseMultiTaskHead):
-    """Task t: output LayerNorms on its own feature pyramid, then mmseg's ``SegformerHead``.
+    """Task t: output LayerNorms on its own feature pyramid, then mmseg's ``SegformerHead``
+    (as :class:`SegformerDecoder`).
 
     Args:
         in_channels: widths of the four backbone stages.
@@ -43,7 +58,7 @@ class MultiTaskSegformerHead(BaseMultiTaskHead):
         losses = losses or {}
         self.decoders = nn.ModuleDict()
         for task in self.tasks:
-            self.decoders[task] = SegformerHead(
+            self.decoders[task] = SegformerDecoder(
                 in_channels=list(in_channels),
                 in_index=list(range(len(in_channels))),
                 channels=channels,

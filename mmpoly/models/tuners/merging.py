@@ -1,5 +1,5 @@
 """Merged inference, one implementation for every tuner that folds its updates into full
-weights (LoRA, MTLoRA, DiTASK, Free Sinewich); and the unmerged low-rank update's sum.
+weights (LoRA, MTLoRA, DiTASK, Free Sinewich); and the unmerged low-rank update's products.
 
 ``merge()`` switches a tuner to weights built on first use and kept in ``_merged`` (key ->
 a tensor, or a tuple holding tensors): beside the frozen weights, which are never modified,
@@ -61,3 +61,28 @@ def add_low_rank(base: Tensor, low: Tensor, B: Tensor, scale: float) -> Tensor:
     out = torch.addmm(base.reshape(-1, base.shape[-1]), low.reshape(-1, low.shape[-1]), B.t(),
                       alpha=scale)
     return out.view(base.shape)
+
+
+def through_task_A(x: Tensor, A: Tensor) -> Tensor:
+    """Every task's input through its own ``A``: ``x`` (T, M, d), ``A`` (T, r, d) -> ``x A^T``
+    (T, M, r). The same values and input gradient as ``torch.bmm(x, A.transpose(1, 2))``;
+    ``A``'s gradient is computed as ``g^T x`` (T, r, d) instead of autograd's ``x^T g``
+    (T, d, r): for a small rank the batched product with the short, wide result runs 4-7x
+    faster on the CPU (stage 1 of Swin-T at 512 px, rank 4: 21 -> 4 ms), and differs from
+    the transposed one only in the order of its float sums."""
+    return _ThroughTaskA.apply(x, A)
+
+
+class _ThroughTaskA(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x: Tensor, A: Tensor) -> Tensor:
+        ctx.save_for_backward(x, A)
+        return torch.bmm(x, A.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, A = ctx.saved_tensors
+        grad_x = torch.bmm(grad, A) if ctx.needs_input_grad[0] else None  # as autograd's
+        grad_A = torch.bmm(grad.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_A

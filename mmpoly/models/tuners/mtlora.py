@@ -76,7 +76,7 @@ from torch import Tensor, nn
 from mmseg.registry import MODELS
 from .base import BaseTuner, LayerInfo, TaskContext, split_streams, stage_last_layers
 from .dropout import branch_dropout
-from .merging import MergedWeights, add_low_rank, low_rank_weight
+from .merging import MergedWeights, add_low_rank, low_rank_weight, through_task_A
 
 PROJECTIONS = ('qkv', 'proj', 'fc1', 'fc2')
 #: projections that carry TS-LoRA in a forked block (the reference passes ``tasks`` to these)
@@ -326,7 +326,7 @@ class MTLoRA(MergedWeights, BaseTuner):
             # branch reads the shared, dropped input: one product for all of them
             low = F.linear(dropped, A.flatten(0, 1)).view(-1, G - 1, A.shape[1]).transpose(0, 1)
         else:  # past it, each task's own stream
-            low = torch.bmm(task_in, A.transpose(1, 2))  # (T', M, r_t)
+            low = through_task_A(task_in, A)  # (T', M, r_t)
 
         def plus_updates(base: Tensor) -> Tensor:  # base + s_t B_t A_t task_in, every task
             return torch.baddbmm(base.expand(low.shape[0], *base.shape), low, Bt)
