@@ -8,7 +8,8 @@ kernel after transposing that slice, and transposes its result back to channels-
 ms per 256 x 128 x 128 level on two cores, against about 2 ms for its channels-last kernel
 on the same slice made dense. Both kernels add the same products to each input element in
 the same order (output pixels row by row, the four corners in turn), so the gradient comes
-out the same to the bit (``tests/models/test_level_resize.py`` holds them to that).
+out the same to the bit (``tests/models/heads/test_level_resize.py`` holds them to that,
+in float32 and float64; other dtypes keep mmseg's path).
 """
 from typing import Sequence
 
@@ -39,6 +40,7 @@ def resize_level(x: Tensor, size: Sequence[int], align_corners: bool) -> Tensor:
     channels-last result hands its gradient to the upsampling's channels-last kernel."""
     out = resize(x, size=size, mode='bilinear', align_corners=align_corners)
     if out.requires_grad and out.device.type == 'cpu' and out.dim() == 4 \
+            and out.dtype in (torch.float32, torch.float64) \
             and out.is_contiguous(memory_format=torch.channels_last):
         return _DenseChannelsLastGrad.apply(out)
     return out

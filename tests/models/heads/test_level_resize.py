@@ -50,9 +50,12 @@ def test_same_values_strides_and_gradient_as_mmseg_resize(dtype, batch, align_co
     assert grads[0].stride() == grads[1].stride()
 
 
-def test_nchw_and_gradient_free_inputs_are_left_to_mmseg_resize():
+def test_nchw_bfloat16_and_gradient_free_inputs_are_left_to_mmseg_resize():
     x = torch.randn(2, 4, 6, 6, requires_grad=True)  # NCHW: its gradient is NCHW already
     assert 'Upsample' in resize_level(x, (12, 12), False).grad_fn.name()
+    half = torch.randn(2, 4, 6, 6, dtype=torch.bfloat16).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    assert 'Upsample' in resize_level(half, (12, 12), False).grad_fn.name()
     with torch.no_grad():
         y = x.contiguous(memory_format=torch.channels_last)
         assert resize_level(y, (12, 12), False).grad_fn is None
