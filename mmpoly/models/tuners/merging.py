@@ -77,6 +77,12 @@ class _ThroughTaskA(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, A: Tensor) -> Tensor:
+        device = x.device.type
+        if torch.is_autocast_enabled(device):
+            # autocast runs the product in its dtype; the backward runs outside autocast,
+            # so it gets the operands the product used
+            dtype = torch.get_autocast_dtype(device)
+            x, A = x.to(dtype), A.to(dtype)
         ctx.save_for_backward(x, A)
         return torch.bmm(x, A.transpose(1, 2))
 

@@ -43,3 +43,23 @@ def test_gradcheck_and_partial_gradients():
     (gx, ) = torch.autograd.grad(through_task_A(x, A.detach()).sum(), x)
     torch.testing.assert_close(gA, x.detach().sum(1)[:, None].expand(2, 3, 5))
     torch.testing.assert_close(gx, A.detach().sum(1)[:, None].expand(2, 7, 5))
+
+
+def test_under_cpu_autocast_as_autograds_bmm():
+    """bfloat16 autocast: the product in bfloat16, gradients back in the inputs' float32 (the
+    backward runs outside autocast and must get the operands the product used)."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 40, 16, generator=g)
+    A = torch.randn(2, 4, 16, generator=g)
+    results = []
+    for fn in (reference, through_task_A):
+        xs, As = x.clone().requires_grad_(), A.clone().requires_grad_()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = fn(xs, As)
+        out.float().sum().backward()
+        results.append((out, xs.grad, As.grad))
+    (out0, gx0, gA0), (out1, gx1, gA1) = results
+    assert out1.dtype == torch.bfloat16 and torch.equal(out0, out1)
+    assert gx1.dtype == gA1.dtype == torch.float32
+    assert torch.equal(gx0, gx1)
+    torch.testing.assert_close(gA1, gA0, rtol=2e-2, atol=2e-2)  # bfloat16 sums, other order
