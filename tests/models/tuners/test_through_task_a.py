@@ -11,19 +11,24 @@ def reference(x, A):
     return torch.bmm(x, A.transpose(1, 2))
 
 
+def product_and_gradients(fn, x, A, grad=None, autocast=False):
+    """``fn(x, A)`` on fresh leaves (under CPU bfloat16 autocast if asked), backward with
+    ``grad`` (default ones): the output and both gradients."""
+    xs, As = x.clone().requires_grad_(), A.clone().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        out = fn(xs, As)
+    out.backward(torch.ones_like(out) if grad is None else grad)
+    return out, xs.grad, As.grad
+
+
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 def test_values_and_input_gradient_are_autograds_bits(dtype):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 50, 24, dtype=dtype, generator=g)
     A = torch.randn(3, 4, 24, dtype=dtype, generator=g)
     grad = torch.randn(3, 50, 4, dtype=dtype, generator=g)
-    results = []
-    for fn in (reference, through_task_A):
-        xs, As = x.clone().requires_grad_(), A.clone().requires_grad_()
-        out = fn(xs, As)
-        out.backward(grad)
-        results.append((out, xs.grad, As.grad))
-    (out0, gx0, gA0), (out1, gx1, gA1) = results
+    out0, gx0, gA0 = product_and_gradients(reference, x, A, grad)
+    out1, gx1, gA1 = product_and_gradients(through_task_A, x, A, grad)
     assert torch.equal(out0, out1)
     assert torch.equal(gx0, gx1)
     assert gA1.shape == A.shape and gA1.is_contiguous()
@@ -51,14 +56,8 @@ def test_under_cpu_autocast_as_autograds_bmm():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(2, 40, 16, generator=g)
     A = torch.randn(2, 4, 16, generator=g)
-    results = []
-    for fn in (reference, through_task_A):
-        xs, As = x.clone().requires_grad_(), A.clone().requires_grad_()
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            out = fn(xs, As)
-        out.float().sum().backward()
-        results.append((out, xs.grad, As.grad))
-    (out0, gx0, gA0), (out1, gx1, gA1) = results
+    out0, gx0, gA0 = product_and_gradients(reference, x, A, autocast=True)
+    out1, gx1, gA1 = product_and_gradients(through_task_A, x, A, autocast=True)
     assert out1.dtype == torch.bfloat16 and torch.equal(out0, out1)
     assert gx1.dtype == gA1.dtype == torch.float32
     assert torch.equal(gx0, gx1)
