@@ -31,8 +31,8 @@ def same_sample(a, b):
         assert torch.equal(la.get(task).data, lb.get(task).data), task
 
 
-def test_a_sample_is_its_seed_s_draw_and_the_main_process_generators_stay(tmp_path,
-                                                                           monkeypatch):
+def test_a_sample_is_its_seeds_draw_and_the_main_process_generators_stay(
+        tmp_path, monkeypatch):
     root = str(tmp_path / 'synthetic_mt')
     make_synthetic_pascal_mt(root, num_train=4, num_val=1, image_size=(96, 128), seed=0)
     dataset = train_dataset(root)
