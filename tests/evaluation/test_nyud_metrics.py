@@ -5,6 +5,7 @@ import json
 import math
 import os
 import os.path as osp
+import time
 
 import numpy as np
 import pytest
@@ -346,8 +347,14 @@ def test_two_gloo_ranks_on_an_uneven_split_equal_one_rank(tmp_path):
     from tests.tools.conftest import free_port
     out = str(tmp_path / 'two_ranks.json')
     # fork: the ranks inherit the imports (spawn would import torch and mmseg again)
-    mp.start_processes(_rank_worker, args=(2, free_port(), out), nprocs=2, join=True,
-                       start_method='fork')
+    ranks = mp.start_processes(_rank_worker, args=(2, free_port(), out), nprocs=2,
+                               join=False, start_method='fork')
+    deadline = time.monotonic() + 300  # 1 s here: a hung rank fails this test, not the suite
+    while not ranks.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail('two gloo ranks did not end within 300 s')
     with open(out) as f:
         two = json.load(f)
     one = metric(reference=REFERENCE)
