@@ -81,7 +81,7 @@ from .dropout import branch_dropout
 from .merging import MergedWeights, add_low_rank
 from .mtlora import PROJECTIONS, QKV_FORK, TASK_PROJECTIONS, backbone_patterns
 
-PADDINGS = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate'}
+PADDINGS = ('zeros', 'reflect', 'replicate')
 #: the paper's totals (M) by rank (Swin-T, PASCAL-Context, 4 tasks, HRNet heads)
 PUBLISHED = {32: '4.04', 64: '6.53'}
 #: the four HRNet heads with their downsamplers of scale-lab/MTLoRA's code, which the paper
@@ -100,15 +100,39 @@ def gaussian_kernel(size: int, sigma: float, normalize: bool = True,
 
 def lowpass(m: Tensor, kernel: Tensor, padding: str = 'zeros') -> Tensor:
     """``G * m`` for matrices ``m (N, rows, cols)``, same size: the separable 2-D Gaussian as
-    a column pass then a row pass."""
+    a pass along the rows, then one along the columns. Each pass is a depthwise convolution
+    over a view of the matrix (every column, then every row, a channel of its own): a
+    one-channel 2-D convolution does not vectorise over channels, and ran 20-30x slower
+    (forward and backward of four 3072 x 768 matrices: 442 ms against 15 ms on two cores)."""
+    if padding not in PADDINGS:
+        raise ValueError(f'lowpass: padding must be one of {list(PADDINGS)}, got {padding!r}')
     k = kernel.numel()
     pad = k // 2
-    x = m.unsqueeze(1)  # (N, 1, rows, cols)
-    x = F.pad(x, (pad, pad, pad, pad), mode=PADDINGS[padding])
-    w = kernel.to(m.dtype)
-    x = F.conv2d(x, w.view(1, 1, k, 1))
-    x = F.conv2d(x, w.view(1, 1, 1, k))
-    return x.squeeze(1)
+    conv_pad = pad if padding == 'zeros' else 0  # else padded by indexing, per axis
+    w = kernel.to(m.dtype).view(1, 1, 1, k)
+    _, rows, cols = m.shape
+    x = m if conv_pad else m.index_select(1, _pad_index(rows, pad, padding, m.device))
+    # (N, rows, cols) memory as channels-last (N, cols, 1, rows) images: along the rows
+    x = F.conv2d(x.permute(0, 2, 1).unsqueeze(2), w.expand(cols, 1, 1, k),
+                 padding=(0, conv_pad), groups=cols).squeeze(2).permute(0, 2, 1)
+    if not conv_pad:
+        x = x.index_select(2, _pad_index(cols, pad, padding, m.device))
+    # as (N, rows, 1, cols) images: along the columns
+    return F.conv2d(x.unsqueeze(2), w.expand(rows, 1, 1, k), padding=(0, conv_pad),
+                    groups=rows).squeeze(2)
+
+
+def _pad_index(size: int, pad: int, padding: str, device) -> Tensor:
+    """Indices of an axis of ``size`` padded by ``pad`` on both sides, 'reflect' (the border
+    element not repeated) or 'replicate' (as ``F.pad``'s modes)."""
+    if padding == 'reflect' and pad >= size:
+        raise ValueError(f"lowpass (FreeSinewich.lowpass_padding): 'reflect' padding of {pad} "
+                         f'needs a matrix side longer than {pad}, got {size}')
+    index = torch.arange(-pad, size + pad, device=device)
+    if padding == 'reflect':
+        index = index.abs()
+        return torch.where(index > size - 1, 2 * (size - 1) - index, index)
+    return index.clamp(0, size - 1)
 
 
 @MODELS.register_module()

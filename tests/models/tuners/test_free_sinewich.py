@@ -138,6 +138,48 @@ def test_lowpass_is_the_2d_gaussian_convolution(padding):
             ).abs().max() > 1e-2
 
 
+def single_channel_lowpass(m, kernel, padding):
+    """The 2-D convolution with the outer-product kernel as one-channel images (the
+    straightforward form the depthwise passes replace)."""
+    k = kernel.numel()
+    mode = {'zeros': 'constant', 'reflect': 'reflect', 'replicate': 'replicate'}[padding]
+    x = F.pad(m.unsqueeze(1), (k // 2, ) * 4, mode=mode)
+    return F.conv2d(x, torch.outer(kernel, kernel).to(m.dtype)[None, None]).squeeze(1)
+
+
+@pytest.mark.parametrize('padding', ['zeros', 'reflect', 'replicate'])
+def test_lowpass_gradient_and_float32(padding):
+    """The backward (gradcheck, float64); float32 against the float64 oracle within a bound:
+    each output is a sum of 49 products with weights summing to 1, so its rounding error is
+    below 49 float32 ulps of max |m| (about 3e-6 relative; 1e-5 allowed). A non-contiguous
+    matrix (a transposed view) gives the same values."""
+    kernel = gaussian_kernel(5, 1.5)
+    g = torch.Generator().manual_seed(4)
+    m = torch.randn(2, 9, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: lowpass(x, kernel, padding), (m, ))
+    big = torch.randn(2, 160, 48, dtype=torch.float64, generator=g)
+    expected = single_channel_lowpass(big, kernel, padding)
+    got = lowpass(big.float(), kernel, padding).double()
+    assert (got - expected).abs().max() <= 1e-5 * big.abs().max()
+    torch.testing.assert_close(lowpass(big.transpose(1, 2).contiguous().transpose(1, 2),
+                                       kernel, padding), lowpass(big, kernel, padding),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_lowpass_refuses_what_it_cannot_pad():
+    m = torch.randn(1, 3, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="'reflect' padding of 3 needs a matrix side longer "
+                                         'than 3, got 3'):
+        lowpass(m, gaussian_kernel(7, 1.0), 'reflect')
+    with pytest.raises(ValueError, match="padding must be one of .*got 'circular'"):
+        lowpass(m, gaussian_kernel(7, 1.0), 'circular')
+    # zeros and replicate padding need no minimum side: the one-channel form's values
+    for padding in ('zeros', 'replicate'):
+        torch.testing.assert_close(lowpass(m, gaussian_kernel(7, 1.0), padding),
+                                   single_channel_lowpass(m, gaussian_kernel(7, 1.0), padding),
+                                   rtol=1e-12, atol=1e-12)
+
+
 def test_streams_follow_the_formulas():
     """The shared stream is the frozen backbone with ``W + s B A`` (``W + s B W_mid A`` in a
     forked block); task t's stage-i output is that backbone with the last block of stage i's
