@@ -109,31 +109,27 @@ def lowpass(m: Tensor, kernel: Tensor, padding: str = 'zeros') -> Tensor:
         raise ValueError(f'lowpass: padding must be one of {list(PADDINGS)}, got {padding!r}')
     k = kernel.numel()
     pad = k // 2
-    conv_pad = pad if padding == 'zeros' else 0  # else padded by indexing, per axis
+    conv_pad = pad if padding == 'zeros' else 0  # else F.pad pads the axis first
     w = kernel.to(m.dtype).view(1, 1, 1, k)
-    _, rows, cols = m.shape
-    x = m if conv_pad else m.index_select(1, _pad_index(rows, pad, padding, m.device))
-    # (N, rows, cols) memory as channels-last (N, cols, 1, rows) images: along the rows
-    x = F.conv2d(x.permute(0, 2, 1).unsqueeze(2), w.expand(cols, 1, 1, k),
-                 padding=(0, conv_pad), groups=cols).squeeze(2).permute(0, 2, 1)
-    if not conv_pad:
-        x = x.index_select(2, _pad_index(cols, pad, padding, m.device))
-    # as (N, rows, 1, cols) images: along the columns
-    return F.conv2d(x.unsqueeze(2), w.expand(rows, 1, 1, k), padding=(0, conv_pad),
-                    groups=rows).squeeze(2)
 
+    def padded(x: Tensor, dim: int) -> Tensor:
+        """``x (N, rows, cols)`` padded along ``dim`` (1 or 2), keeping its memory order."""
+        if conv_pad:
+            return x
+        if padding == 'reflect' and pad >= x.shape[dim]:
+            raise ValueError(f"lowpass (FreeSinewich.lowpass_padding): 'reflect' padding of "
+                             f'{pad} needs a matrix side longer than {pad}, got {x.shape[dim]}')
+        pads = (pad, pad, 0, 0) if dim == 2 else (0, 0, pad, pad)
+        return F.pad(x, pads, mode=padding)
 
-def _pad_index(size: int, pad: int, padding: str, device) -> Tensor:
-    """Indices of an axis of ``size`` padded by ``pad`` on both sides, 'reflect' (the border
-    element not repeated) or 'replicate' (as ``F.pad``'s modes)."""
-    if padding == 'reflect' and pad >= size:
-        raise ValueError(f"lowpass (FreeSinewich.lowpass_padding): 'reflect' padding of {pad} "
-                         f'needs a matrix side longer than {pad}, got {size}')
-    index = torch.arange(-pad, size + pad, device=device)
-    if padding == 'reflect':
-        index = index.abs()
-        return torch.where(index > size - 1, 2 * (size - 1) - index, index)
-    return index.clamp(0, size - 1)
+    def along_last(x: Tensor) -> Tensor:
+        """``x (N, C, L)`` filtered along L, as (N, C, 1, L) images of C channels."""
+        return F.conv2d(x.unsqueeze(2), w.expand(x.shape[1], 1, 1, k), padding=(0, conv_pad),
+                        groups=x.shape[1]).squeeze(2)
+
+    # along the rows: (N, rows, cols) memory seen as channels-last (N, cols, 1, rows) images
+    x = along_last(padded(m, 1).transpose(1, 2)).transpose(1, 2)
+    return along_last(padded(x, 2))  # along the columns
 
 
 @MODELS.register_module()
