@@ -2,8 +2,11 @@
 # The suite under every CPU kernel set torch can pick on this machine and 1 or 2 torch threads:
 # float32 rounding differs between them (AVX-512 vs AVX2 vs plain kernels, matmul blockings),
 # so an equality claim that holds in one cell only is caught here, not on a user's machine.
+# A last cell stands in for another BLAS (arm64's, an older CPU's): plain ATen kernels, MKL's
+# conditional-reproducibility path (MKL_CBWR=COMPATIBLE: other blockings, and a row's product
+# may depend on the rows around it) and oneDNN limited to SSE4.1.
 #
-#   bash tools/ci_matrix.sh                 # the whole suite, 6 cells (about 40 minutes on 2 cores)
+#   bash tools/ci_matrix.sh                 # the whole suite, 7 cells (about 50 minutes on 2 cores)
 #   bash tools/ci_matrix.sh tests/models    # a part of it
 #
 # Each cell is `python -m pytest ARGS -n 2` with ATEN_CPU_CAPABILITY and MMPOLY_TORCH_THREADS
@@ -25,4 +28,10 @@ for cap in "${caps[@]}"; do
     fi
   done
 done
-echo "[matrix] green in every cell: ${caps[*]} x threads 1, 2"
+echo "[matrix] ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41"
+if ! ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41 \
+    python -m pytest "${args[@]}" -n 2 -q -p no:cacheprovider; then
+  echo "[matrix] RED: ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41" >&2
+  exit 1
+fi
+echo "[matrix] green in every cell: ${caps[*]} x threads 1, 2; another BLAS's blockings"
