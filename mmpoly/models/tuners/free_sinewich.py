@@ -114,7 +114,7 @@ def lowpass(m: Tensor, kernel: Tensor, padding: str = 'zeros') -> Tensor:
 
     def padded(x: Tensor, dim: int) -> Tensor:
         """``x (N, rows, cols)`` padded along ``dim`` (1 or 2), keeping its memory order."""
-        if conv_pad:
+        if padding == 'zeros':  # the convolutions' own padding
             return x
         if padding == 'reflect' and pad >= x.shape[dim]:
             raise ValueError(f"lowpass (FreeSinewich.lowpass_padding): 'reflect' padding of "

@@ -180,6 +180,13 @@ def test_lowpass_refuses_what_it_cannot_pad():
                                    rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize('padding', ['zeros', 'reflect', 'replicate'])
+def test_kernel_of_one_is_no_lowpass(padding):
+    """``lowpass_kernel=1`` (documented: no low-pass) leaves every matrix as it is."""
+    m = torch.randn(2, 3, 5, dtype=torch.float64)
+    assert torch.equal(lowpass(m, gaussian_kernel(1, 1.0), padding), m)
+
+
 def test_streams_follow_the_formulas():
     """The shared stream is the frozen backbone with ``W + s B A`` (``W + s B W_mid A`` in a
     forked block); task t's stage-i output is that backbone with the last block of stage i's
