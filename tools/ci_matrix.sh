@@ -18,20 +18,17 @@ args=("$@")
 native=$(python -c "import torch; print(torch.backends.cpu.get_cpu_capability().lower())")
 caps=(default avx2)
 case " ${caps[*]} " in *" $native "*) ;; *) caps+=("$native") ;; esac
+cell() {  # cell VAR=VALUE...: the suite with those variables set; stop at a red one
+  echo "[matrix] $*"
+  if ! env "$@" python -m pytest "${args[@]}" -n 2 -q -p no:cacheprovider; then
+    echo "[matrix] RED: $*" >&2
+    exit 1
+  fi
+}
 for cap in "${caps[@]}"; do
   for threads in 1 2; do
-    echo "[matrix] ATEN_CPU_CAPABILITY=$cap MMPOLY_TORCH_THREADS=$threads"
-    if ! ATEN_CPU_CAPABILITY=$cap MMPOLY_TORCH_THREADS=$threads \
-        python -m pytest "${args[@]}" -n 2 -q -p no:cacheprovider; then
-      echo "[matrix] RED: ATEN_CPU_CAPABILITY=$cap MMPOLY_TORCH_THREADS=$threads" >&2
-      exit 1
-    fi
+    cell ATEN_CPU_CAPABILITY="$cap" MMPOLY_TORCH_THREADS="$threads"
   done
 done
-echo "[matrix] ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41"
-if ! ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41 \
-    python -m pytest "${args[@]}" -n 2 -q -p no:cacheprovider; then
-  echo "[matrix] RED: ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41" >&2
-  exit 1
-fi
+cell ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41
 echo "[matrix] green in every cell: ${caps[*]} x threads 1, 2; another BLAS's blockings"
