@@ -116,3 +116,31 @@ def test_normal_l1_all_invalid_and_gradient():
     loss, grad = _grad_of(NormalL1Loss(), torch.randn(2, 3, 4, 4), gt)
     assert torch.isfinite(loss) and torch.isfinite(grad).all() and loss.item() > 0
     assert torch.count_nonzero(grad[:, :, 0]) == 0  # invalid rows get no gradient
+
+
+# ------------------------------------------------------------------- masked mean
+@pytest.mark.parametrize('expanded', [False, True])
+def test_masked_mean_is_the_indexed_mean_bit_for_bit(expanded):
+    """The losses' masked mean against its definition, ``values[mask].sum() / count``: the
+    same value and gradient to the bit (the same elements summed in the same order), for a
+    contiguous mask and for the normals loss's mask expanded over channels."""
+    from mmpoly.models.losses.utils import masked_mean
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 3, 17, 23, generator=gen, dtype=torch.float32)
+    if expanded:
+        mask = (torch.rand(3, 1, 17, 23, generator=gen) > 0.3).expand_as(values)
+    else:
+        mask = torch.rand(3, 3, 17, 23, generator=gen) > 0.3
+    ours = values.clone().requires_grad_(True)
+    oracle = values.clone().requires_grad_(True)
+    got = masked_mean(ours, mask)
+    want = oracle[mask].sum() / mask.sum().to(torch.float32)
+    got.backward()
+    want.backward()
+    assert torch.equal(got, want)
+    assert torch.equal(ours.grad, oracle.grad)
+    # nothing selected: an exact 0, still differentiable, zero gradient
+    empty = values.clone().requires_grad_(True)
+    zero = masked_mean(empty, torch.zeros_like(mask))
+    zero.backward()
+    assert zero.item() == 0.0 and torch.count_nonzero(empty.grad) == 0
