@@ -3,7 +3,8 @@
 The upstream modules and weights are used as they are; this file only re-states how a Swin
 layer's attention calls them (``_attention``, ``_window_attention``; the layer around it is
 the shared ``TunedBackboneMixin._layer``, fed by ``_parts``) so that a tuner can act at fixed
-points of every layer. With the
+points of every layer, and how the patch merging gathers its neighbourhoods
+(``NeighbourhoodUnfold``: a reshape, the same bits as upstream's ``nn.Unfold``). With the
 default (identity) tuner the output equals upstream ``SwinTransformer`` before its output norms
 (a test checks it). The output norms live in the decoders: every task has its own.
 
@@ -20,7 +21,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from mmengine.runner import CheckpointLoader
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
 
 from mmseg.models.backbones import SwinTransformer
 from mmseg.registry import MODELS
@@ -68,6 +70,10 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
         # Output norms belong to each task's decoder (the paper counts them there).
         for i in self.out_indices:
             delattr(self, f'norm{i}')
+        for stage in self.stages:  # the merging's 2 x 2 gather as a reshape (same bits)
+            merge = stage.downsample
+            if merge is not None and NeighbourhoodUnfold.replaces(merge.sampler):
+                merge.sampler = NeighbourhoodUnfold()
         self._shift_masks: Dict[tuple, Tensor] = {}
         self._setup_tuner(tasks, tuner, task_batching,
                           self._describe_layers(kwargs.get('window_size', 7)))
@@ -113,8 +119,9 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
             if stage.downsample is not None:
                 x, hw_shape = stage.downsample(x, hw_shape)
             if i in self.out_indices:
-                outs.append(
-                    out.view(-1, *out_hw_shape, out.shape[-1]).permute(0, 3, 1, 2).contiguous())
+                # an NCHW view of the NHWC tokens: the decoders' output norms read them as
+                # they are (a contiguous NCHW copy would be transposed back by each norm)
+                outs.append(out.view(-1, *out_hw_shape, out.shape[-1]).permute(0, 3, 1, 2))
         return outs
 
     def _parts(self, block) -> BlockParts:
@@ -269,6 +276,34 @@ class PolyhistorSwin(TunedBackboneMixin, SwinTransformer):
 
 def _identity(x: Tensor) -> Tensor:
     return x
+
+
+class NeighbourhoodUnfold(nn.Unfold):
+    """``nn.Unfold`` of upstream ``PatchMerging`` for Swin's 2 x 2 neighbourhoods at stride 2.
+
+    The same ``(B, 4C, L)`` values (channel, then row and column in the neighbourhood), as
+    the transposed view of a ``(B, L, 4C)`` tensor gathered by one reshape: ``PatchMerging``
+    transposes it back and its norm reads it as it is. The same bits as ``nn.Unfold``,
+    without the CPU's im2col / col2im and the norm's copy of Unfold's transposed output.
+    """
+
+    def __init__(self):  # tuples, as upstream reads them (``sampler.padding[0]``)
+        super().__init__(kernel_size=(2, 2), dilation=(1, 1), padding=(0, 0), stride=(2, 2))
+
+    @staticmethod
+    def replaces(unfold: nn.Module) -> bool:
+        """Whether ``unfold`` is a plain 2 x 2, stride 2 ``nn.Unfold`` (Swin's)."""
+        return type(unfold) is nn.Unfold and all(
+            _pair(getattr(unfold, k)) == v for k, v in
+            (('kernel_size', (2, 2)), ('stride', (2, 2)), ('dilation', (1, 1)),
+             ('padding', (0, 0))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        if H % 2 or W % 2:  # Unfold drops the last row / column
+            return super().forward(x)
+        x = x.permute(0, 2, 3, 1).reshape(B, H // 2, 2, W // 2, 2, C)
+        return x.permute(0, 1, 3, 5, 2, 4).reshape(B, H * W // 4, 4 * C).transpose(1, 2)
 
 
 def resize_rel_pos_table(table: Tensor, shape, key: str, path: str) -> Tensor:

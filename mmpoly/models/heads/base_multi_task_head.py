@@ -59,6 +59,8 @@ class BaseMultiTaskHead(BaseModule):
         """One task's pyramid -> its logits (at the decoder's output resolution)."""
         if task in self.norms:
             feats = self.norms[task](feats)
+        else:  # a Swin's levels are NCHW views of NHWC tokens: decoders get NCHW as ever
+            feats = [x.contiguous() for x in feats]
         return self.decoders[task](feats)
 
     def forward(self, feats: Dict[str, List[Tensor]]) -> Dict[str, Tensor]:

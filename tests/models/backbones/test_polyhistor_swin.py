@@ -77,3 +77,40 @@ def test_with_cp_stages():
     assert build(with_cp=True).checkpointed_stages == {0, 1, 2, 3}
     assert build(with_cp=(0, 2)).checkpointed_stages == {0, 2}
     assert not build().checkpointed_stages
+
+
+@pytest.mark.parametrize('hw', [(8, 6), (7, 6)])
+def test_patch_merging_gather_equals_unfold(hw):
+    """The backbone's patch mergings gather their 2 x 2 neighbourhoods by a reshape
+    (``NeighbourhoodUnfold``) instead of ``nn.Unfold``: only data movement differs, and the
+    norm reads the same contiguous values either way, so output and input gradient are
+    equal to the bit in float32 on any CPU (col2im adds each gradient to a zero: exact).
+    An odd map (7 rows) is padded by upstream's PatchMerging first."""
+    import copy
+
+    from mmseg.models.utils.embed import PatchMerging
+
+    from mmpoly.models.backbones.polyhistor_swin import NeighbourhoodUnfold
+    assert all(isinstance(stage.downsample.sampler, NeighbourhoodUnfold)
+               for stage in build().stages[:3])
+    torch.manual_seed(0)
+    upstream = PatchMerging(in_channels=5, out_channels=10, norm_cfg=dict(type='LN'))
+    torch.nn.init.normal_(upstream.norm.weight)
+    torch.nn.init.normal_(upstream.norm.bias)
+    ours = copy.deepcopy(upstream)
+    assert NeighbourhoodUnfold.replaces(upstream.sampler)
+    ours.sampler = NeighbourhoodUnfold()
+    x = torch.randn(3, hw[0] * hw[1], 5)
+    grad = torch.randn(3, ((hw[0] + 1) // 2) * (hw[1] // 2), 10)
+    results = []
+    for merge in (upstream, ours):
+        x_ = x.clone().requires_grad_()
+        out, out_hw = merge(x_, hw)
+        out.backward(grad)
+        results.append((out, out_hw, x_.grad))
+    (a, a_hw, ga), (b, b_hw, gb) = results
+    assert a_hw == b_hw == ((hw[0] + 1) // 2, hw[1] // 2)
+    assert torch.equal(a, b) and torch.equal(ga, gb)
+    # an odd map given to the gather itself: Unfold's own result
+    odd = torch.randn(2, 3, 5, 4)
+    assert torch.equal(NeighbourhoodUnfold()(odd), torch.nn.Unfold(2, stride=2)(odd))
