@@ -1,9 +1,11 @@
 """The data pipeline's fast paths for normals give the plain NumPy formulas' floats bit for
-bit (issue 25: the demo's per-sample cost fell from 2.7 to 1.7 ms, every label unchanged)."""
+bit (issue 25: the demo's per-sample cost fell from 2.7 to 1.7 ms, every label unchanged;
+the compiled label normalisation, ``_normal_kernels``, likewise)."""
 import cv2
 import numpy as np
 import pytest
 
+from mmpoly.evaluation.metrics import _normal_kernels
 from mmpoly.evaluation.metrics.functional import normalize_normals, sum_of_squares
 from mmpoly.tasks import TaskSpec
 
@@ -53,6 +55,65 @@ def test_label_normalisation_matches_plain_formula(eps):
     out = normalize_normals(x, axis=2, valid=valid, eps=eps)
     assert same_bits(out, plain_normalize(x, axis=2, valid=valid, eps=eps))
     assert out.dtype == np.float32 and not np.shares_memory(out, x)
+
+
+def special_vectors(eps):
+    """Rows (x, y, z) around every edge of the formula: the norm at float32(eps) and one ulp
+    either side, zeros of either sign, subnormals, NaN and infinities, huge components."""
+    e = np.float32(eps)
+    lengths = [np.nextafter(e, np.float32(0)), e, np.nextafter(e, np.float32(1))]
+    rows = [(r, 0, 0) for r in lengths] + [(0, -r, 0) for r in lengths]
+    rows += [(0, 0, 0), (-0.0, 0, -0.0), (-0.0, 1, 0), (1e-45, 0, 0), (3e-39, 2e-39, 1e-39),
+             (np.nan, 0, 0), (1, np.nan, 1), (np.inf, 0, 0), (-np.inf, 1, 1),
+             (1e30, 1e30, 0), (3e38, 3e38, 3e38), (0.6, -0.8, 0.0), (1, 1, 1)]
+    return np.array(rows, np.float32)
+
+
+@pytest.mark.parametrize('eps', [1e-6, 1e-12])
+def test_compiled_label_normalisation_edge_cases(eps):
+    rng = np.random.default_rng(5)
+    rows = special_vectors(eps)
+    pad = decoded_png_normals(rng, (400 - len(rows), 3))
+    x = np.concatenate([rows, pad]).reshape(50, 8, 3)
+    valid = rng.random(x.shape[:2]) > 0.1
+    valid[:3] = True  # every special row counts (19 of them)
+    with np.errstate(invalid='ignore', over='ignore'):
+        expected = plain_normalize(x, axis=2, valid=valid, eps=eps)
+    out = _normal_kernels.normalize_labels(x, valid, np.float32(eps))
+    assert same_bits(out, expected)
+
+
+def test_compiled_label_normalisation_reads_any_layout():
+    """Strided views (a flipped label, a transposed mask) give the contiguous result."""
+    rng = np.random.default_rng(6)
+    x = decoded_png_normals(rng, (40, 60, 3))
+    valid = np.asfortranarray(rng.random((40, 60)) > 0.3)
+    flipped = x[:, ::-1]
+    expected = plain_normalize(np.ascontiguousarray(flipped), axis=2, valid=valid, eps=1e-6)
+    assert same_bits(normalize_normals(flipped, axis=2, valid=valid, eps=1e-6), expected)
+
+
+def test_pipeline_labels_take_the_compiled_path(monkeypatch):
+    """A loader's call (float32 H x W x 3, boolean mask, a Python eps) reaches the kernel;
+    float64, a float64 eps, a mask of another dtype or a normal axis 0 keep NumPy's path,
+    whose floats are the plain formula's."""
+    calls = []
+    kernel = _normal_kernels.normalize_labels
+    monkeypatch.setattr(_normal_kernels, 'normalize_labels',
+                        lambda *args: calls.append(args) or kernel(*args))
+    rng = np.random.default_rng(7)
+    x = decoded_png_normals(rng, (16, 24, 3))
+    valid = rng.random((16, 24)) > 0.3
+    normalize_normals(x, axis=2, valid=valid, eps=1e-6)
+    normalize_normals(x, axis=-1, valid=valid, eps=1e-6)
+    assert len(calls) == 2
+    others = [(x.astype(np.float64), 2, valid, 1e-6), (x, 2, valid, np.float64(1e-6)),
+              (x, 2, valid.astype(np.uint8), 1e-6),
+              (np.ascontiguousarray(x.transpose(2, 0, 1)), 0, valid, 1e-6)]
+    for arr, axis, mask, eps in others:
+        out = normalize_normals(arr, axis=axis, valid=mask, eps=eps)
+        assert same_bits(out, plain_normalize(arr, axis=axis, valid=mask, eps=eps))
+    assert len(calls) == 2
 
 
 def test_metric_normalisation_matches_plain_formula():

@@ -223,12 +223,24 @@ def normalize_normals(x: np.ndarray, axis: int = 0, valid: Optional[np.ndarray] 
     With ``valid`` (a mask over the other axes; labels): float32, the zero vector where not
     ``valid`` or where the norm is at most ``eps`` (the zero vector = no label).
     """
+    if valid is not None and _label_layout(x, axis, valid, eps):
+        from ._normal_kernels import normalize_labels  # numba, on first use
+        return normalize_labels(x, valid, np.float32(eps))
     norm = np.sqrt(sum_of_squares(x, axis))
     unit = x / _spread(np.maximum(norm, eps), axis, x.shape)
     if valid is None:
         return unit
     valid = valid & (norm > eps)
     return np.where(_spread(valid, axis, x.shape), unit, 0).astype(np.float32, copy=False)
+
+
+def _label_layout(x: np.ndarray, axis: int, valid: np.ndarray, eps: float) -> bool:
+    """Whether ``x`` is a data pipeline's label, float32 (..., 3) normalised along its last
+    axis with a boolean ``valid`` of the other axes, and ``eps`` compares as float32 (a Python
+    float does): the compiled kernel's case, NumPy's floats to the bit."""
+    return (x.dtype == np.float32 and x.ndim >= 1 and axis % x.ndim == x.ndim - 1
+            and x.shape[-1] == 3 and valid.dtype == np.bool_ and valid.shape == x.shape[:-1]
+            and np.result_type(x.dtype, eps) == np.float32)
 
 
 def _spread(a: np.ndarray, axis: int, shape) -> np.ndarray:
