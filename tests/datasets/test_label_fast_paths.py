@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from mmpoly.evaluation.metrics import _normal_kernels
-from mmpoly.evaluation.metrics.functional import normalize_normals, sum_of_squares
+from mmpoly.evaluation.metrics.functional import (normal_angles, normalize_normals,
+                                                  quantize_normals, sum_of_products,
+                                                  sum_of_squares)
 from mmpoly.tasks import TaskSpec
 
 
@@ -38,6 +40,20 @@ def test_sum_of_squares_is_numpys_sum(dtype, axis):
     shape[axis] = 3
     x = (rng.standard_normal(shape) * rng.choice([1e-4, 1.0, 1e4], shape)).astype(dtype)
     assert same_bits(sum_of_squares(x, axis), np.sum(x * x, axis=axis))
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+@pytest.mark.parametrize('axis', [0, 2, -1])
+def test_sum_of_products_is_numpys_sum(dtype, axis):
+    rng = np.random.default_rng(8)
+    shape = [32, 40, 32]
+    shape[axis] = 3
+    a, b = ((rng.standard_normal(shape) * rng.choice([1e-4, 1.0, 1e4], shape)).astype(dtype)
+            for _ in range(2))
+    signs = np.moveaxis(a, axis, 0)
+    signs[:, :4] = -0.0  # all three products -0.0 in some rows: NumPy's sum gives +0.0
+    signs[1:, 4:8] = 0.0
+    assert same_bits(sum_of_products(a, b, axis), np.sum(a * b, axis=axis))
 
 
 def test_sum_of_squares_other_lengths_fall_back():
@@ -114,6 +130,34 @@ def test_pipeline_labels_take_the_compiled_path(monkeypatch):
         out = normalize_normals(arr, axis=axis, valid=mask, eps=eps)
         assert same_bits(out, plain_normalize(arr, axis=axis, valid=mask, eps=eps))
     assert len(calls) == 2
+
+
+def plain_normal_angles(pred, gt, quantize=False):
+    """``normal_angles`` before the valid pixels were taken first (the oracle)."""
+    pred, gt = pred.astype(np.float64), gt.astype(np.float64)
+    valid = np.any(gt != 0, axis=0)
+    if quantize:
+        pred = quantize_normals(pred)
+    pred, gt = plain_normalize(pred[:, valid]), plain_normalize(gt[:, valid])
+    return np.rad2deg(np.arccos(np.clip(np.sum(pred * gt, axis=0), -1.0, 1.0)))
+
+
+@pytest.mark.parametrize('quantize', [False, True])
+def test_normal_angles_match_plain_formula(quantize):
+    """Unlabelled pixels (zero vectors) skipped, orthogonal and opposite vectors, signed
+    zeros, a strided prediction (a flipped map)."""
+    rng = np.random.default_rng(9)
+    pred = rng.standard_normal((3, 40, 60)).astype(np.float32)
+    gt = np.moveaxis(normalize_normals(decoded_png_normals(rng, (40, 60, 3)), axis=2,
+                                       valid=rng.random((40, 60)) > 0.3, eps=1e-6), 2, 0)
+    pred[:, 0, :3] = gt[:, 0, :3]  # angle 0
+    pred[:, 0, 3:6] = -gt[:, 0, 3:6]  # angle 180
+    gt[:, 1, :4] = np.array([1.0, -0.0, 0.0], np.float32)[:, None]
+    pred[:, 1, :4] = np.array([-0.0, 1.0, -0.0], np.float32)[:, None]  # angle 90, -0.0 products
+    flipped = pred[:, :, ::-1]
+    for p in (pred, flipped):
+        assert same_bits(normal_angles(p, gt, quantize=quantize),
+                         plain_normal_angles(np.ascontiguousarray(p), gt, quantize=quantize))
 
 
 def test_metric_normalisation_matches_plain_formula():
