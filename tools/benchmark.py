@@ -2,7 +2,7 @@
 
     python tools/benchmark.py CONFIG [--cfg-options K=V ...] [--batch-size B] [--img-size S]
         [--iters N] [--warmup W] [--mode train|test] [--device cpu|cuda] [--amp] [--json]
-        [--compare CONFIG2 ...] [--data CONFIG] [--markdown]
+        [--compare CONFIG2 ...] [--data CONFIG] [--metric CONFIG] [--markdown]
     python tools/benchmark.py --render REPORT.json      # a saved --json report as a table
     python tools/benchmark.py --suite a --markdown      # a README table's configs and settings
 
@@ -25,7 +25,9 @@ carry its own overrides after ``@``:
 ``@bench.amp=1``, ``@bench.mode=test``, ``@bench.merge_lora=1`` (LoRA inference with merged
 weights), ``@bench.eval_cache=0`` (hypernetworks regenerate their
 weights every batch in eval). ``--data CONFIG`` also measures the training pipeline's
-samples per second in one process (= per dataloader worker).
+samples per second in one process (= per dataloader worker), ``--metric CONFIG`` the
+validation metric's milliseconds of CPU per image (on the validation labels, with random
+predictions).
 """
 import argparse
 import json
@@ -78,6 +80,10 @@ def parse_args(argv=None):
     parser.add_argument('--data-samples', type=int, default=32)
     parser.add_argument('--data-root', help='data root for --data (default: the config\'s, '
                         'else a synthetic PASCAL_MT generated in data/synthetic_mt_bench)')
+    parser.add_argument('--metric', metavar='CONFIG',
+                        help="measure this config's validation metric (ms of CPU per image, "
+                        'on its validation labels; data root as --data)')
+    parser.add_argument('--metric-images', type=int, default=16)
     parser.add_argument('--suite', help='the configs and settings of a README table: '
                         'a (every method, train), d (inference), e (one-pass methods vs their '
                         'floor), b, b2, c, tiny; flags given override the '
@@ -95,8 +101,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.render:
         return args
-    if args.config is None and args.data is None:
-        parser.error('give a CONFIG, --data CONFIG or both')
+    if args.config is None and args.data is None and args.metric is None:
+        parser.error('give a CONFIG, --data CONFIG, --metric CONFIG or several')
     if args.config is None and args.compare:
         parser.error('--compare needs a first CONFIG')
     return args
@@ -133,7 +139,7 @@ def main(argv=None):
         os.dup2(2, 1)
 
     report = dict(machine=machine_info(args.device), args=vars(args), results=[], ratios=[],
-                  data=None)
+                  data=None, metric=None)
     if args.config:
         specs = [args.config, *args.compare]
 
@@ -165,6 +171,9 @@ def main(argv=None):
     report['dirty'] = dirty_sources(sources, report['commit'])
     if args.data:
         report['data'] = data_throughput(args.data, args.data_samples, args.data_root)
+    if args.metric:
+        from mmpoly.benchmark.metric import metric_time
+        report['metric'] = metric_time(args.metric, args.metric_images, args.data_root)
     if args.json:
         sys.stdout.flush()
         os.dup2(json_fd, 1)

@@ -4,7 +4,8 @@ training / inference steps. Nothing under ``mmpoly.models`` imports it.
 - ``cases``: a model from a config with random weights and its step (:class:`Case`), the
   timed, interleaved runs (:func:`run_cases`), the data pipeline (:func:`data_throughput`);
 - ``memory``: peak memory of a step (:class:`MemoryProbe`, CUDA and CPU);
-- ``reports``: ratios, machine description, text / markdown / JSON reports.
+- ``reports``: ratios, machine description, text / markdown / JSON reports;
+- ``metric``: the validation metric's time per image (:func:`metric.metric_time`).
 """
 from .cases import (RANGES, SUITES, Case, benchmark_config, case_result, data_throughput,
                     parse_spec, random_batch, run_cases)

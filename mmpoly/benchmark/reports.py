@@ -89,6 +89,11 @@ def format_report(report: dict) -> str:
                              f"first's rate): x{q['floor_ratio_paired']:.3f} "
                              f"[{q['floor_ratio_paired_min']:.3f}-"
                              f"{q['floor_ratio_paired_max']:.3f}]")
+    if report.get('metric'):
+        m = report['metric']
+        lines.append(f"validation metric {m['config']} ({m['data_root']}, "
+                     f"{m['image_shape'][0]} x {m['image_shape'][1]}): {m['ms_per_image']:.2f} "
+                     f"ms per image [{m['ms_range'][0]:.2f}-{m['ms_range'][1]:.2f}]")
     if report.get('data'):
         d = report['data']
         lines.append(f"data pipeline {d['config']} ({d['data_root']}): "

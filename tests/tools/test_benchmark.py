@@ -94,6 +94,23 @@ def test_demo_configs_interleaved_json(python, demo_data):
     assert report['data']['sample_shape'] == [3, 96, 96]
 
 
+def test_metric_time_json(python, demo_data):
+    """--metric scores the validation labels of the config's dataset at their original size
+    with random predictions: every task's metric and delta_m come out, and the time is the
+    median of the images'."""
+    config = 'configs/demo/polyhistor_lite_swin-tiny_synthetic.py'
+    report = benchmark_json(python, '--metric', config, '--data-root', demo_data,
+                            '--metric-images', '3')
+    m = report['metric']
+    assert m['config'] == config and m['data_root'] == demo_data and m['images'] == 3
+    assert m['tasks'] == ['human_parts', 'normals', 'sal', 'semseg']  # the demo's four
+    assert m['image_shape'] == [96, 128]
+    assert 0 < m['ms_range'][0] <= m['ms_per_image'] <= m['ms_range'][1]
+    assert {'semseg/mIoU', 'human_parts/mIoU', 'sal/maxF', 'normals/mErr', 'delta_m'} <= set(
+        m['metrics'])
+    assert report['results'] == [] and report['data'] is None
+
+
 #: the NYUD-v2 twins differ from their PASCAL configs in the decoders' outputs only (which
 #: count_params --all builds and the NYUD demo test runs): two of them run here
 NYUD_RUN = ('configs/polyhistor_lite_swin-t_nyud.py', 'configs/mtlora_swin-t_nyud.py')

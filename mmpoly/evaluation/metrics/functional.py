@@ -387,6 +387,16 @@ def normals_scores(stats: Sequence[dict], bin_width: float = 0.05) -> Dict[str, 
 
 
 # ------------------------------------------------------------------- regression
+def exact_sum(values: np.ndarray) -> float:
+    """``math.fsum`` of a float64 array (the correctly rounded sum, so no order of the
+    pixels changes a digit), by a compiled kernel (``_sum_kernels``) instead of one Python
+    float per pixel; ``math.fsum`` itself for non-finite elements and zero sums."""
+    from ._sum_kernels import compiled_fsum  # numba, on first use
+    total = compiled_fsum(values)
+    return math.fsum(np.asarray(values, np.float64).reshape(-1).tolist()) if total is None \
+        else total
+
+
 def regression_image_stats(pred, gt, ignore_index: float = 0.0,
                            positive: bool = False) -> Optional[dict]:
     """Squared, absolute (and log-squared) errors of one image over its labelled elements.
@@ -425,10 +435,10 @@ def regression_image_stats(pred, gt, ignore_index: float = 0.0,
                              f'values <= 0 other than ignore_index {ignore_index}')
         p = np.where(p <= 0, 1e-9, p)  # the reference's "avoid overflow/underflow"
         log_err = np.log(g) - np.log(p)
-        log_sq_sum = math.fsum((log_err * log_err).tolist())
+        log_sq_sum = exact_sum(log_err * log_err)
     err = p - g
-    return dict(count=int(valid.sum()), sq_sum=math.fsum((err * err).tolist()),
-                abs_sum=math.fsum(np.abs(err).tolist()), log_sq_sum=log_sq_sum)
+    return dict(count=int(valid.sum()), sq_sum=exact_sum(err * err),
+                abs_sum=exact_sum(np.abs(err)), log_sq_sum=log_sq_sum)
 
 
 def regression_scores(stats: Sequence[dict]) -> Dict[str, float]:
@@ -592,7 +602,7 @@ def edge_loss_image_stats(pred, gt, pos_weight: float = 0.95,
     # softplus(-p) = -log(sigmoid(p)); p in [0, 1]: no overflow
     loss = np.where(edge, pos_weight * np.log1p(np.exp(-p)),
                     (1.0 - pos_weight) * np.log1p(np.exp(p)))
-    return dict(count=int(valid.sum()), loss_sum=math.fsum(loss.tolist()))
+    return dict(count=int(valid.sum()), loss_sum=exact_sum(loss))
 
 
 def edge_loss_score(stats: Sequence[dict]) -> float:
@@ -604,10 +614,10 @@ def edge_loss_score(stats: Sequence[dict]) -> float:
 __all__: List[str] = [
     'DEFAULT_REFERENCE', 'DEFAULT_SAL_THRESHOLDS', 'NORMAL_THRESHOLDS', 'to_numpy',
     'confusion_image_stats', 'is_human_parts_evaluated', 'is_single_value_label_evaluated',
-    'iou_scores', 'regression_image_stats', 'regression_scores', 'DEFAULT_EDGE_THRESHOLDS',
-    'DEFAULT_EDGE_MAX_DIST', 'edge_disk_offsets', 'match_edge_pixels', 'EdgeMatcher',
-    'edge_image_stats', 'edge_scores', 'edge_loss_image_stats', 'edge_loss_score',
-    'quantize_probability', 'sal_image_stats', 'sal_scores', 'normalize_normals',
-    'sum_of_squares', 'sum_of_products',
-    'quantize_normals', 'normal_angles', 'normals_image_stats', 'normals_scores'
+    'iou_scores', 'exact_sum', 'regression_image_stats', 'regression_scores',
+    'DEFAULT_EDGE_THRESHOLDS', 'DEFAULT_EDGE_MAX_DIST', 'edge_disk_offsets',
+    'match_edge_pixels', 'EdgeMatcher', 'edge_image_stats', 'edge_scores',
+    'edge_loss_image_stats', 'edge_loss_score', 'quantize_probability', 'sal_image_stats',
+    'sal_scores', 'normalize_normals', 'sum_of_squares', 'sum_of_products', 'quantize_normals',
+    'normal_angles', 'normals_image_stats', 'normals_scores'
 ]

@@ -1,0 +1,73 @@
+"""Milliseconds per image of a config's validation metric (``tools/benchmark.py --metric``).
+
+The validation loop scores each image on the CPU between two forward passes, so on a GPU
+this time adds to every image's. The labels are the validation pipeline's (at each image's
+original size, as evaluated), the predictions random logits through each task kind's
+``predict``: the metric's work does not depend on how good they are. Without the config's
+data (none here) a synthetic copy in the dataset's format is generated at its images' size
+(PASCAL's 375 x 500, NYUD-v2's 480 x 640), under ``data/synthetic_bench/<dataset type>``.
+"""
+import copy
+import os
+import time
+from typing import Optional
+
+import torch
+
+#: the images' size of each dataset (rows, columns), for its synthetic copy
+IMAGE_SIZES = {'PascalContextMTDataset': (375, 500), 'NYUDMTDataset': (480, 640)}
+
+
+def metric_time(path: str, num_images: int = 16, data_root: Optional[str] = None,
+                seed: int = 0) -> dict:
+    """Median milliseconds of ``val_evaluator``'s ``process`` per image (one image a call),
+    each image once after one untimed warm-up call; ``metrics``: the keys the evaluator then
+    reports over all of them."""
+    from mmengine.config import Config
+    from mmengine.evaluator import Evaluator
+    from mmengine.registry import init_default_scope
+    from mmengine.structures import PixelData
+
+    import mmpoly  # noqa: F401
+    from mmpoly.tasks import TaskSpec
+    from mmseg.registry import DATASETS
+    cfg = Config.fromfile(path)
+    init_default_scope(cfg.get('default_scope', 'mmseg'))
+    ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset)
+    if data_root is not None:
+        ds_cfg.data_root = data_root
+    if not os.path.isdir(ds_cfg.get('data_root', '')) and not ds_cfg.get('auto_generate'):
+        ds_cfg.data_root = f'data/synthetic_bench/{ds_cfg.type}'
+        ds_cfg.auto_generate = dict(num_train=1, num_val=num_images + 1, seed=0,
+                                    image_size=IMAGE_SIZES.get(ds_cfg.type, (375, 500)))
+    dataset = DATASETS.build(ds_cfg)
+    evaluator = Evaluator(cfg.val_evaluator)
+    evaluator.dataset_meta = dataset.metainfo
+    specs = {task: TaskSpec.from_any(spec, f'task_specs.{task}')
+             for task, spec in dataset.metainfo['task_specs'].items()}
+    generator = torch.Generator().manual_seed(seed)
+
+    def scored_sample(index):
+        sample = dataset[index % len(dataset)]['data_samples']
+        for task, spec in specs.items():
+            gt = getattr(sample, f'gt_{task}', None)
+            if gt is None:
+                continue
+            logits = torch.randn(spec.num_outputs, *gt.shape, generator=generator)
+            sample.set_data({f'pred_{task}': PixelData(data=spec.task_kind.predict(logits))})
+        return sample
+
+    samples = [scored_sample(i) for i in range(num_images + 1)]
+    tasks = sorted(task for task in specs if f'pred_{task}' in samples[0])
+    evaluator.process([samples[0]])  # warm-up: lazy imports, compiled kernels
+    times = []
+    for sample in samples[1:]:
+        t0 = time.perf_counter()
+        evaluator.process([sample])
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    scores = evaluator.evaluate(len(samples))  # every task scored: nothing was skipped
+    return dict(config=path, data_root=ds_cfg.data_root, images=num_images,
+                tasks=tasks, image_shape=list(samples[1].ori_shape),
+                ms_per_image=1e3 * times[len(times) // 2],
+                ms_range=[1e3 * times[0], 1e3 * times[-1]], metrics=sorted(scores))
