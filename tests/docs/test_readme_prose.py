@@ -81,6 +81,8 @@ def sentences(r):
     one_pass = {m: r.floor('e', f'{m}_swin-t') for m in ('ditask', 'free_sinewich', 'tadformer')}
     main, nyud = r.run_file('main_job.json'), r.run_file('nyud_demo.json')
     data = r.run_file('data_pipeline.json')['data']['samples_per_s_per_worker']
+    metric_ms = {name: r.run_file(f'metric_{name}.json')['metric']['ms_per_image']
+                 for name in ('pascal', 'nyud')}
     return [
         f"Every table below was measured at commit {', '.join(commits)}",
         # (a)
@@ -158,6 +160,8 @@ def sentences(r):
         f"peak memory ({r.mem('b', lite + ' amp=1'):.0f} / {r.mem('b', lite):.0f} MB)",
         f'gives {data:.1f} samples/s per worker on this machine, so a GPU step of B images '
         f'every t seconds needs B / ({data:.1f} t) workers',
+        f"the four PASCAL-Context tasks take {metric_ms['pascal']:.1f} ms of CPU per image at "
+        f"375 x 500 and NYUD-v2's four {metric_ms['nyud']:.1f} ms at 480 x 640",
         # the demo runs
         f"The main-job command took {fmt_duration(main['wall_s']['polyhistor_lite'])} "
         f"(decoder fine-tuning {fmt_duration(main['wall_s']['decoder_ft'])}) on the 2-core "
