@@ -77,8 +77,9 @@ def read_nyud_semseg(path, results, spec, shape):
     if label.ndim != 2:
         raise ValueError(f'NYUD segmentation {path} must be single-channel, got shape '
                          f'{label.shape}')
-    bad = np.unique(label[label > spec.num_outputs])
-    if bad.size:
+    over = label > spec.num_outputs
+    if over.any():
+        bad = np.unique(label[over])
         raise ValueError(f'NYUD segmentation {path} has class ids {bad[:5].tolist()} above '
                          f'the {spec.num_outputs} classes (ids are 1..{spec.num_outputs}, '
                          '0 = void)')
@@ -113,7 +114,9 @@ def read_normals(path, results, spec, shape):
     normals = normals.astype(np.float32)
     if not np.isfinite(normals).all():
         raise ValueError(f'normals map {path} holds non-finite values')
-    return normalize_normals(normals, axis=2, valid=np.any(normals != 0, axis=2), eps=1e-6)
+    # np.any(normals != 0, axis=2), without NumPy's reduction loop over the length-3 axis
+    labelled = (normals[..., 0] != 0) | (normals[..., 1] != 0) | (normals[..., 2] != 0)
+    return normalize_normals(normals, axis=2, valid=labelled, eps=1e-6)
 
 
 @register_label_reader('edge_npy')
