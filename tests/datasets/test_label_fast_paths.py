@@ -168,6 +168,26 @@ def test_metric_normalisation_matches_plain_formula():
         assert same_bits(normalize_normals(x), plain_normalize(x))
 
 
+def test_metric_normalisation_edge_cases():
+    """The compiled (3, N) float64 path (the metric's) at the norm's edges: eps itself and one
+    ulp either side, signed zeros, subnormals, NaN, infinities, huge components; a strided
+    view; and the shapes and types that keep NumPy's path."""
+    e = 1e-12
+    lengths = [np.nextafter(e, 0), e, np.nextafter(e, 1)]
+    cols = [(r, 0, 0) for r in lengths] + [(0, 0, -r) for r in lengths]
+    cols += [(0, 0, 0), (-0.0, 0, -0.0), (5e-324, 0, 0), (1e-310, -1e-310, 0), (np.nan, 0, 0),
+             (np.inf, 1, 0), (-np.inf, np.inf, 0), (1e200, 1e200, 1e200), (1e300, 0, 0),
+             (0.6, -0.8, 0.0)]
+    rng = np.random.default_rng(10)
+    x = np.concatenate([np.array(cols, np.float64).T, rng.standard_normal((3, 100))], axis=1)
+    with np.errstate(invalid='ignore', over='ignore'):
+        for arr in (x, x[:, ::2], np.asfortranarray(x)):
+            assert same_bits(normalize_normals(arr, eps=e), plain_normalize(arr, eps=e))
+            assert same_bits(normalize_normals(arr, axis=-2, eps=e), plain_normalize(arr, eps=e))
+        for arr, eps in ((x.astype(np.float32), e), (x, np.float32(1e-6)), (x[:, None], e)):
+            assert same_bits(normalize_normals(arr, eps=eps), plain_normalize(arr, eps=eps))
+
+
 def test_normal_warp_keeps_unlabelled_pixels_unlabelled():
     """NormalKind.warp_label's validity mask (three comparisons) is ``np.any(label != 0)``:
     the warped label equals the one computed with it."""

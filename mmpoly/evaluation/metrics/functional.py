@@ -228,6 +228,10 @@ def normalize_normals(x: np.ndarray, axis: int = 0, valid: Optional[np.ndarray] 
     if valid is not None and _label_layout(x, axis, valid, eps):
         from ._normal_kernels import normalize_labels  # numba, on first use
         return normalize_labels(x, valid, np.float32(eps))
+    if valid is None and x.dtype == np.float64 and x.ndim == 2 and x.shape[0] == 3 \
+            and axis in (0, -2) and np.result_type(x.dtype, eps) == np.float64:
+        from ._normal_kernels import normalize_columns  # the metric's (3, N) pixels
+        return normalize_columns(x, eps)
     norm = np.sqrt(sum_of_squares(x, axis))
     unit = x / _spread(np.maximum(norm, eps), axis, x.shape)
     if valid is None:
