@@ -32,13 +32,17 @@ def same_bits(a, b):
         a.view(f'u{a.itemsize}'), b.view(f'u{b.itemsize}'))
 
 
+def wide_values(rng, size, axis, dtype):
+    """Values over eight orders of magnitude, the length-3 axis at ``axis``."""
+    shape = [size, size + 16, size]
+    shape[axis] = 3
+    return (rng.standard_normal(shape) * rng.choice([1e-4, 1.0, 1e4], shape)).astype(dtype)
+
+
 @pytest.mark.parametrize('dtype', [np.float32, np.float64])
 @pytest.mark.parametrize('axis', [0, 2, -1])
 def test_sum_of_squares_is_numpys_sum(dtype, axis):
-    rng = np.random.default_rng(0)
-    shape = [64, 80, 64]
-    shape[axis] = 3
-    x = (rng.standard_normal(shape) * rng.choice([1e-4, 1.0, 1e4], shape)).astype(dtype)
+    x = wide_values(np.random.default_rng(0), 64, axis, dtype)
     assert same_bits(sum_of_squares(x, axis), np.sum(x * x, axis=axis))
 
 
@@ -46,10 +50,7 @@ def test_sum_of_squares_is_numpys_sum(dtype, axis):
 @pytest.mark.parametrize('axis', [0, 2, -1])
 def test_sum_of_products_is_numpys_sum(dtype, axis):
     rng = np.random.default_rng(8)
-    shape = [32, 40, 32]
-    shape[axis] = 3
-    a, b = ((rng.standard_normal(shape) * rng.choice([1e-4, 1.0, 1e4], shape)).astype(dtype)
-            for _ in range(2))
+    a, b = wide_values(rng, 32, axis, dtype), wide_values(rng, 32, axis, dtype)
     signs = np.moveaxis(a, axis, 0)
     signs[:, :4] = -0.0  # all three products -0.0 in some rows: NumPy's sum gives +0.0
     signs[1:, 4:8] = 0.0
