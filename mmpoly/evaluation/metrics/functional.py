@@ -251,8 +251,8 @@ def _label_layout(x: np.ndarray, axis: int, valid: np.ndarray, eps: float) -> bo
 
 def _spread(a: np.ndarray, axis: int, shape) -> np.ndarray:
     """``a`` (``shape`` without ``axis``) repeated along ``axis``: copied when that axis is
-    the last one, since NumPy's broadcasting loops crawl over a short innermost axis (the
-    HxWx3 labels of the data pipeline); a broadcast view otherwise."""
+    the last one, since NumPy's broadcasting loops crawl over a short innermost axis (HxWx3
+    labels the compiled kernel does not take); a broadcast view otherwise."""
     a = np.expand_dims(a, axis)
     if axis % len(shape) == len(shape) - 1:
         return np.concatenate([a] * shape[axis], axis=axis)
