@@ -313,10 +313,11 @@ class NormalKind(TaskKind):
     def warp_label(self, label, warp, spec):
         # bilinear, then unit length again; a validity mask moved with nearest keeps the
         # invalid (zero) pixels invalid
-        valid = ((label[..., 0] != 0) | (label[..., 1] != 0) | (label[..., 2] != 0)).view(np.uint8)
+        fn = _functional()
+        valid = fn.labelled_normals(label).view(np.uint8)
         moved = warp(label.astype(np.float32), cv2.INTER_LINEAR, 0)
         moved_valid = warp(valid, cv2.INTER_NEAREST, 0).astype(bool)
-        return _functional().normalize_normals(moved, axis=2, valid=moved_valid, eps=1e-6)
+        return fn.normalize_normals(moved, axis=2, valid=moved_valid, eps=1e-6)
 
     def flip_label(self, label):
         label[..., 0] *= -1  # the surface now faces the other way

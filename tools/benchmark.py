@@ -79,9 +79,9 @@ def parse_args(argv=None):
                         help="measure this config's training pipeline (samples/s per worker)")
     parser.add_argument('--data-samples', type=int, default=32)
     parser.add_argument('--data-root', help='data root for --data and --metric (default: the '
-                        'config\'s, else a synthetic copy: --data a PASCAL_MT in '
-                        'data/synthetic_mt_bench, --metric one in the dataset\'s format in '
-                        'data/synthetic_bench/<dataset type>)')
+                        'config\'s, else a synthetic copy in the dataset\'s format in '
+                        'data/synthetic_bench/<dataset type>; a missing DATA_ROOT gets one '
+                        'there)')
     parser.add_argument('--metric', metavar='CONFIG',
                         help="measure this config's validation metric (ms of CPU per image, "
                         'on its validation labels; data root as --data)')

@@ -1,7 +1,7 @@
 """Benchmark cases: one model built from a config with random weights, its optimiser, a
-random batch and its step (:class:`Case`); the timed, interleaved runs (:func:`run_cases`)
-and the data pipeline's throughput. The model code opens its own profiler ranges
-(:mod:`mmpoly.models.profiling`); the step opens the others (``RANGES``)."""
+random batch and its step (:class:`Case`); the timed, interleaved runs (:func:`run_cases`).
+The model code opens its own profiler ranges (:mod:`mmpoly.models.profiling`); the step opens
+the others (``RANGES``)."""
 
 import copy
 import math
@@ -490,43 +490,3 @@ def case_result(case: Case) -> dict:
     out['hypernet_frac'] = None if hn is None else hn / 1e3 / out['step_time_s']['median']
     out['step_flops'] = getattr(case, 'flops', None)
     return out
-
-
-# ------------------------------------------------------------------ data pipeline
-def data_throughput(path: str, num_samples: int = 32, data_root: Optional[str] = None,
-                    synthetic_root: str = 'data/synthetic_mt_bench') -> dict:
-    """Samples per second of the training pipeline in one process (= per dataloader worker).
-
-    The data root is ``data_root``, else the config's own when it exists; otherwise (no
-    PASCAL_MT here) the same pipeline reads a synthetic PASCAL_MT generated at
-    ``synthetic_root`` at PASCAL's image size (375 x 500). A synthetic image decodes faster
-    than a real JPEG photo (flat regions compress well), so real data is somewhat slower."""
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    import mmpoly  # noqa: F401
-    from mmseg.registry import DATASETS
-    cfg = Config.fromfile(path)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    ds_cfg = copy.deepcopy(cfg.train_dataloader.dataset)
-    if data_root is not None:
-        ds_cfg.data_root = data_root
-        if ds_cfg.get('auto_generate'):  # an explicit root: generating there is asked for
-            ds_cfg.auto_generate['root'] = data_root
-    if not os.path.isdir(ds_cfg.get('data_root', '')) and not ds_cfg.get('auto_generate'):
-        ds_cfg.data_root = synthetic_root
-        ds_cfg.auto_generate = dict(num_train=max(8, num_samples), num_val=4,
-                                    image_size=(375, 500), seed=0)
-    synthetic = bool(ds_cfg.get('auto_generate')) or not os.path.isdir(
-        os.path.join(ds_cfg.data_root, 'JPEGImages'))
-    dataset = DATASETS.build(ds_cfg)
-    n = min(num_samples, len(dataset))
-    dataset[0]  # warm up (lazy init, file cache)
-    t0 = time.perf_counter()
-    for i in range(n):
-        dataset[i % len(dataset)]
-    dt = time.perf_counter() - t0
-    sample = dataset[0]
-    return dict(config=path, data_root=ds_cfg.data_root, synthetic=synthetic, samples=n,
-                seconds=dt, samples_per_s_per_worker=n / dt,
-                sample_shape=list(sample['inputs'].shape))

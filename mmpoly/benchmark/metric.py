@@ -3,19 +3,15 @@
 The validation loop scores each image on the CPU between two forward passes, so on a GPU
 this time adds to every image's. The labels are the validation pipeline's (at each image's
 original size, as evaluated), the predictions random logits through each task kind's
-``predict``: the metric's work does not depend on how good they are. Without the config's
-data (none here) a synthetic copy in the dataset's format is generated at its images' size
-(PASCAL's 375 x 500, NYUD-v2's 480 x 640), under ``data/synthetic_bench/<dataset type>``.
+``predict``: the metric's work does not depend on how good they are. The data is the
+config's or a synthetic copy in its format (:func:`.data.benchmark_dataset`).
 """
-import copy
-import os
 import time
 from typing import Optional
 
 import torch
 
-#: the images' size of each dataset (rows, columns), for its synthetic copy
-IMAGE_SIZES = {'PascalContextMTDataset': (375, 500), 'NYUDMTDataset': (480, 640)}
+from .data import benchmark_dataset
 
 
 def metric_time(path: str, num_images: int = 16, data_root: Optional[str] = None,
@@ -25,23 +21,11 @@ def metric_time(path: str, num_images: int = 16, data_root: Optional[str] = None
     reports over all of them."""
     from mmengine.config import Config
     from mmengine.evaluator import Evaluator
-    from mmengine.registry import init_default_scope
     from mmengine.structures import PixelData
 
-    import mmpoly  # noqa: F401
     from mmpoly.tasks import TaskSpec
-    from mmseg.registry import DATASETS
-    cfg = Config.fromfile(path)
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    ds_cfg = copy.deepcopy(cfg.val_dataloader.dataset)
-    if data_root is not None:
-        ds_cfg.data_root = data_root
-    if not os.path.isdir(ds_cfg.get('data_root', '')) and not ds_cfg.get('auto_generate'):
-        ds_cfg.data_root = f'data/synthetic_bench/{ds_cfg.type}'
-        ds_cfg.auto_generate = dict(num_train=1, num_val=num_images + 1, seed=0,
-                                    image_size=IMAGE_SIZES.get(ds_cfg.type, (375, 500)))
-    dataset = DATASETS.build(ds_cfg)
-    evaluator = Evaluator(cfg.val_evaluator)
+    dataset, ds_cfg = benchmark_dataset(path, 'val', num_images + 1, data_root)
+    evaluator = Evaluator(Config.fromfile(path).val_evaluator)
     evaluator.dataset_meta = dataset.metainfo
     specs = {task: TaskSpec.from_any(spec, f'task_specs.{task}')
              for task, spec in dataset.metainfo['task_specs'].items()}

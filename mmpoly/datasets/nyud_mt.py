@@ -23,7 +23,7 @@ from mmseg.registry import DATASETS
 
 from .base_multi_task import MultiTaskDataset
 from .synthetic import prepare_synthetic_root
-from mmpoly.evaluation.metrics.functional import normalize_normals
+from mmpoly.evaluation.metrics.functional import labelled_normals, normalize_normals
 from .transforms.loading import (check_binary_edges, load_npy, read_png,
                                  register_label_reader)
 
@@ -114,9 +114,7 @@ def read_normals(path, results, spec, shape):
     normals = normals.astype(np.float32)
     if not np.isfinite(normals).all():
         raise ValueError(f'normals map {path} holds non-finite values')
-    # np.any(normals != 0, axis=2), without NumPy's reduction loop over the length-3 axis
-    labelled = (normals[..., 0] != 0) | (normals[..., 1] != 0) | (normals[..., 2] != 0)
-    return normalize_normals(normals, axis=2, valid=labelled, eps=1e-6)
+    return normalize_normals(normals, axis=2, valid=labelled_normals(normals), eps=1e-6)
 
 
 @register_label_reader('edge_npy')

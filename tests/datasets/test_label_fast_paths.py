@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from mmpoly.evaluation.metrics import _normal_kernels
-from mmpoly.evaluation.metrics.functional import (normal_angles, normalize_normals,
-                                                  quantize_normals, sum_of_products,
-                                                  sum_of_squares)
+from mmpoly.evaluation.metrics.functional import (labelled_normals, normal_angles,
+                                                  normalize_normals, quantize_normals,
+                                                  sum_of_products, sum_of_squares)
 from mmpoly.tasks import TaskSpec
 
 
@@ -55,6 +55,18 @@ def test_sum_of_products_is_numpys_sum(dtype, axis):
     signs[:, :4] = -0.0  # all three products -0.0 in some rows: NumPy's sum gives +0.0
     signs[1:, 4:8] = 0.0
     assert same_bits(sum_of_products(a, b, axis), np.sum(a * b, axis=axis))
+
+
+def test_labelled_normals_is_numpys_any():
+    """The loaders' and the warp's labelled pixels: any component non-zero, a signed zero
+    vector unlabelled, a NaN component labelled, for any layout of the length-3 axis."""
+    rng = np.random.default_rng(0)
+    x = rng.choice(np.array([0.0, -0.0, 1e-45, np.nan, -2.0], np.float32), (5, 64, 3))
+    x[0, :3] = [[0.0, -0.0, 0.0], [-0.0, -0.0, -0.0], [0.0, 0.0, np.nan]]
+    for a in (x, x.transpose(1, 0, 2), np.asfortranarray(x)):
+        got = labelled_normals(a)
+        assert got.dtype == bool and np.array_equal(got, np.any(a != 0, axis=-1))
+    assert labelled_normals(x)[0, :3].tolist() == [False, False, True]
 
 
 def test_sum_of_squares_other_lengths_fall_back():

@@ -111,6 +111,30 @@ def test_metric_time_json(python, demo_data):
     assert report['results'] == [] and report['data'] is None
 
 
+def test_data_and_metric_generate_the_datasets_own_format(python, tmp_path):
+    """--data and --metric on a NYUD-v2 config whose data is not here: a synthetic NYUD_MT in
+    the release's format, at NYUD-v2's image size, is generated at the missing --data-root,
+    and both read it; a root that exists is read as it is (cycled for more samples)."""
+    config = 'configs/polyhistor_lite_swin-t_nyud.py'
+    root = str(tmp_path / 'NYUD_MT')
+    report = benchmark_json(python, '--data', config, '--data-samples', '2', '--metric',
+                            config, '--metric-images', '1', '--data-root', root)
+    data, metric = report['data'], report['metric']
+    assert data['data_root'] == root and data['synthetic'] is True
+    assert data['samples'] == data['distinct_samples'] == 2
+    for split in ('train', 'val'):  # the NYUD_MT layout: gt_sets/<split>.txt, images/<id>.jpg
+        with open(osp.join(root, 'gt_sets', f'{split}.txt')) as f:
+            ids = f.read().split()
+        assert len(ids) == 2 and all(
+            osp.isfile(osp.join(root, 'images', f'{i}.jpg')) for i in ids), (split, ids)
+    assert metric['data_root'] == root and metric['image_shape'] == [480, 640]
+    assert metric['tasks'] == ['depth', 'edge', 'normals', 'semseg']
+    again = benchmark_json(python, '--data', config, '--data-samples', '3', '--data-root',
+                           root)['data']
+    assert again['synthetic'] is False  # an existing root given: taken for real data
+    assert again['samples'] == 3 and again['distinct_samples'] == 2
+
+
 #: the NYUD-v2 twins differ from their PASCAL configs in the decoders' outputs only (which
 #: count_params --all builds and the NYUD demo test runs): two of them run here
 NYUD_RUN = ('configs/polyhistor_lite_swin-t_nyud.py', 'configs/mtlora_swin-t_nyud.py')

@@ -214,6 +214,12 @@ def sal_scores(stats: Sequence[np.ndarray]) -> Dict[str, object]:
 
 
 # ----------------------------------------------------------------------- normals
+def labelled_normals(x: np.ndarray) -> np.ndarray:
+    """The pixels of a (..., 3) normals map that carry a label (a zero vector: none), i.e.
+    ``np.any(x != 0, axis=-1)`` without NumPy's reduction loop over the length-3 axis."""
+    return (x[..., 0] != 0) | (x[..., 1] != 0) | (x[..., 2] != 0)
+
+
 def normalize_normals(x: np.ndarray, axis: int = 0, valid: Optional[np.ndarray] = None,
                       eps: float = 1e-12) -> np.ndarray:
     """Unit vectors along ``axis``: divide by ``max(L2 norm, eps)``.
