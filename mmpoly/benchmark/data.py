@@ -1,10 +1,11 @@
 """The CPU work around the step, on a config's own dataset: the training pipeline's
 throughput (``tools/benchmark.py --data``) and, in :mod:`.metric`, the validation metric.
 
-Both read the config's data root, or ``--data-root``; without either (the data is not on
-this machine) a synthetic copy in the dataset's own on-disk format is generated at its
-images' size under ``data/synthetic_bench/<dataset type>``. A synthetic image decodes
-faster than a real JPEG photo (flat regions compress well), so real data is somewhat slower.
+Both read the config's data root, or ``--data-root``; where that is missing (the data is
+not on this machine) a synthetic copy in the dataset's own on-disk format is generated at
+its images' size, at the given ``--data-root`` or under ``data/synthetic_bench/<dataset
+type>``. A synthetic image decodes faster than a real JPEG photo (flat regions compress
+well), so real data is somewhat slower.
 """
 import copy
 import os
