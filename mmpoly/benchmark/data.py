@@ -16,9 +16,10 @@ from typing import Optional, Tuple
 IMAGE_SIZES = {'PascalContextMTDataset': (375, 500), 'NYUDMTDataset': (480, 640)}
 
 
-def benchmark_dataset(path: str, split: str, num_samples: int,
+def benchmark_dataset(cfg, split: str, num_samples: int,
                       data_root: Optional[str] = None) -> Tuple[object, dict]:
-    """(the dataset, its config) of the config's ``split`` ('train' or 'val') loader.
+    """(the dataset, its config) of the loaded config ``cfg``'s ``split`` ('train' or 'val')
+    loader.
 
     ``data_root`` replaces the config's root. A config without ``auto_generate`` whose root
     is missing reads a synthetic copy of ``num_samples`` images in each split, generated on
@@ -27,14 +28,12 @@ def benchmark_dataset(path: str, split: str, num_samples: int,
     asks for more samples than it holds). The returned config has ``auto_generate`` when the
     data is synthetic (the config's own generated dataset or such a copy; an existing
     ``data_root`` counts as real data)."""
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     import mmpoly  # noqa: F401
     from mmseg.registry import DATASETS
     if split not in ('train', 'val'):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    cfg = Config.fromfile(path)
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     ds_cfg = copy.deepcopy(cfg.get(f'{split}_dataloader').dataset)
     if data_root is not None:
@@ -53,7 +52,8 @@ def data_throughput(path: str, num_samples: int = 32,
                     data_root: Optional[str] = None) -> dict:
     """Samples per second of the training pipeline in one process (= per dataloader worker),
     over ``num_samples`` samples (the dataset's, cycled if it has fewer) after one warm-up."""
-    dataset, ds_cfg = benchmark_dataset(path, 'train', num_samples, data_root)
+    from mmengine.config import Config
+    dataset, ds_cfg = benchmark_dataset(Config.fromfile(path), 'train', num_samples, data_root)
     dataset[0]  # warm up (lazy init, file cache)
     t0 = time.perf_counter()
     for i in range(num_samples):

@@ -24,8 +24,9 @@ def metric_time(path: str, num_images: int = 16, data_root: Optional[str] = None
     from mmengine.structures import PixelData
 
     from mmpoly.tasks import TaskSpec
-    dataset, ds_cfg = benchmark_dataset(path, 'val', num_images + 1, data_root)
-    evaluator = Evaluator(Config.fromfile(path).val_evaluator)
+    cfg = Config.fromfile(path)
+    dataset, ds_cfg = benchmark_dataset(cfg, 'val', num_images + 1, data_root)
+    evaluator = Evaluator(cfg.val_evaluator)
     evaluator.dataset_meta = dataset.metainfo
     specs = {task: TaskSpec.from_any(spec, f'task_specs.{task}')
              for task, spec in dataset.metainfo['task_specs'].items()}
